@@ -1,0 +1,71 @@
+"""The compiled graph: a frozen record of flat arrays in topological order.
+
+Built once per :class:`~pathgeom.SharedGraph` by :func:`compile_arrays` from integer edge
+arrays whose node ids are already topological positions.  Every array is C-contiguous and
+read-only.  Per edge it stores 16 bytes: ``src``/``par`` (incoming CSR, grouped by
+destination) and ``dst``/``opar`` (outgoing CSR, grouped by source), all int32.
+"""
+
+from typing import NamedTuple
+
+import numpy as np
+
+from . import _kernels
+
+
+class CompiledGraph(NamedTuple):
+    indptr: np.ndarray   # (n+1,) int64: incoming edges of v are indptr[v]:indptr[v+1]
+    src: np.ndarray      # (E,) int32 source of each incoming edge, sorted by (dst, src, par)
+    par: np.ndarray      # (E,) int32 parameter of each incoming edge
+    optr: np.ndarray     # (n+1,) int64: outgoing edges of u are optr[u]:optr[u+1]
+    dst: np.ndarray      # (E,) int32 destination of each outgoing edge, sorted by (src, dst, par)
+    opar: np.ndarray     # (E,) int32 parameter of each outgoing edge
+    relu: np.ndarray     # (n,) uint8: 1 on internal nodes (ReLU), 0 on inputs and outputs
+    inputs: np.ndarray   # (n_inputs,) int64 positions, in input-vector order
+    outputs: np.ndarray  # (n_outputs,) int64 positions, in output-vector order
+    depth: np.ndarray    # (n,) int64 longest-path depth from the sources
+    live: np.ndarray     # (n,) bool: some path leads from the node to an output
+    n_params: int
+
+
+def _frozen(a, dtype):
+    a = np.ascontiguousarray(a, dtype=dtype)
+    a.flags.writeable = False
+    return a
+
+
+def compile_arrays(n, src, dst, par, inputs, outputs, depth, n_params):
+    """Build the record; ``src < dst`` must hold for every edge (positions in topological order)."""
+    # Canonical edge order by counting sorts (stable, O(E + n + m)):
+    # (par) -> (dst, par) -> (src, dst, par) gives the outgoing CSR; sorting that stably by
+    # dst gives the incoming CSR in (dst, src, par) order.
+    a = _kernels.counting_order(par, max(n_params, 1))
+    a = a[_kernels.counting_order(dst[a], n)]
+    a = a[_kernels.counting_order(src[a], n)]
+    out_src, out_dst, out_par = src[a], dst[a], par[a]
+    b = _kernels.counting_order(out_dst, n)
+    in_src, in_dst, in_par = out_src[b], out_dst[b], out_par[b]
+    indptr = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(np.bincount(in_dst, minlength=n), out=indptr[1:])
+    optr = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(np.bincount(out_src, minlength=n), out=optr[1:])
+    relu = np.ones(n, dtype=np.uint8)
+    relu[inputs] = 0
+    relu[outputs] = 0
+    is_output = np.zeros(n, dtype=np.bool_)
+    is_output[outputs] = True
+    live = _kernels.reaches_output(optr, out_dst.astype(np.int32), is_output)
+    return CompiledGraph(
+        indptr=_frozen(indptr, np.int64),
+        src=_frozen(in_src, np.int32),
+        par=_frozen(in_par, np.int32),
+        optr=_frozen(optr, np.int64),
+        dst=_frozen(out_dst, np.int32),
+        opar=_frozen(out_par, np.int32),
+        relu=_frozen(relu, np.uint8),
+        inputs=_frozen(inputs, np.int64),
+        outputs=_frozen(outputs, np.int64),
+        depth=_frozen(depth, np.int64),
+        live=_frozen(live, np.bool_),
+        n_params=int(n_params),
+    )

@@ -1,0 +1,307 @@
+"""numba kernels over the compiled graph.
+
+Conventions shared by every kernel (nothing here validates; the callers in
+``graph.py`` and ``geometry.py`` do):
+
+* nodes are ``0..n-1`` in topological order, so every edge ``u -> v`` has ``u < v``;
+* incoming edges of node ``v`` are ``src[indptr[v]:indptr[v+1]]`` with parameter
+  indices ``par[...]`` (CSR by destination, int32 indices, int64 ``indptr``); the
+  outgoing edges of ``u`` are ``dst[optr[u]:optr[u+1]]`` with ``opar[...]``;
+* node-by-batch arrays are ``(n_nodes, B)`` and C-contiguous, so one node's batch
+  is a contiguous row;
+* outputs are written into arrays the caller preallocated.
+"""
+
+import numba
+import numpy as np
+
+_FM = {"contract"}  # allow fused multiply-add; keeps inf/nan semantics for overflow checks
+_FM_REASSOC = {"contract", "reassoc"}  # reductions over edges may be reordered
+
+
+# --------------------------------------------------------------------------- construction
+
+
+@numba.njit(cache=True)
+def counting_order(keys, n_keys):
+    """Stable permutation sorting ``keys`` (ints in ``[0, n_keys)``) ascending."""
+    count = np.zeros(n_keys + 1, dtype=np.int64)
+    for k in keys:
+        count[k + 1] += 1
+    for i in range(n_keys):
+        count[i + 1] += count[i]
+    order = np.empty(keys.shape[0], dtype=np.int64)
+    for e in range(keys.shape[0]):
+        k = keys[e]
+        order[count[k]] = e
+        count[k] += 1
+    return order
+
+
+@numba.njit(cache=True)
+def longest_path_depth(n, src, dst):
+    """Kahn's algorithm: longest-path depth from the sources, -1 on nodes on or after a cycle."""
+    out_ptr = np.zeros(n + 1, dtype=np.int64)
+    indeg = np.zeros(n, dtype=np.int64)
+    for e in range(src.shape[0]):
+        out_ptr[src[e] + 1] += 1
+        indeg[dst[e]] += 1
+    for i in range(n):
+        out_ptr[i + 1] += out_ptr[i]
+    fill = out_ptr[:-1].copy()
+    out_dst = np.empty(src.shape[0], dtype=np.int64)
+    for e in range(src.shape[0]):
+        out_dst[fill[src[e]]] = dst[e]
+        fill[src[e]] += 1
+    depth = np.full(n, -1, dtype=np.int64)
+    queue = np.empty(n, dtype=np.int64)
+    head = 0
+    tail = 0
+    for v in range(n):
+        if indeg[v] == 0:
+            depth[v] = 0
+            queue[tail] = v
+            tail += 1
+    best = np.zeros(n, dtype=np.int64)
+    while head < tail:
+        u = queue[head]
+        head += 1
+        du = depth[u] + 1
+        for k in range(out_ptr[u], out_ptr[u + 1]):
+            v = out_dst[k]
+            if du > best[v]:
+                best[v] = du
+            indeg[v] -= 1
+            if indeg[v] == 0:
+                depth[v] = best[v]
+                queue[tail] = v
+                tail += 1
+    return depth
+
+
+# --------------------------------------------------------------------------- real network
+
+
+@numba.njit(cache=True, fastmath=_FM)
+def forward(indptr, src, par, relu, p, H):
+    """``H[v] = act_v(sum_{u->v} p[par] * H[u])`` for every node with incoming edges.
+
+    ``H`` arrives holding the inputs' rows and zeros elsewhere.
+    """
+    B = H.shape[1]
+    for v in range(H.shape[0]):
+        lo = indptr[v]
+        hi = indptr[v + 1]
+        if lo == hi:
+            continue
+        row = H[v]
+        for e in range(lo, hi):
+            w = p[par[e]]
+            hu = H[src[e]]
+            for b in range(B):
+                row[b] += w * hu[b]
+        if relu[v]:
+            for b in range(B):
+                if not row[b] > 0.0:
+                    row[b] = 0.0
+
+
+@numba.njit(cache=True, fastmath=_FM)
+def backward(indptr, src, par, relu, p, H, G, grad):
+    """Reverse pass: ``G`` holds dL/dh (the seeds at outputs); ``grad`` accumulates dL/dp.
+
+    For internal nodes ``dL/dz_v = dL/dh_v * [h_v > 0]`` (relu'(0) = 0).
+    """
+    B = H.shape[1]
+    for v in range(H.shape[0] - 1, -1, -1):
+        lo = indptr[v]
+        hi = indptr[v + 1]
+        if lo == hi:
+            continue
+        g = G[v]
+        if relu[v]:
+            hv = H[v]
+            for b in range(B):
+                if not hv[b] > 0.0:
+                    g[b] = 0.0
+        nonzero = False
+        for b in range(B):
+            if g[b] != 0.0:
+                nonzero = True
+                break
+        if not nonzero:
+            continue
+        for e in range(lo, hi):
+            u = src[e]
+            w = p[par[e]]
+            hu = H[u]
+            gu = G[u]
+            s = 0.0
+            for b in range(B):
+                s += g[b] * hu[b]
+                gu[b] += w * g[b]
+            grad[par[e]] += s
+
+
+# --------------------------------------------------------------------------- squared network
+
+
+@numba.njit(cache=True, fastmath=_FM_REASSOC)
+def sq_forward(indptr, src, par, q, h):
+    """Squared network on the all-ones input: ``h[v] = sum_{u->v} q[par] h[u]``.
+
+    ``h`` arrives with ones on the inputs and zeros elsewhere; every value stays >= 0,
+    so the ReLU is the identity and is not applied.
+    """
+    for v in range(h.shape[0]):
+        lo = indptr[v]
+        hi = indptr[v + 1]
+        if lo == hi:
+            continue
+        s = 0.0
+        for e in range(lo, hi):
+            s += q[par[e]] * h[src[e]]
+        h[v] = s
+
+
+@numba.njit(cache=True, fastmath=_FM)
+def sq_backward(optr, dst, opar, q, h, delta, kappa1):
+    """``delta[u] = sum_{u->v} q[par] delta[v]``; ``kappa1[i] += sum_{(u->v) in E_i} h[u] delta[v]``.
+
+    Pull form over the *outgoing* CSR (``dst``/``opar`` grouped by source): one store per
+    edge instead of two.  ``delta`` arrives with ones on the outputs (which have no
+    outgoing edges and keep them) and zeros elsewhere.  Unrolled by four with separate
+    partial sums, which is what lets the loads of consecutive edges overlap.
+    """
+    for u in range(h.shape[0] - 1, -1, -1):
+        lo = optr[u]
+        hi = optr[u + 1]
+        if lo == hi:
+            continue
+        hu = h[u]
+        s0 = 0.0
+        s1 = 0.0
+        s2 = 0.0
+        s3 = 0.0
+        e = lo
+        while e + 4 <= hi:
+            i0 = opar[e]
+            i1 = opar[e + 1]
+            i2 = opar[e + 2]
+            i3 = opar[e + 3]
+            d0 = delta[dst[e]]
+            d1 = delta[dst[e + 1]]
+            d2 = delta[dst[e + 2]]
+            d3 = delta[dst[e + 3]]
+            s0 += q[i0] * d0
+            s1 += q[i1] * d1
+            s2 += q[i2] * d2
+            s3 += q[i3] * d3
+            kappa1[i0] += hu * d0
+            kappa1[i1] += hu * d1
+            kappa1[i2] += hu * d2
+            kappa1[i3] += hu * d3
+            e += 4
+        while e < hi:
+            i = opar[e]
+            dv = delta[dst[e]]
+            s0 += q[i] * dv
+            kappa1[i] += hu * dv
+            e += 1
+        delta[u] = (s0 + s1) + (s2 + s3)
+
+
+@numba.njit(cache=True, fastmath=_FM)
+def _tangent_block(indptr, src, par, q, h, delta, params, start, stop, slot, out):
+    """Forward tangents of the squared network along ``q_i`` for the parameters ``params``.
+
+    ``t_v[k] = sum_{u->v} q t_u[k] + sum_{(u->v) in E_{params[k]}} h_u`` over the nodes
+    ``start..stop-1`` (tangents vanish before ``start``), accumulating
+    ``out[k] = sum_{(u->v) in E_{params[k]}} t_u[k] delta_v``.
+    ``slot`` is a scratch map parameter -> column, all -1 on entry and on exit.
+    """
+    K = params.shape[0]
+    for k in range(K):
+        if params[k] >= 0:
+            slot[params[k]] = k
+        out[k] = 0.0
+    t = np.zeros((stop - start, K))
+    for v in range(start, stop):
+        tv = t[v - start]
+        dv = delta[v]
+        for e in range(indptr[v], indptr[v + 1]):
+            u = src[e]
+            i = par[e]
+            k = slot[i]
+            if u >= start:
+                tu = t[u - start]
+                w = q[i]
+                for c in range(K):
+                    tv[c] += w * tu[c]
+                if k >= 0 and dv != 0.0:
+                    out[k] += tu[k] * dv
+            if k >= 0:
+                tv[k] += h[u]
+    for k in range(K):
+        if params[k] >= 0:
+            slot[params[k]] = -1
+
+
+@numba.njit(cache=True, parallel=True)
+def tangent_blocks(indptr, src, par, q, h, delta, blocks, ranges, out):
+    """Run :func:`_tangent_block` for every row of ``blocks`` (padded with -1), in parallel.
+
+    Each iteration owns its scratch (``slot``, tangents) and writes only its own row
+    ``out[b]``; the caller scatters the rows into the per-parameter result.
+    """
+    n_params = q.shape[0]
+    for b in numba.prange(blocks.shape[0]):
+        slot = np.full(n_params, -1, dtype=np.int64)
+        _tangent_block(indptr, src, par, q, h, delta, blocks[b], ranges[b, 0], ranges[b, 1],
+                       slot, out[b])
+
+
+# --------------------------------------------------------------------------- graph facts
+
+
+@numba.njit(cache=True)
+def reaches_output(optr, dst, is_output):
+    """``live[u]``: whether some path leads from ``u`` to an output node (outputs included)."""
+    n = is_output.shape[0]
+    live = is_output.copy()
+    for u in range(n - 1, -1, -1):
+        if live[u]:
+            continue
+        for e in range(optr[u], optr[u + 1]):
+            if live[dst[e]]:
+                live[u] = True
+                break
+    return live
+
+
+@numba.njit(cache=True)
+def param_extents(indptr, src, par, depth, n_params):
+    """Per parameter: min/max depth of its edges' sources and min/max position of their heads.
+
+    Unused parameters get ``(0, 0, 0, -1)``-style empty extents: ``count == 0``.
+    """
+    big = np.iinfo(np.int64).max
+    dmin = np.full(n_params, big, dtype=np.int64)
+    dmax = np.full(n_params, -1, dtype=np.int64)
+    vmin = np.full(n_params, big, dtype=np.int64)
+    vmax = np.full(n_params, -1, dtype=np.int64)
+    count = np.zeros(n_params, dtype=np.int64)
+    for v in range(indptr.shape[0] - 1):
+        for e in range(indptr[v], indptr[v + 1]):
+            i = par[e]
+            d = depth[src[e]]
+            count[i] += 1
+            if d < dmin[i]:
+                dmin[i] = d
+            if d > dmax[i]:
+                dmax[i] = d
+            if v < vmin[i]:
+                vmin[i] = v
+            if v > vmax[i]:
+                vmax[i] = v
+    return dmin, dmax, vmin, vmax, count

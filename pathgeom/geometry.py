@@ -1,0 +1,360 @@
+r"""The path regularizer :math:`\gamma^2` and its curvature terms :math:`\kappa^{(1)}, \kappa^{(2)}, \kappa`.
+
+Everything here is computed on the *squared network*: the same graph with every weight
+squared, :math:`q = p^2`, run on the all-ones input.  Its node values are
+
+.. math::
+
+    h_v = 1 \ (v \in V_{in}), \qquad h_v = \sum_{u \to v} q_{\pi(u \to v)} h_u ,
+
+(all :math:`\ge 0`, so the ReLU is the identity) and :math:`g(q) = \sum_{v \in V_{out}} h_v`
+is the path regularizer of eqs. (2)-(3):
+
+.. math::
+
+    \gamma^2(p) = \sum_{\zeta \in \mathcal{P}} \prod_{e \in \zeta} w_e^2 = g(p^2).
+
+With :math:`\delta_v = \partial g / \partial h_v` (one backward pass seeded with 1 at
+every output), eq. (8) splits as
+
+.. math::
+
+    \kappa_i = \tfrac12 \frac{\partial^2 \gamma^2}{\partial p_i^2}
+             = \underbrace{\frac{\partial g}{\partial q_i}}_{\kappa^{(1)}_i}
+             + \underbrace{2 q_i \frac{\partial^2 g}{\partial q_i^2}}_{\kappa^{(2)}_i},
+    \qquad
+    \kappa^{(1)}_i = \sum_{(u \to v) \in E_i} h_u \delta_v \quad \text{(Theorem 3)}.
+
+:math:`\kappa^{(2)}` here is the *exact* term, so :math:`\kappa = \kappa^{(1)} + \kappa^{(2)}`
+(Lemma 1).  The paper's printed eq. (10) equals :math:`\tfrac12 \kappa^{(2)}` and its
+eq. (11) equals :math:`\tfrac14 \kappa^{(2)}` (see :mod:`pathgeom.reference`).
+
+Costs: :math:`\gamma^2` and :math:`\kappa^{(1)}` take one forward and one backward sweep
+over the edges, :math:`O(|E|)`.  :math:`\kappa^{(2)}_i` takes one forward-tangent sweep per
+parameter that can interact, :math:`O(|E|)` each, batched over many parameters per sweep
+and spread over numba's threads; parameters that the depth certificate proves zero
+(:func:`kappa2_support`) cost nothing.
+"""
+
+from typing import NamedTuple, Optional
+
+import numpy as np
+
+from . import _kernels
+from ._errors import PathOverflowError
+from ._validation import as_params, first_nonfinite_row
+from .graph import SharedGraph
+
+__all__ = ["PathQuantities", "path_quantities", "gamma2", "kappa1", "kappa2", "kappa",
+           "kappa2_support", "squared_network"]
+
+#: Parameters per forward-tangent sweep in :func:`kappa2` (one SIMD-friendly row per node).
+TANGENT_BLOCK = 64
+
+
+class PathQuantities(NamedTuple):
+    r"""The results of :func:`path_quantities`.
+
+    Attributes
+    ----------
+    gamma2 : float
+        :math:`\gamma^2(p)`, eqs. (2)-(3).
+    kappa1 : ndarray, shape (n_params,)
+        :math:`\kappa^{(1)}`, eq. (9) / Theorem 3.
+    kappa2 : ndarray, shape (n_params,) or None
+        Exact :math:`\kappa^{(2)}` (None when not requested).
+    kappa : ndarray, shape (n_params,) or None
+        :math:`\kappa = \kappa^{(1)} + \kappa^{(2)} = \tfrac12 \partial^2\gamma^2/\partial p^2`.
+    """
+
+    gamma2: float
+    kappa1: np.ndarray
+    kappa2: Optional[np.ndarray]
+    kappa: Optional[np.ndarray]
+
+
+def _check_graph(g):
+    if not isinstance(g, SharedGraph):
+        raise TypeError(f"expected a pathgeom.SharedGraph, got {type(g).__name__}; build one "
+                        f"with SharedGraph.from_edges / from_arrays / from_networkx")
+
+
+def _overflow(g, row, what):
+    raise PathOverflowError(
+        f"{what} overflowed float64 at node {g.nodes[row]!r} (position {row}): the squared "
+        f"network's path sums exceed the float64 range; scale the weights down "
+        f"(gamma^2 of c*p is at most c**(2L) gamma^2(p) for paths of length <= L)")
+
+
+def _squared_forward(g, q):
+    """Node values ``h`` of the squared network; nodes that reach no output are zeroed."""
+    c = g._c
+    h = np.zeros(g.n_nodes)
+    h[c.inputs] = 1.0
+    _kernels.sq_forward(c.indptr, c.src, c.par, q, h)
+    h[~c.live] = 0.0  # they feed nothing that is summed; zeroing keeps inf*0 out of kappa
+    if not np.isfinite(h).all():
+        _overflow(g, first_nonfinite_row(h), "gamma^2")
+    return h
+
+
+def _squared_backward(g, q, h):
+    """``delta = dg/dh`` and ``kappa1 = dg/dq``."""
+    c = g._c
+    delta = np.zeros(g.n_nodes)
+    delta[c.outputs] = 1.0
+    k1 = np.zeros(g.n_params)
+    _kernels.sq_backward(c.optr, c.dst, c.opar, q, h, delta, k1)
+    if not np.isfinite(delta).all():
+        _overflow(g, first_nonfinite_row(delta), "the output sensitivity delta")
+    if not np.isfinite(k1).all():
+        i = int(np.flatnonzero(~np.isfinite(k1))[0])
+        raise PathOverflowError(f"kappa1[{i}] overflowed float64; scale the weights down")
+    return delta, k1
+
+
+def _setup(g, p):
+    _check_graph(g)
+    p = as_params(p, g.n_params)
+    with np.errstate(over="ignore"):
+        q = p * p
+    if not np.isfinite(q).all():
+        i = int(np.flatnonzero(~np.isfinite(q))[0])
+        raise PathOverflowError(f"p[{i}]**2 overflows float64 (p[{i}] = {p[i]}); scale the "
+                                f"weights down")
+    return q
+
+
+def squared_network(g, p):
+    r"""Node values :math:`h` and sensitivities :math:`\delta` of the squared network.
+
+    .. math::
+
+        h_v = \gamma^2_v = \sum_{\zeta : V_{in} \leadsto v} \prod_{e \in \zeta} w_e^2,
+        \qquad
+        \delta_v = \frac{\partial g}{\partial h_v} = \sum_{\zeta : v \leadsto V_{out}}
+                   \prod_{e \in \zeta} w_e^2 .
+
+    Parameters
+    ----------
+    g : SharedGraph
+    p : array_like, shape (n_params,)
+
+    Returns
+    -------
+    h, delta : ndarray, shape (n_nodes,)
+        In :attr:`SharedGraph.nodes` order.  ``h`` is 0 on nodes that reach no output.
+
+    Examples
+    --------
+    >>> import pathgeom
+    >>> g = pathgeom.SharedGraph.from_edges([("x", "a", 0), ("a", "y", 0)], ["x"], ["y"])
+    >>> h, delta = pathgeom.squared_network(g, [3.0])
+    >>> h, delta
+    (array([ 1.,  9., 81.]), array([81.,  9.,  1.]))
+    """
+    q = _setup(g, p)
+    h = _squared_forward(g, q)
+    delta, _ = _squared_backward(g, q, h)
+    return h, delta
+
+
+def gamma2(g, p):
+    r"""The path regularizer :math:`\gamma^2(p) = \sum_{\zeta} \prod_{e \in \zeta} p_{\pi(e)}^2` (eqs. 2-3).
+
+    One forward sweep of the squared network on the all-ones input.
+
+    Parameters
+    ----------
+    g : SharedGraph
+    p : array_like, shape (n_params,)
+
+    Returns
+    -------
+    float
+
+    Raises
+    ------
+    PathOverflowError
+        If a path sum exceeds float64; the message names the node.
+
+    Examples
+    --------
+    >>> import pathgeom
+    >>> g = pathgeom.SharedGraph.from_edges([("x", "a", 0), ("a", "y", 0)], ["x"], ["y"])
+    >>> pathgeom.gamma2(g, [2.0])  # one path, p**4
+    16.0
+    """
+    q = _setup(g, p)
+    h = _squared_forward(g, q)
+    return float(h[g._c.outputs].sum())
+
+
+def kappa1(g, p):
+    r""":math:`\kappa^{(1)}_i = \partial g / \partial q_i = \sum_{(u\to v) \in E_i} h_u \delta_v` (eq. 9, Theorem 3).
+
+    One forward and one backward sweep of the squared network, :math:`O(|E|)`.
+
+    Examples
+    --------
+    >>> import pathgeom
+    >>> g = pathgeom.SharedGraph.from_edges([("x", "a", 0), ("a", "y", 0)], ["x"], ["y"])
+    >>> pathgeom.kappa1(g, [2.0])  # 2 p**2
+    array([8.])
+    """
+    return path_quantities(g, p, with_kappa2=False).kappa1
+
+
+def kappa2(g, p):
+    r"""The exact :math:`\kappa^{(2)}_i = 2 q_i \,\partial^2 g / \partial q_i^2`, any sharing pattern.
+
+    Over pairs of edges :math:`e = (u\to v)` before :math:`e' = (u' \to v')` on a path,
+    both in :math:`E_i`, with :math:`M(v, u')` the squared-network path sum from
+    :math:`v` to :math:`u'` (:math:`M(v, v) = 1`):
+
+    .. math::
+
+        \kappa^{(2)}_i = 4 q_i \sum_{e \prec e' \in E_i} h_u \, M(v, u') \, \delta_{v'} .
+
+    Computed with the forward tangent of the squared network along :math:`q_i`,
+    :math:`t_v = \sum_{u \to v} q\, t_u + \sum_{(u \to v) \in E_i} h_u`, which gives
+    :math:`\partial^2 g/\partial q_i^2 = 2 \sum_{(u \to v) \in E_i} t_u \delta_v`.
+    This is twice the paper's printed eq. (10) and four times its eq. (11).
+
+    Cost: parameters that :func:`kappa2_support` excludes are exactly 0 and free; each
+    other parameter costs one tangent sweep over the edges between its first and last
+    edge, :math:`O(|E|)`, done ``TANGENT_BLOCK`` parameters at a time (one SIMD row per
+    node) and in parallel over numba's threads (``numba.set_num_threads``).
+
+    Examples
+    --------
+    >>> import pathgeom
+    >>> g = pathgeom.SharedGraph.from_edges([("x", "a", 0), ("a", "y", 0)], ["x"], ["y"])
+    >>> pathgeom.kappa2(g, [2.0])  # 4 p**2; the printed eq. (10) would give 2 p**2
+    array([16.])
+    """
+    return path_quantities(g, p).kappa2
+
+
+def kappa(g, p):
+    r""":math:`\kappa_i = \tfrac12\, \partial^2 \gamma^2 / \partial p_i^2 = \kappa^{(1)}_i + \kappa^{(2)}_i` (eq. 8, Lemma 1).
+
+    Examples
+    --------
+    >>> import pathgeom
+    >>> g = pathgeom.SharedGraph.from_edges([("x", "a", 0), ("a", "y", 0)], ["x"], ["y"])
+    >>> pathgeom.kappa(g, [2.0])  # gamma^2 = p**4, half its second derivative is 6 p**2
+    array([24.])
+    """
+    return path_quantities(g, p).kappa
+
+
+def _support_and_blocks(g):
+    """Cached per graph: parameters not certified zero, grouped into tangent blocks."""
+    cache = g._cache
+    key = ("kappa2_blocks", TANGENT_BLOCK)
+    if key not in cache:
+        c = g._c
+        dmin, dmax, vmin, vmax, count = _kernels.param_extents(c.indptr, c.src, c.par, c.depth,
+                                                                g.n_params)
+        support = np.flatnonzero((count >= 2) & (dmax > dmin))
+        order = support[np.argsort(vmin[support], kind="stable")]
+        n_blocks = -(-order.size // TANGENT_BLOCK)
+        blocks = np.full((n_blocks, TANGENT_BLOCK), -1, dtype=np.int64)
+        blocks.flat[:order.size] = order
+        ranges = np.zeros((n_blocks, 2), dtype=np.int64)
+        for b in range(n_blocks):
+            members = blocks[b][blocks[b] >= 0]
+            ranges[b] = vmin[members].min(), vmax[members].max() + 1
+        support.flags.writeable = False
+        cache[key] = (support, blocks, ranges)
+    return cache[key]
+
+
+def kappa2_support(g):
+    r"""Parameters whose :math:`\kappa^{(2)}` the depth certificate does not prove zero.
+
+    Longest-path depth from the sources strictly increases along every edge, so two
+    edges whose sources have the same depth never lie on one path.  If every edge of
+    :math:`E_i` leaves a node of one depth, :math:`\kappa^{(2)}_i = 0` exactly and
+    :func:`kappa2` skips it.  Feed-forward networks and CNNs have an empty support; in
+    an unrolled RNN it is the recurrent matrix.
+
+    Returns
+    -------
+    ndarray of int64
+        Sorted parameter indices (read-only).
+
+    Examples
+    --------
+    >>> import pathgeom
+    >>> g = pathgeom.SharedGraph.from_edges([("x", "a", 0), ("a", "y", 0), ("x", "y", 1)],
+    ...                                     ["x"], ["y"])
+    >>> pathgeom.kappa2_support(g)
+    array([0])
+    """
+    _check_graph(g)
+    return _support_and_blocks(g)[0]
+
+
+def _kappa2_from(g, q, h, delta):
+    c = g._c
+    support, blocks, ranges = _support_and_blocks(g)
+    k2 = np.zeros(g.n_params)
+    if support.size:
+        out = np.zeros(blocks.shape, dtype=np.float64)
+        _kernels.tangent_blocks(c.indptr, c.src, c.par, q, h, delta, blocks, ranges, out)
+        mask = blocks >= 0
+        k2[blocks[mask]] = 4.0 * q[blocks[mask]] * out[mask]
+        if not np.isfinite(k2).all():
+            i = int(np.flatnonzero(~np.isfinite(k2))[0])
+            raise PathOverflowError(f"kappa2[{i}] overflowed float64; scale the weights down")
+    return k2
+
+
+def path_quantities(g, p, with_kappa2=True):
+    r""":math:`\gamma^2`, :math:`\kappa^{(1)}`, exact :math:`\kappa^{(2)}` and :math:`\kappa` in one call.
+
+    Shares one forward and one backward sweep of the squared network between all four;
+    with ``with_kappa2=False`` that is all it does (the cheap Path-SGD curvature).
+
+    Parameters
+    ----------
+    g : SharedGraph
+    p : array_like, shape (n_params,)
+        Finite parameters.
+    with_kappa2 : bool, default True
+        Also compute the exact :math:`\kappa^{(2)}` and :math:`\kappa`.
+
+    Returns
+    -------
+    PathQuantities
+        ``(gamma2, kappa1, kappa2, kappa)``; the last two are None when not requested.
+
+    Raises
+    ------
+    ValueError
+        ``p`` of the wrong shape or not finite.
+    PathOverflowError
+        A path sum beyond the float64 range; the message names the node or parameter.
+
+    Examples
+    --------
+    >>> import pathgeom
+    >>> g = pathgeom.SharedGraph.from_edges([("x", "a", 0), ("a", "y", 0)], ["x"], ["y"])
+    >>> r = pathgeom.path_quantities(g, [2.0])
+    >>> r.gamma2, r.kappa1, r.kappa2, r.kappa
+    (16.0, array([8.]), array([16.]), array([24.]))
+    """
+    q = _setup(g, p)
+    h = _squared_forward(g, q)
+    g2 = float(h[g._c.outputs].sum())
+    delta, k1 = _squared_backward(g, q, h)
+    if not with_kappa2:
+        return PathQuantities(g2, k1, None, None)
+    k2 = _kappa2_from(g, q, h, delta)
+    k = k1 + k2
+    if not np.isfinite(k).all():
+        i = int(np.flatnonzero(~np.isfinite(k))[0])
+        raise PathOverflowError(f"kappa[{i}] overflowed float64; scale the weights down")
+    return PathQuantities(g2, k1, k2, k)

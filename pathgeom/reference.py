@@ -1,0 +1,286 @@
+r"""The executable definitions: explicit path enumeration in exact rational arithmetic.
+
+Slow on purpose (exponential in depth): every quantity is computed from its definition
+with :class:`fractions.Fraction`, independently of the numba engine, for small graphs and
+for testing.  Floats given as parameters or inputs are converted exactly.
+
+Notation: :math:`\mathcal{P}` is the set of input-to-output paths :math:`\zeta` (tuples
+of edges), :math:`q = p^2`, and :math:`n_i(\zeta)` the number of edges of :math:`\zeta`
+in :math:`E_i`.  Along a path,
+:math:`\prod_{e \in \zeta} q_{\pi(e)} = q_i^{n_i(\zeta)} R_{i}(\zeta)`.
+
+==========================  ============================================================
+function                    definition
+==========================  ============================================================
+:func:`gamma2`              :math:`\sum_\zeta \prod_{e \in \zeta} q_{\pi(e)}` (eqs. 2-3)
+:func:`kappa`               :math:`\tfrac12 \partial^2 \gamma^2 / \partial p_i^2`, by exact
+                            differentiation of the polynomial :math:`\gamma^2` in
+                            :math:`p_i` (eq. 8)
+:func:`kappa1`              eq. (9): :math:`\sum_{e \in E_i} \sum_{\zeta \ni e}
+                            \prod_{e'' \in \zeta, e'' \ne e} q`
+:func:`kappa2`              the exact term: :math:`4 q_i \sum_\zeta \sum_{\{e, e'\}
+                            \subseteq \zeta \cap E_i} \prod_{e'' \ne e, e'} q`, so that
+                            :math:`\kappa = \kappa^{(1)} + \kappa^{(2)}`
+:func:`kappa2_printed_eq10` the paper's eq. (10) as printed: ordered pairs
+                            :math:`e_1 \ne e_2`, factor :math:`q_i` (half the exact term)
+:func:`kappa2_printed_eq11` the paper's eq. (11) as printed, with :math:`h`,
+                            :math:`\delta` and :math:`\partial h_{u'}/\partial h_v` as path
+                            sums (a quarter of the exact term)
+:func:`forward`             the ReLU network of Table 1, exactly
+:func:`backward`            :math:`\partial (dy \cdot f_p(x)) / \partial p` from the path
+                            form of a ReLU network: :math:`y_o = \sum_{\zeta \text{ active}}
+                            x_{\zeta_0} \prod_{e \in \zeta} w_e`
+==========================  ============================================================
+
+Per path with :math:`n = n_i(\zeta)`: :math:`\kappa` contributes
+:math:`n(2n-1) q_i^{n-1} R`, :math:`\kappa^{(1)}` contributes :math:`n q_i^{n-1} R`, the
+exact :math:`\kappa^{(2)}` :math:`2n(n-1) q_i^{n-1} R`, eq. (10) :math:`n(n-1) q_i^{n-1} R`
+and eq. (11) :math:`\tfrac12 n(n-1) q_i^{n-1} R`.
+
+Examples
+--------
+The smallest witness that the printed constants are not the exact term: the chain
+``in -> a -> out`` whose two edges share :math:`p`, so :math:`\gamma^2 = p^4`:
+
+>>> import pathgeom
+>>> from pathgeom import reference
+>>> g = pathgeom.SharedGraph.from_edges([("in", "a", 0), ("a", "out", 0)], ["in"], ["out"])
+>>> p = [3]
+>>> reference.kappa(g, p), reference.kappa1(g, p), reference.kappa2(g, p)
+([Fraction(54, 1)], [Fraction(18, 1)], [Fraction(36, 1)])
+>>> reference.kappa2_printed_eq10(g, p), reference.kappa2_printed_eq11(g, p)
+([Fraction(18, 1)], [Fraction(9, 1)])
+"""
+
+from collections import defaultdict
+from fractions import Fraction
+
+__all__ = ["paths", "gamma2", "kappa", "kappa1", "kappa2", "kappa2_printed_eq10",
+           "kappa2_printed_eq11", "forward", "backward"]
+
+#: Refuse graphs with more input-to-output paths than this (pass ``max_paths`` to change).
+MAX_PATHS = 200_000
+
+
+def _fractions(values, name):
+    try:
+        return [Fraction(v) for v in values]
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name} must hold finite numbers: {exc}") from None
+
+
+def _edge_list(g):
+    src, dst, par = g.edges()
+    return list(zip(src.tolist(), dst.tolist(), par.tolist()))
+
+
+def _paths_between(g, edges, starts, is_end, max_paths):
+    out_edges = defaultdict(list)
+    for k, (u, v, _) in enumerate(edges):
+        out_edges[u].append(k)
+    found = []
+
+    def walk(node, path):
+        if is_end(node) and path:
+            found.append(tuple(path))
+            if len(found) > max_paths:
+                raise ValueError(f"more than {max_paths} paths: the reference enumerates "
+                                 f"paths explicitly and is meant for small graphs")
+        for k in out_edges[node]:
+            path.append(k)
+            walk(edges[k][1], path)
+            path.pop()
+
+    for s in starts:
+        walk(s, [])
+    return found
+
+
+def paths(g, max_paths=MAX_PATHS):
+    """All input-to-output paths of ``g``, each a tuple of indices into ``g.edges()``."""
+    edges = _edge_list(g)
+    outputs = set(g._c.outputs.tolist())
+    return _paths_between(g, edges, g._c.inputs.tolist(), outputs.__contains__, max_paths)
+
+
+def _setup(g, p, max_paths):
+    p = _fractions(p, "p")
+    if len(p) != g.n_params:
+        raise ValueError(f"p has {len(p)} entries; the graph has {g.n_params} parameters")
+    edges = _edge_list(g)
+    return p, [p[i] * p[i] for i in range(len(p))], edges, paths(g, max_paths)
+
+
+def _product(q, edges, path, skip=()):
+    r = Fraction(1)
+    for pos, k in enumerate(path):
+        if pos not in skip:
+            r *= q[edges[k][2]]
+    return r
+
+
+def gamma2(g, p, max_paths=MAX_PATHS):
+    r""":math:`\gamma^2(p) = \sum_{\zeta} \prod_{e \in \zeta} p_{\pi(e)}^2`, exactly."""
+    _, q, edges, ps = _setup(g, p, max_paths)
+    return sum((_product(q, edges, z) for z in ps), Fraction(0))
+
+
+def kappa(g, p, max_paths=MAX_PATHS):
+    r""":math:`\kappa_i = \tfrac12 \partial^2\gamma^2/\partial p_i^2` by exact polynomial differentiation.
+
+    :math:`\gamma^2` is written as a polynomial in :math:`p_i` (the other parameters
+    fixed): a path with :math:`n` edges in :math:`E_i` is the monomial
+    :math:`R\, p_i^{2n}`; each monomial :math:`a p^k` is differentiated twice to
+    :math:`a k (k-1) p^{k-2}`.
+    """
+    p, q, edges, ps = _setup(g, p, max_paths)
+    result = []
+    for i in range(g.n_params):
+        poly = defaultdict(Fraction)  # exponent of p_i -> coefficient
+        for z in ps:
+            on_i = [pos for pos, k in enumerate(z) if edges[k][2] == i]
+            poly[2 * len(on_i)] += _product(q, edges, z, skip=set(on_i))
+        second = sum((a * k * (k - 1) * p[i] ** (k - 2) for k, a in poly.items() if k >= 2),
+                     Fraction(0))
+        result.append(second / 2)
+    return result
+
+
+def kappa1(g, p, max_paths=MAX_PATHS):
+    r"""Eq. (9): :math:`\kappa^{(1)}_i = \sum_{e \in E_i} \sum_{\zeta \ni e} \prod_{e'' \in \zeta \setminus e} q`."""
+    _, q, edges, ps = _setup(g, p, max_paths)
+    result = [Fraction(0)] * g.n_params
+    for z in ps:
+        for pos, k in enumerate(z):
+            result[edges[k][2]] += _product(q, edges, z, skip={pos})
+    return result
+
+
+def _pair_sum(g, p, max_paths, ordered):
+    """Per parameter: sum over paths of sum over pairs of its edges of the product of the rest."""
+    _, q, edges, ps = _setup(g, p, max_paths)
+    result = [Fraction(0)] * g.n_params
+    for z in ps:
+        for a, ka in enumerate(z):
+            for b, kb in enumerate(z):
+                if (b != a if ordered else b > a) and edges[ka][2] == edges[kb][2]:
+                    result[edges[ka][2]] += _product(q, edges, z, skip={a, b})
+    return q, result
+
+
+def kappa2(g, p, max_paths=MAX_PATHS):
+    r"""The exact :math:`\kappa^{(2)}_i = 4 q_i \sum_\zeta \sum_{\{e, e'\} \subseteq \zeta \cap E_i} \prod_{e'' \ne e, e'} q`.
+
+    Equals :math:`\kappa_i - \kappa^{(1)}_i`: a path with :math:`n` edges on :math:`E_i`
+    has :math:`n(n-1)/2` unordered pairs, so it contributes :math:`2n(n-1) q_i^{n-1} R`.
+    """
+    q, pairs = _pair_sum(g, p, max_paths, ordered=False)
+    return [4 * q[i] * pairs[i] for i in range(g.n_params)]
+
+
+def kappa2_printed_eq10(g, p, max_paths=MAX_PATHS):
+    r"""The paper's eq. (10) as printed: :math:`q_i \sum_{e_1 \ne e_2 \in E_i} \sum_{\zeta \ni e_1, e_2} \prod_{e \ne e_1, e_2} q`.
+
+    This is half the exact :math:`\kappa^{(2)}` (the proof of Lemma 1 drops the factor 2
+    of :math:`d(p^2)/dp`).
+    """
+    q, pairs = _pair_sum(g, p, max_paths, ordered=True)
+    return [q[i] * pairs[i] for i in range(g.n_params)]
+
+
+def kappa2_printed_eq11(g, p, max_paths=MAX_PATHS):
+    r"""The paper's eq. (11) as printed: :math:`\sum_{(u\to v) \ne (u'\to v') \in E_i} q_i \frac{\partial g}{\partial h_{v'}} \frac{\partial h_{u'}}{\partial h_v} h_u`.
+
+    :math:`h_u` (input-to-:math:`u` path sums), :math:`\partial g/\partial h_{v'}`
+    (:math:`v'`-to-output path sums) and :math:`\partial h_{u'}/\partial h_v` (path sums
+    from :math:`v` to :math:`u'`, 1 when :math:`v = u'`) are enumerated separately.
+    Each pair on a common path is counted once, in path order, so this is a quarter of
+    the exact :math:`\kappa^{(2)}`.
+    """
+    _, q, edges, _ = _setup(g, p, max_paths)
+    outputs = set(g._c.outputs.tolist())
+    inputs = g._c.inputs.tolist()
+
+    def path_sum(starts, is_end, include_empty):
+        total = Fraction(0)
+        for z in _paths_between(g, edges, starts, is_end, max_paths):
+            total += _product(q, edges, z)
+        if include_empty and any(is_end(s) for s in starts):
+            total += 1
+        return total
+
+    def h(u):
+        return path_sum(inputs, lambda x: x == u, include_empty=u in inputs)
+
+    def delta(v):
+        return path_sum([v], outputs.__contains__, include_empty=v in outputs)
+
+    def dh(v, u2):
+        return path_sum([v], lambda x: x == u2, include_empty=True)
+
+    result = [Fraction(0)] * g.n_params
+    for a, (u, v, i) in enumerate(edges):
+        for b, (u2, v2, j) in enumerate(edges):
+            if a != b and i == j:
+                result[i] += q[i] * delta(v2) * dh(v, u2) * h(u)
+    return result
+
+
+def forward(g, p, x):
+    """The network of Table 1 on one input vector ``x``, exactly: a list of output Fractions."""
+    w = _fractions(p, "p")
+    x = _fractions(x, "x")
+    if len(w) != g.n_params or len(x) != g.n_inputs:
+        raise ValueError("p or x has the wrong length")
+    return [_activations(g, w, x)[0][o] for o in g._c.outputs.tolist()]
+
+
+def _activations(g, w, x):
+    """Node values and whether each internal node is active (pre-activation > 0)."""
+    edges = _edge_list(g)
+    incoming = defaultdict(list)
+    for u, v, i in edges:
+        incoming[v].append((u, i))
+    inputs = g._c.inputs.tolist()
+    outputs = set(g._c.outputs.tolist())
+    value = {}
+    active = {}
+    for v in range(g.n_nodes):  # positions are a topological order
+        if v in inputs:
+            value[v] = x[inputs.index(v)]
+            continue
+        z = sum((w[i] * value[u] for u, i in incoming[v]), Fraction(0))
+        active[v] = v in outputs or z > 0
+        value[v] = z if v in outputs else max(z, Fraction(0))
+    return value, active
+
+
+def backward(g, p, x, dy, max_paths=MAX_PATHS):
+    r""":math:`\partial (dy \cdot f_p(x)) / \partial p_i` for one input, from the path form.
+
+    A ReLU network is, where no pre-activation is 0, a sum over *active* paths
+    (every internal node on the path has a positive pre-activation):
+    :math:`y_o = \sum_{\zeta: x_a \leadsto o} x_a \prod_{e \in \zeta} w_e`.  Each path is a
+    monomial :math:`x_a R\, p_i^{n}` whose derivative is :math:`n x_a R\, p_i^{n-1}`.
+    """
+    w = _fractions(p, "p")
+    x = _fractions(x, "x")
+    dy = _fractions(dy, "dy")
+    _, active = _activations(g, w, x)
+    edges = _edge_list(g)
+    inputs = g._c.inputs.tolist()
+    outputs = g._c.outputs.tolist()
+    grad = [Fraction(0)] * g.n_params
+    for z in paths(g, max_paths):
+        nodes = [edges[k][1] for k in z]
+        if not all(active[v] for v in nodes):
+            continue
+        coef = x[inputs.index(edges[z[0]][0])] * dy[outputs.index(nodes[-1])]
+        for i in {edges[k][2] for k in z}:
+            n = sum(1 for k in z if edges[k][2] == i)
+            rest = Fraction(1)
+            for k in z:
+                if edges[k][2] != i:
+                    rest *= w[edges[k][2]]
+            grad[i] += coef * n * w[i] ** (n - 1) * rest
+    return grad

@@ -1,0 +1,63 @@
+"""hypothesis strategies for random shared-weight graphs.
+
+The graphs deliberately include parallel edges, nodes unreachable from the inputs, nodes
+that reach no output, direct input -> output edges, unused parameters, several outputs,
+isolated inputs/outputs and labels whose order is not a topological order.
+"""
+
+import numpy as np
+from hypothesis import strategies as st
+
+import pathgeom
+
+
+@st.composite
+def edge_lists(draw, max_nodes=8, max_edges=14, max_used_params=4):
+    """``(edges, inputs, outputs, n_params)`` for :meth:`SharedGraph.from_edges`."""
+    n = draw(st.integers(2, max_nodes))
+    hidden_order = list(range(n))            # edges go forward in this order
+    roles = draw(st.lists(st.sampled_from("iohh"), min_size=n, max_size=n))
+    roles[0] = "i"
+    if "o" not in roles:
+        roles[-1] = "o"
+    inputs = [v for v in hidden_order if roles[v] == "i"]
+    outputs = [v for v in hidden_order if roles[v] == "o"]
+    candidates = [(a, b) for a in range(n) for b in range(a + 1, n)
+                  if roles[b] != "i" and roles[a] != "o"]
+    m_used = draw(st.integers(1, max_used_params))
+    edges = []
+    if candidates:
+        pairs = draw(st.lists(st.sampled_from(candidates), max_size=max_edges))
+        for a, b in pairs:                   # repeats are parallel edges
+            edges.append((a, b, draw(st.integers(0, m_used - 1))))
+    n_params = (max((i for _, _, i in edges), default=-1) + 1
+                + draw(st.integers(0, 2)))   # unused parameters at the end
+    # labels whose natural order is unrelated to the topological order
+    perm = draw(st.permutations(range(n)))
+    kind = draw(st.sampled_from(["int", "str", "tuple"]))
+    label = {"int": lambda v: int(perm[v]), "str": lambda v: f"n{perm[v]}",
+             "tuple": lambda v: ("node", perm[v])}[kind]
+    edges = [(label(a), label(b), i) for a, b, i in draw(st.permutations(edges))]
+    inputs = [label(v) for v in draw(st.permutations(inputs))]
+    outputs = [label(v) for v in draw(st.permutations(outputs))]
+    return edges, inputs, outputs, n_params
+
+
+@st.composite
+def graphs(draw, **kwargs):
+    edges, inputs, outputs, n_params = draw(edge_lists(**kwargs))
+    return pathgeom.SharedGraph.from_edges(edges, inputs, outputs, n_params=n_params)
+
+
+def params(n, lo=-2.0, hi=2.0, zeros=True):
+    """Parameter vectors of length ``n``: moderate magnitudes, sometimes exact zeros."""
+    values = st.floats(lo, hi, allow_nan=False, allow_infinity=False)
+    if zeros:
+        values = st.one_of(values, st.just(0.0))
+    return st.lists(values, min_size=n, max_size=n).map(lambda v: np.array(v, dtype=float))
+
+
+@st.composite
+def graph_and_params(draw, zeros=True, **kwargs):
+    g = draw(graphs(**kwargs))
+    return g, draw(params(g.n_params, zeros=zeros))
