@@ -16,7 +16,6 @@ import numba
 import numpy as np
 
 _FM = {"contract"}  # allow fused multiply-add; keeps inf/nan semantics for overflow checks
-_FM_REASSOC = {"contract", "reassoc"}  # reductions over edges may be reordered
 
 
 # --------------------------------------------------------------------------- construction
@@ -146,22 +145,34 @@ def backward(indptr, src, par, relu, p, H, G, grad):
 # --------------------------------------------------------------------------- squared network
 
 
-@numba.njit(cache=True, fastmath=_FM_REASSOC)
+@numba.njit(cache=True, fastmath=_FM)
 def sq_forward(indptr, src, par, q, h):
     """Squared network on the all-ones input: ``h[v] = sum_{u->v} q[par] h[u]``.
 
     ``h`` arrives with ones on the inputs and zeros elsewhere; every value stays >= 0,
-    so the ReLU is the identity and is not applied.
+    so the ReLU is the identity and is not applied.  Four partial sums let the loads of
+    consecutive edges overlap (faster here than letting LLVM vectorise with gathers).
     """
     for v in range(h.shape[0]):
         lo = indptr[v]
         hi = indptr[v + 1]
         if lo == hi:
             continue
-        s = 0.0
-        for e in range(lo, hi):
-            s += q[par[e]] * h[src[e]]
-        h[v] = s
+        s0 = 0.0
+        s1 = 0.0
+        s2 = 0.0
+        s3 = 0.0
+        e = lo
+        while e + 4 <= hi:
+            s0 += q[par[e]] * h[src[e]]
+            s1 += q[par[e + 1]] * h[src[e + 1]]
+            s2 += q[par[e + 2]] * h[src[e + 2]]
+            s3 += q[par[e + 3]] * h[src[e + 3]]
+            e += 4
+        while e < hi:
+            s0 += q[par[e]] * h[src[e]]
+            e += 1
+        h[v] = (s0 + s1) + (s2 + s3)
 
 
 @numba.njit(cache=True, fastmath=_FM)
@@ -219,28 +230,52 @@ def _tangent_block(indptr, src, par, q, h, delta, params, start, stop, slot, out
     ``start..stop-1`` (tangents vanish before ``start``), accumulating
     ``out[k] = sum_{(u->v) in E_{params[k]}} t_u[k] delta_v``.
     ``slot`` is a scratch map parameter -> column, all -1 on entry and on exit.
+
+    The propagation is a sparse-times-dense product (one row of K lanes per node); four
+    edges are combined per pass over the row so that the row is loaded and stored once
+    per four edges.  Incoming edges are sorted by source, so those from before ``start``
+    (zero tangents) are a prefix that is skipped.
     """
     K = params.shape[0]
     for k in range(K):
         if params[k] >= 0:
             slot[params[k]] = k
         out[k] = 0.0
-    t = np.zeros((stop - start, K))
+    t = np.empty((stop - start, K))
     for v in range(start, stop):
         tv = t[v - start]
+        for c in range(K):
+            tv[c] = 0.0
+        lo = indptr[v]
+        hi = indptr[v + 1]
+        e = lo
+        while e < hi and src[e] < start:
+            e += 1
+        while e + 4 <= hi:
+            w0 = q[par[e]]
+            w1 = q[par[e + 1]]
+            w2 = q[par[e + 2]]
+            w3 = q[par[e + 3]]
+            t0 = t[src[e] - start]
+            t1 = t[src[e + 1] - start]
+            t2 = t[src[e + 2] - start]
+            t3 = t[src[e + 3] - start]
+            for c in range(K):
+                tv[c] += (w0 * t0[c] + w1 * t1[c]) + (w2 * t2[c] + w3 * t3[c])
+            e += 4
+        while e < hi:
+            w0 = q[par[e]]
+            t0 = t[src[e] - start]
+            for c in range(K):
+                tv[c] += w0 * t0[c]
+            e += 1
         dv = delta[v]
-        for e in range(indptr[v], indptr[v + 1]):
-            u = src[e]
-            i = par[e]
-            k = slot[i]
-            if u >= start:
-                tu = t[u - start]
-                w = q[i]
-                for c in range(K):
-                    tv[c] += w * tu[c]
-                if k >= 0 and dv != 0.0:
-                    out[k] += tu[k] * dv
+        for e in range(lo, hi):
+            k = slot[par[e]]
             if k >= 0:
+                u = src[e]
+                if u >= start and dv != 0.0:
+                    out[k] += t[u - start, k] * dv
                 tv[k] += h[u]
     for k in range(K):
         if params[k] >= 0:

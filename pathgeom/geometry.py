@@ -83,7 +83,7 @@ def _overflow(g, row, what):
     raise PathOverflowError(
         f"{what} overflowed float64 at node {g.nodes[row]!r} (position {row}): the squared "
         f"network's path sums exceed the float64 range; scale the weights down "
-        f"(gamma^2 of c*p is at most c**(2L) gamma^2(p) for paths of length <= L)")
+        f"(scaling p by c < 1 multiplies each path's term by c**(2 * path length))")
 
 
 def _squared_forward(g, q):

@@ -50,8 +50,12 @@ def graphs(draw, **kwargs):
 
 
 def params(n, lo=-2.0, hi=2.0, zeros=True):
-    """Parameter vectors of length ``n``: moderate magnitudes, sometimes exact zeros."""
-    values = st.floats(lo, hi, allow_nan=False, allow_infinity=False)
+    """Vectors of length ``n``: moderate magnitudes, sometimes exact zeros.
+
+    Magnitudes below 1e-3 become 0, so that no product of a few entries underflows
+    (underflow to 0 in an intermediate is float64's behaviour, not the engine's)."""
+    values = st.floats(lo, hi, allow_nan=False, allow_infinity=False).map(
+        lambda x: 0.0 if abs(x) < 1e-3 else x)
     if zeros:
         values = st.one_of(values, st.just(0.0))
     return st.lists(values, min_size=n, max_size=n).map(lambda v: np.array(v, dtype=float))

@@ -1,0 +1,34 @@
+"""``make bench``: every benchmark, each printing ratios against baselines timed in the same
+run.  ``--quick`` runs small sizes only (a smoke test, not a measurement)."""
+
+import os
+import platform
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import numba  # noqa: E402
+import numpy  # noqa: E402
+
+import bench_cache  # noqa: E402
+import bench_core  # noqa: E402
+import bench_kappa2  # noqa: E402
+
+
+def main(argv):
+    quick = "--quick" in argv
+    print(f"pathgeom benchmarks on {platform.processor() or platform.machine()}, "
+          f"{os.cpu_count()} CPUs, numba {numba.__version__} ({numba.get_num_threads()} "
+          f"threads), numpy {numpy.__version__}")
+    for title, module, extra in (
+            ("gamma^2 + kappa1 throughput", bench_core, [bench_core.construction]),
+            ("exact kappa2", bench_kappa2, []),
+            ("compile cache", bench_cache, [])):
+        print(f"\n== {title} ==")
+        module.run(quick=quick)
+        for fn in extra:
+            fn(quick=quick)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,31 @@
+"""The benchmark scripts run on small sizes (a smoke test: no timing is asserted).
+
+They also cross-check pathgeom against their numpy/scipy baselines, which are independent
+implementations of gamma^2, kappa1 and the kappa2 tangents.
+"""
+
+import contextlib
+import io
+import pathlib
+import sys
+
+import pytest
+
+BENCH = pathlib.Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@pytest.fixture()
+def bench_path(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCH))
+
+
+@pytest.mark.parametrize("name", ["bench_core", "bench_kappa2"])
+def test_benchmark_quick(bench_path, name):
+    module = __import__(name)
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        module.run(quick=True)
+        if name == "bench_core":
+            module.construction(quick=True)
+    out = buf.getvalue()
+    assert "x" in out and "ms" in out
