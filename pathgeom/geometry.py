@@ -50,6 +50,8 @@ __all__ = ["PathQuantities", "path_quantities", "gamma2", "kappa1", "kappa2", "k
 
 #: Parameters per forward-tangent sweep in :func:`kappa2` (one SIMD-friendly row per node).
 TANGENT_BLOCK = 64
+#: Largest tangent buffer (bytes) one thread may hold; wider graphs get narrower blocks.
+TANGENT_MEMORY = 128 << 20
 
 
 class PathQuantities(NamedTuple):
@@ -223,8 +225,9 @@ def kappa2(g, p):
 
     Cost: parameters that :func:`kappa2_support` excludes are exactly 0 and free; each
     other parameter costs one tangent sweep over the edges between its first and last
-    edge, :math:`O(|E|)`, done ``TANGENT_BLOCK`` parameters at a time (one SIMD row per
-    node) and in parallel over numba's threads (``numba.set_num_threads``).
+    edge, :math:`O(|E|)`, done ``TANGENT_BLOCK`` (64) parameters at a time (one SIMD row
+    per node; fewer on graphs so wide that the rows would exceed ``TANGENT_MEMORY`` per
+    thread) and in parallel over numba's threads (``numba.set_num_threads``).
 
     Examples
     --------
@@ -252,15 +255,20 @@ def kappa(g, p):
 def _support_and_blocks(g):
     """Cached per graph: parameters not certified zero, grouped into tangent blocks."""
     cache = g._cache
-    key = ("kappa2_blocks", TANGENT_BLOCK)
+    key = ("kappa2_blocks", TANGENT_BLOCK, TANGENT_MEMORY)
     if key not in cache:
         c = g._c
         dmin, dmax, vmin, vmax, count = _kernels.param_extents(c.indptr, c.src, c.par, c.depth,
                                                                 g.n_params)
         support = np.flatnonzero((count >= 2) & (dmax > dmin))
         order = support[np.argsort(vmin[support], kind="stable")]
-        n_blocks = -(-order.size // TANGENT_BLOCK)
-        blocks = np.full((n_blocks, TANGENT_BLOCK), -1, dtype=np.int64)
+        width = TANGENT_BLOCK
+        # every block's node range lies within the support's overall range
+        span = int(vmax[support].max() - vmin[support].min()) + 1 if support.size else 1
+        while width > 1 and span * width * 8 > TANGENT_MEMORY:
+            width //= 2
+        n_blocks = -(-order.size // width)
+        blocks = np.full((n_blocks, width), -1, dtype=np.int64)
         blocks.flat[:order.size] = order
         ranges = np.zeros((n_blocks, 2), dtype=np.int64)
         for b in range(n_blocks):

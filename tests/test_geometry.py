@@ -58,6 +58,21 @@ def test_engine_matches_reference(gp, block):
     assert_close(r.kappa, as_floats(reference.kappa(g, p)), 1e-12)
 
 
+def test_memory_cap_narrows_the_blocks():
+    g = pathgeom.SharedGraph.from_edges(
+        [("x", "a", 0), ("a", "b", 0), ("b", "c", 1), ("a", "c", 1), ("c", "y", 0)],
+        ["x"], ["y"])
+    p = np.array([0.9, 1.2])
+    wide = pathgeom.kappa2(g, p)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(geometry, "TANGENT_MEMORY", 8 * 5 * 2)  # 5 nodes in range, 2 lanes
+        assert geometry._support_and_blocks(g)[1].shape == (1, 2)
+        mp.setattr(geometry, "TANGENT_MEMORY", 1)
+        assert geometry._support_and_blocks(g)[1].shape == (2, 1)
+        np.testing.assert_array_equal(pathgeom.kappa2(g, p), wide)
+    assert_close(wide, as_floats(reference.kappa2(g, p)))
+
+
 @given(gp=graph_and_params())
 def test_single_functions_agree_with_path_quantities(gp):
     g, p = gp
