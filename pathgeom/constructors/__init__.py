@@ -1,0 +1,1 @@
+"""Graph constructors: networks people train, built as SharedGraphs with readable layouts."""
