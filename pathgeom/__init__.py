@@ -10,6 +10,7 @@ from ._errors import GraphError, PathOverflowError
 from .geometry import (PathQuantities, gamma2, kappa, kappa1, kappa2, kappa2_support,
                        path_quantities, squared_network)
 from .graph import SharedGraph
+from .constructors import RNN, rnn
 
 __version__ = "0.1.0"
 
@@ -17,6 +18,7 @@ __all__ = [
     "GraphError",
     "PathOverflowError",
     "PathQuantities",
+    "RNN",
     "SharedGraph",
     "gamma2",
     "kappa",
@@ -24,5 +26,6 @@ __all__ = [
     "kappa2",
     "kappa2_support",
     "path_quantities",
+    "rnn",
     "squared_network",
 ]

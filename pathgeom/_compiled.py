@@ -34,27 +34,20 @@ def _frozen(a, dtype):
     return a
 
 
-def compile_arrays(n, src, dst, par, inputs, outputs, depth, n_params):
-    """Build the record; ``src < dst`` must hold for every edge (positions in topological order)."""
-    # Canonical edge order by counting sorts (stable, O(E + n + m)):
-    # (par) -> (dst, par) -> (src, dst, par) gives the outgoing CSR; sorting that stably by
-    # dst gives the incoming CSR in (dst, src, par) order.
-    a = _kernels.counting_order(par, max(n_params, 1))
-    a = a[_kernels.counting_order(dst[a], n)]
-    a = a[_kernels.counting_order(src[a], n)]
-    out_src, out_dst, out_par = src[a], dst[a], par[a]
-    b = _kernels.counting_order(out_dst, n)
-    in_src, in_dst, in_par = out_src[b], out_dst[b], out_par[b]
-    indptr = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(np.bincount(in_dst, minlength=n), out=indptr[1:])
-    optr = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(np.bincount(out_src, minlength=n), out=optr[1:])
+def compile_arrays(n, src, dst, par, pos, inputs, outputs, depth, n_params):
+    """Build the record from edge arrays over node ids and the map ``pos`` id -> position.
+
+    ``pos`` must be a topological order (``pos[src] < pos[dst]`` on every edge);
+    ``inputs``, ``outputs`` and ``depth`` are already in positions.
+    """
+    indptr, in_src, in_par, optr, out_dst, out_par = _kernels.build_csr(
+        n, src, dst, par, pos, n_params)
     relu = np.ones(n, dtype=np.uint8)
     relu[inputs] = 0
     relu[outputs] = 0
     is_output = np.zeros(n, dtype=np.bool_)
     is_output[outputs] = True
-    live = _kernels.reaches_output(optr, out_dst.astype(np.int32), is_output)
+    live = _kernels.reaches_output(optr, out_dst, is_output)
     return CompiledGraph(
         indptr=_frozen(indptr, np.int64),
         src=_frozen(in_src, np.int32),

@@ -135,7 +135,7 @@ def _build(src, dst, par, inputs, outputs, n_nodes, n_params, labels):
     order = np.argsort(depth, kind="stable")  # topological: depth increases along edges
     pos = np.empty(n_nodes, dtype=np.int64)
     pos[order] = np.arange(n_nodes)
-    compiled = compile_arrays(n_nodes, pos[src], pos[dst], par, pos[inputs], pos[outputs],
+    compiled = compile_arrays(n_nodes, src, dst, par, pos, pos[inputs], pos[outputs],
                               depth[order], n_params)
     return compiled, order
 

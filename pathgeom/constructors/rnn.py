@@ -1,0 +1,482 @@
+r"""Unrolled multi-layer ReLU RNNs (paper Table 1) with structured path quantities.
+
+For layers :math:`l = 1, \dots, d-1` of widths :math:`H_l` and times :math:`t = 1..T`,
+
+.. math::
+
+    h^0_t = x_t, \qquad
+    h^l_t = \mathrm{relu}\big(W^l_{in} h^{l-1}_t + W^l_{rec} h^l_{t-1} + b^l\big), \qquad
+    y_t = W_{out} h^{d-1}_t + b_{out},
+
+with no time-0 nodes (:math:`h^l_0 = 0` adds no path; THEORY.md explains why free time-0
+nodes would break Theorem 1).  The graph is built by :func:`pathgeom._builders.rnn_arrays`.
+
+Structured quantities.  With :math:`q = p^2` the squared network on the all-ones input has
+layer values :math:`h^l_t = A_l h^{l-1}_t + R_l h^l_{t-1} + a_l` (:math:`A = W_{in}^{\odot 2}`,
+:math:`R = W_{rec}^{\odot 2}`, :math:`a = b^{\odot 2}`, :math:`h^0_t = \mathbf 1`) and
+sensitivities :math:`\delta^l_t = A_{l+1}^\top \delta^{l+1}_t + R_l^\top \delta^l_{t+1}`
+(the top layer receives :math:`O^\top \mathbf 1` at output times, :math:`O = W_{out}^{\odot 2}`).
+Then :math:`\kappa^{(1)}` of every block is a sum over time of outer products, e.g.
+:math:`\kappa^{(1)}(W_{rec})[j,k] = \sum_{t=2}^{T} \delta_t[j] h_{t-1}[k]`, and only
+:math:`W_{rec}` can have :math:`\kappa^{(2)} \ne 0`.  A path between two nodes of one
+layer stays in that layer, so (THEORY.md, derived again in :meth:`RNN.path_quantities`)
+
+.. math::
+
+    \kappa^{(2)}(W_{rec})[j,k] = 4 R[j,k] \sum_{s=0}^{T-3} (R^s)[k,j]\, C_s[j,k], \qquad
+    C_s[j,k] = \sum_{t=2}^{T-s-1} \delta_{t+s+1}[j]\, h_{t-1}[k],
+
+:math:`O(T H^3)` for the powers and :math:`O(T^2 H^2)` for the lagged sums (one matrix
+product per lag), against :math:`O(|E|)` per parameter for the generic engine.
+"""
+
+import numpy as np
+
+from .. import geometry
+from .._builders import rnn_arrays, rnn_param_blocks
+from .._errors import PathOverflowError
+from .._validation import as_params
+from ..graph import SharedGraph
+from ._base import Layout, Network
+
+__all__ = ["rnn", "RNN"]
+
+_SCHEMES = ("irnn", "lm", "uniform")
+
+
+def rnn(n_in, hidden, n_out, T, outputs="last", bias=False):
+    r"""An unrolled ReLU RNN as a shared-weight graph, with its dense twin.
+
+    Parameters
+    ----------
+    n_in : int
+        Input width per time step.
+    hidden : int or sequence of int
+        Hidden widths :math:`H_1, \dots, H_{d-1}` (one int: one layer).
+    n_out : int
+        Output width per output step.
+    T : int
+        Sequence length (number of unrolled steps), >= 1.
+    outputs : {"last", "all"}
+        Outputs :math:`y_T` only, or :math:`y_1, \dots, y_T`.
+    bias : bool
+        Add per-unit biases :math:`b^l` and :math:`b_{out}`, shared over time, fed by one
+        extra input node (the last input) that carries 1.
+
+    Returns
+    -------
+    RNN
+        ``.graph`` has inputs time-major (``x_1[0..n_in-1], x_2[...], ...``, then the bias
+        node) and outputs time-major.
+
+    Examples
+    --------
+    >>> import numpy as np, pathgeom
+    >>> net = pathgeom.rnn(n_in=2, hidden=3, n_out=1, T=4)
+    >>> net.graph
+    SharedGraph(n_nodes=21, n_edges=54, n_params=18, n_inputs=8, n_outputs=1)
+    >>> p = net.init(np.random.default_rng(0), "irnn")
+    >>> X = np.random.default_rng(1).normal(size=(5, 4, 2))
+    >>> np.allclose(net.forward(p, X), net.graph.forward(p, X.reshape(5, -1)))
+    True
+    >>> np.allclose(net.kappa(p), pathgeom.kappa(net.graph, p))
+    True
+    """
+    return RNN(n_in, hidden, n_out, T, outputs=outputs, bias=bias)
+
+
+def _positive_int(value, name):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+class RNN(Network):
+    r"""An unrolled ReLU RNN: graph, parameter layout, dense passes, structured geometry.
+
+    Parameter blocks (see :attr:`layout`): ``W_in`` (list, :math:`H_l \times H_{l-1}`),
+    ``W_rec`` (list, :math:`H_l \times H_l`), ``W_out`` (:math:`n_{out} \times H_{d-1}`),
+    and with ``bias=True`` ``b`` (list, :math:`H_l`) and ``b_out`` (:math:`n_{out}`).
+    Build with :func:`pathgeom.rnn`.
+    """
+
+    def __init__(self, n_in, hidden, n_out, T, outputs="last", bias=False):
+        self.n_in = _positive_int(n_in, "n_in")
+        hidden = [hidden] if np.isscalar(hidden) else list(hidden)
+        if not hidden:
+            raise ValueError("hidden must name at least one layer width")
+        self.hidden = tuple(_positive_int(H, "every hidden width") for H in hidden)
+        self.n_out = _positive_int(n_out, "n_out")
+        self.T = _positive_int(T, "T")
+        if outputs not in ("last", "all"):
+            raise ValueError(f"outputs must be 'last' or 'all', got {outputs!r}")
+        self.outputs = outputs
+        self.bias = bool(bias)
+        self.layout = Layout(rnn_param_blocks(self.n_in, self.hidden, self.n_out, self.bias))
+        a = rnn_arrays(self.n_in, self.hidden, self.n_out, self.T, outputs, self.bias)
+        assert a["n_params"] == self.layout.n_params
+        self._arrays = {k: a[k] for k in ("hidden_base", "out_base")}
+        self.graph = SharedGraph.from_arrays(a["src"], a["dst"], a["param"], a["inputs"],
+                                             a["outputs"], n_nodes=a["n_nodes"],
+                                             n_params=a["n_params"])
+
+    def __repr__(self):
+        return (f"RNN(n_in={self.n_in}, hidden={list(self.hidden)}, n_out={self.n_out}, "
+                f"T={self.T}, outputs={self.outputs!r}, bias={self.bias})")
+
+    @property
+    def depth(self):
+        """Number of hidden layers, :math:`d - 1`."""
+        return len(self.hidden)
+
+    def _out_times(self):
+        return np.arange(self.T) if self.outputs == "all" else np.array([self.T - 1])
+
+    def _blocks(self, p):
+        """Named views of ``p`` without copies: (W_in, W_rec, W_out, b, b_out)."""
+        L = self.layout
+        W_in = [p[L.slice("W_in", l)].reshape(L.shape("W_in", l)) for l in range(self.depth)]
+        W_rec = [p[L.slice("W_rec", l)].reshape(L.shape("W_rec", l)) for l in range(self.depth)]
+        W_out = p[L.slice("W_out")].reshape(L.shape("W_out"))
+        if self.bias:
+            b = [p[L.slice("b", l)] for l in range(self.depth)]
+            b_out = p[L.slice("b_out")]
+        else:
+            b = [np.zeros(H) for H in self.hidden]
+            b_out = np.zeros(self.n_out)
+        return W_in, W_rec, W_out, b, b_out
+
+    # ------------------------------------------------------------------ initialisation
+
+    def init(self, rng, scheme="irnn", scale=0.01):
+        r"""Initial parameters from the paper's schemes (section 5); biases are zero.
+
+        Parameters
+        ----------
+        rng : numpy.random.Generator
+        scheme : {"irnn", "lm", "uniform"}
+            ``"irnn"``: :math:`W_{rec} = I`, non-recurrent weights :math:`U[-0.01, 0.01]`
+            (the adding-problem and sequential-digits setting, IRNN and RNN-Path alike).
+            ``"lm"``: :math:`W_{rec} \sim U[-0.01, 0.01]`, non-recurrent
+            :math:`U[-0.2, 0.2]` (the language-model setting).  ``"uniform"``: every weight
+            :math:`U[-\text{scale}, \text{scale}]`.
+        scale : float
+            The range of ``"uniform"``.
+
+        Returns
+        -------
+        ndarray, shape (n_params,)
+        """
+        if not isinstance(rng, np.random.Generator):
+            raise TypeError("rng must be a numpy.random.Generator (np.random.default_rng(seed))")
+        if scheme not in _SCHEMES:
+            raise ValueError(f"unknown scheme {scheme!r}; choose one of {_SCHEMES}")
+        rec, nonrec = {"irnn": (None, 0.01), "lm": (0.01, 0.2),
+                       "uniform": (scale, scale)}[scheme]
+        p = np.zeros(self.n_params)
+        L = self.layout
+        for l, H in enumerate(self.hidden):
+            s = L.slice("W_in", l)
+            p[s] = rng.uniform(-nonrec, nonrec, s.stop - s.start)
+            s = L.slice("W_rec", l)
+            p[s] = np.eye(H).ravel() if rec is None else rng.uniform(-rec, rec, H * H)
+        s = L.slice("W_out")
+        p[s] = rng.uniform(-nonrec, nonrec, s.stop - s.start)
+        return p
+
+    # ------------------------------------------------------------------ dense passes
+
+    def _check_X(self, X):
+        X = np.asarray(X, dtype=np.float64)
+        if X.ndim == 2:
+            X = X[None]
+            squeeze = True
+        else:
+            squeeze = False
+        if X.ndim != 3 or X.shape[1:] != (self.T, self.n_in):
+            raise ValueError(f"X has shape {np.shape(X)}; expected (B, T, n_in) = "
+                             f"(B, {self.T}, {self.n_in}) or (T, n_in)")
+        if not np.isfinite(X).all():
+            raise ValueError("X has non-finite entries; inputs must be finite")
+        return X, squeeze
+
+    def _run(self, p, X):
+        """All hidden states: list over layers of arrays (T, B, H_l)."""
+        W_in, W_rec, _, b, _ = self._blocks(p)
+        below = np.moveaxis(X, 1, 0)  # (T, B, n_in)
+        states = []
+        for l in range(self.depth):
+            pre_in = below @ W_in[l].T + b[l]  # (T, B, H): every time step at once
+            h = np.empty_like(pre_in)
+            prev = None
+            for t in range(self.T):
+                z = pre_in[t] if prev is None else pre_in[t] + prev @ W_rec[l].T
+                h[t] = np.maximum(z, 0.0)
+                prev = h[t]
+            states.append(h)
+            below = h
+        return states
+
+    def graph_inputs(self, X):
+        """``X`` (B, T, n_in) as rows for ``self.graph``: time-major, plus 1 for the bias node."""
+        X, squeeze = self._check_X(X)
+        rows = X.reshape(X.shape[0], -1)
+        if self.bias:
+            rows = np.concatenate([rows, np.ones((rows.shape[0], 1))], axis=1)
+        return rows[0] if squeeze else rows
+
+    def forward(self, p, X):
+        r"""Dense forward pass with numpy: the same function as ``self.graph.forward``
+        applied to :meth:`graph_inputs`.
+
+        Parameters
+        ----------
+        p : array_like, shape (n_params,)
+        X : array_like, shape (B, T, n_in) or (T, n_in)
+
+        Returns
+        -------
+        ndarray
+            (B, n_out) with ``outputs="last"``, (B, T, n_out) with ``outputs="all"``
+            (without the batch axis when ``X`` has none).
+        """
+        p = as_params(p, self.n_params)
+        X, squeeze = self._check_X(X)
+        _, _, W_out, _, b_out = self._blocks(p)
+        top = self._run(p, X)[-1]
+        if self.outputs == "last":
+            Y = top[-1] @ W_out.T + b_out
+        else:
+            Y = np.moveaxis(top @ W_out.T + b_out, 0, 1)
+        if not np.isfinite(Y).all():
+            raise PathOverflowError("the dense forward pass overflowed float64; scale the "
+                                    "weights down")
+        return Y[0] if squeeze else Y
+
+    def backward(self, p, X, dY):
+        r"""Dense backpropagation through time: :math:`\sum_b dY_b^\top \partial y_b / \partial p`.
+
+        Equal to ``self.graph.backward(p, self.graph_inputs(X), dY.reshape(B, -1))``.
+
+        Parameters
+        ----------
+        p : array_like, shape (n_params,)
+        X : array_like, shape (B, T, n_in)
+        dY : array_like, shape of :meth:`forward`'s result
+
+        Returns
+        -------
+        ndarray, shape (n_params,)
+        """
+        p = as_params(p, self.n_params)
+        X, squeeze = self._check_X(X)
+        B = X.shape[0]
+        want = (B, self.n_out) if self.outputs == "last" else (B, self.T, self.n_out)
+        dY = np.asarray(dY, dtype=np.float64)
+        if squeeze:
+            dY = dY[None]
+        if dY.shape != want:
+            raise ValueError(f"dY has shape {dY.shape}; expected {want}")
+        W_in, W_rec, W_out, _, _ = self._blocks(p)
+        states = self._run(p, X)
+        inputs = np.moveaxis(X, 1, 0)
+        grads = {name: np.zeros_like(block) if not isinstance(block, list)
+                 else [np.zeros_like(x) for x in block]
+                 for name, block in zip(("W_in", "W_rec", "W_out", "b", "b_out"),
+                                        self._blocks(p))}
+        # gradient reaching the top layer from the outputs, per time step (T, B, H_top)
+        dtop = np.zeros_like(states[-1])
+        if self.outputs == "last":
+            dtop[-1] = dY @ W_out
+            grads["W_out"] += dY.T @ states[-1][-1]
+            grads["b_out"] += dY.sum(axis=0)
+        else:
+            dYt = np.moveaxis(dY, 1, 0)  # (T, B, n_out)
+            dtop = dYt @ W_out
+            grads["W_out"] += np.einsum("tbo,tbk->ok", dYt, states[-1])
+            grads["b_out"] += dYt.sum(axis=(0, 1))
+        dh = dtop
+        for l in range(self.depth - 1, -1, -1):
+            h = states[l]
+            below = inputs if l == 0 else states[l - 1]
+            dz = np.empty_like(h)
+            carry = np.zeros((B, self.hidden[l]))
+            for t in range(self.T - 1, -1, -1):
+                dz[t] = (dh[t] + carry) * (h[t] > 0)
+                carry = dz[t] @ W_rec[l]
+            grads["W_in"][l] += np.einsum("tbj,tbk->jk", dz, below)
+            grads["W_rec"][l] += np.einsum("tbj,tbk->jk", dz[1:], h[:-1])
+            grads["b"][l] += dz.sum(axis=(0, 1))
+            dh = dz @ W_in[l]  # into the layer below (unused below the inputs)
+        if not self.bias:
+            del grads["b"], grads["b_out"]
+        return self.layout.pack(**grads)
+
+    # ------------------------------------------------------------------ structured geometry
+
+    def _squared(self, q):
+        """Squared-network layer values ``h[l]`` and sensitivities ``delta[l]``, (T, H_l)."""
+        A, R, O, a, a_out = self._blocks(q)
+        T = self.T
+        hs = []
+        below = np.ones((T, self.n_in))
+        for l in range(self.depth):
+            drive = below @ A[l].T + a[l]
+            h = np.empty((T, self.hidden[l]))
+            h[0] = drive[0]
+            for t in range(1, T):
+                h[t] = drive[t] + R[l] @ h[t - 1]
+            hs.append(h)
+            below = h
+        out_mask = np.zeros(T)
+        out_mask[self._out_times()] = 1.0
+        seed = out_mask[:, None] * O.sum(axis=0)[None, :]  # (T, H_top): O^T 1 at output times
+        deltas = [None] * self.depth
+        for l in range(self.depth - 1, -1, -1):
+            d = np.empty((T, self.hidden[l]))
+            d[T - 1] = seed[T - 1]
+            for t in range(T - 2, -1, -1):
+                d[t] = seed[t] + R[l].T @ d[t + 1]
+            deltas[l] = d
+            if l:
+                seed = d @ A[l]  # A_l^T delta^l_t, as rows
+        for l in range(self.depth):
+            for name, arr in (("h", hs[l]), ("delta", deltas[l])):
+                if not np.isfinite(arr).all():
+                    t = int(np.flatnonzero(~np.isfinite(arr).all(axis=1))[0])
+                    raise PathOverflowError(
+                        f"gamma^2 overflowed float64 in the squared network: {name} of layer "
+                        f"{l} at time step {t + 1}; scale the weights down (paths grow like "
+                        f"rho(W_rec * W_rec)**T)")
+        return hs, deltas, out_mask
+
+    def _kappa2_rec(self, R, h, delta):
+        r"""Exact :math:`\kappa^{(2)}` of one layer's :math:`W_{rec}` (0-based time :math:`\tau`).
+
+        The edges of :math:`W_{rec}[j,k]` are :math:`e_\tau = h_{\tau-1}[k] \to h_\tau[j]`,
+        :math:`\tau = 1..T-1`.  A pair :math:`e_\tau` before :math:`e_{\tau'}`,
+        :math:`\tau' = \tau + s + 1`, is joined by the in-layer paths
+        :math:`h_\tau[j] \leadsto h_{\tau+s}[k]`, whose squared-weight sum is
+        :math:`(R^s)[k, j]`; so the pair contributes
+        :math:`h_{\tau-1}[k] (R^s)[k,j] \delta_{\tau+s+1}[j]` and
+
+        .. math::
+
+            \kappa^{(2)}[j,k] = 4 R[j,k] \sum_{s=0}^{T-3} (R^s)^\top[j,k]\,
+            \Big(\sum_{\tau=1}^{T-2-s} \delta_{\tau+s+1} h_{\tau-1}^\top\Big)[j,k].
+        """
+        T, H = h.shape
+        total = np.zeros((H, H))
+        power = np.eye(H)  # R^s
+        for s in range(T - 2):
+            n = T - 2 - s
+            C = delta[s + 2:s + 2 + n].T @ h[:n]
+            total += power.T * C
+            power = power @ R
+        return 4.0 * R * total
+
+    def path_quantities(self, p, with_kappa2=True):
+        r""":math:`\gamma^2, \kappa^{(1)}, \kappa^{(2)}, \kappa` from the dense squared network.
+
+        Equal to ``pathgeom.path_quantities(self.graph, p)`` to rounding (tested), in
+        :math:`O(d T H^2)` for :math:`\gamma^2, \kappa^{(1)}` and
+        :math:`O(d (T H^3 + T^2 H^2))` for the exact :math:`\kappa^{(2)}` of every
+        :math:`W_{rec}` (the only blocks where it can be non-zero: every other block's
+        edges never share a path, since paths only go up layers and forward in time and
+        each output ends its path).
+        """
+        p = as_params(p, self.n_params)
+        q = geometry._setup(self.graph, p)
+        with np.errstate(over="ignore", invalid="ignore"):  # checked: PathOverflowError
+            hs, deltas, out_mask = self._squared(q)
+        _, R, _, _, _ = self._blocks(q)
+        L = self.layout
+        k1 = np.zeros(self.n_params)
+        for l in range(self.depth):
+            below = np.ones((self.T, self.n_in)) if l == 0 else hs[l - 1]
+            k1[L.slice("W_in", l)] = (deltas[l].T @ below).ravel()
+            k1[L.slice("W_rec", l)] = (deltas[l][1:].T @ hs[l][:-1]).ravel()
+            if self.bias:
+                k1[L.slice("b", l)] = deltas[l].sum(axis=0)
+        top = hs[-1]
+        k1[L.slice("W_out")] = np.tile(out_mask @ top, self.n_out)
+        if self.bias:
+            k1[L.slice("b_out")] = out_mask.sum()
+        gamma2 = float(out_mask @ top @ self._blocks(q)[2].sum(axis=0)
+                       + out_mask.sum() * self._blocks(q)[4].sum())
+        if not np.isfinite(k1).all() or not np.isfinite(gamma2):
+            raise PathOverflowError("gamma^2 or kappa1 overflowed float64; scale the weights down")
+        if not with_kappa2:
+            return geometry.PathQuantities(gamma2, k1, None, None)
+        k2 = np.zeros(self.n_params)
+        with np.errstate(over="ignore", invalid="ignore"):
+            for l in range(self.depth):
+                k2[L.slice("W_rec", l)] = self._kappa2_rec(R[l], hs[l], deltas[l]).ravel()
+        k = k1 + k2
+        if not np.isfinite(k).all():
+            raise PathOverflowError("kappa2 overflowed float64; scale the weights down")
+        return geometry.PathQuantities(gamma2, k1, k2, k)
+
+    # ------------------------------------------------------------------ rescaling (Theorem 1)
+
+    def _check_alpha(self, alpha):
+        if len(alpha) != self.depth:
+            raise ValueError(f"alpha must hold one array per hidden layer ({self.depth}), "
+                             f"got {len(alpha)}")
+        out = []
+        for l, (a, H) in enumerate(zip(alpha, self.hidden)):
+            a = np.asarray(a, dtype=np.float64)
+            if a.shape != (H,):
+                raise ValueError(f"alpha[{l}] has shape {a.shape}, expected ({H},)")
+            if not (np.isfinite(a).all() and (a > 0).all()):
+                raise ValueError(f"alpha[{l}] must be finite and > 0")
+            out.append(a)
+        return out
+
+    def rescale(self, p, alpha):
+        r"""Theorem 1's rescaling :math:`T_\alpha(p)`: the same function, new parameters.
+
+        For :math:`\alpha^l_j > 0` (one array per hidden layer, :math:`\alpha^0 \equiv 1`):
+        :math:`W^l_{in}[j,k] \leftarrow \alpha^l_j / \alpha^{l-1}_k\, W^l_{in}[j,k]`,
+        :math:`W^l_{rec}[j,k] \leftarrow \alpha^l_j / \alpha^l_k\, W^l_{rec}[j,k]`,
+        :math:`W_{out}[o,k] \leftarrow W_{out}[o,k] / \alpha^{d-1}_k`, and biases
+        :math:`b^l_j \leftarrow \alpha^l_j b^l_j`.  The graph view is the node-wise rescaling
+        :meth:`beta` (every copy of unit :math:`j` of layer :math:`l` over time gets
+        :math:`\alpha^l_j`).
+
+        Examples
+        --------
+        >>> import numpy as np, pathgeom
+        >>> net = pathgeom.rnn(1, [3, 2], 1, T=5)
+        >>> rng = np.random.default_rng(0)
+        >>> p = net.init(rng, "uniform", scale=0.5)
+        >>> p2 = net.rescale(p, [rng.uniform(0.5, 2, 3), rng.uniform(0.5, 2, 2)])
+        >>> X = rng.normal(size=(4, 5, 1))
+        >>> np.allclose(net.forward(p2, X), net.forward(p, X)), bool(np.isclose(net.gamma2(p2), net.gamma2(p)))
+        (True, True)
+        """
+        p = as_params(p, self.n_params)
+        alpha = self._check_alpha(alpha)
+        blocks = self.unpack(p)
+        prev = np.ones(self.n_in)
+        for l, a in enumerate(alpha):
+            blocks["W_in"][l] = a[:, None] / prev[None, :] * blocks["W_in"][l]
+            blocks["W_rec"][l] = a[:, None] / a[None, :] * blocks["W_rec"][l]
+            if self.bias:
+                blocks["b"][l] = a * blocks["b"][l]
+            prev = a
+        blocks["W_out"] = blocks["W_out"] / prev[None, :]
+        return self.pack(**blocks)
+
+    def beta(self, alpha):
+        r"""The node-wise rescaling :math:`\beta` (over ``self.graph.nodes``) of :meth:`rescale`.
+
+        :math:`\beta = \alpha^l_j` on unit :math:`j` of layer :math:`l` at every time,
+        1 on inputs, the bias node and outputs.
+        """
+        alpha = self._check_alpha(alpha)
+        beta_by_id = np.ones(self.graph.n_nodes)
+        for l, a in enumerate(alpha):
+            base = self._arrays["hidden_base"][l]
+            beta_by_id[base:base + self.T * self.hidden[l]] = np.tile(a, self.T)
+        return beta_by_id[np.asarray(self.graph.nodes)]
