@@ -195,3 +195,22 @@ def test_long_sequences_overflow_with_an_error():
         net.kappa(p)
     with pytest.raises(PathOverflowError):
         pathgeom.kappa(net.graph, p)
+
+
+@pytest.mark.parametrize("method", ["recursive", "lagged", "fft"])
+@pytest.mark.parametrize("config", [dict(n_in=1, hidden=5, n_out=1, T=9),
+                                    dict(n_in=2, hidden=[4, 3], n_out=2, T=7, outputs="all",
+                                         bias=True)])
+def test_kappa2_methods_agree_with_the_generic_engine(method, config):
+    net = pathgeom.rnn(**config)
+    p = net.init(np.random.default_rng(11), "uniform", scale=0.8)
+    generic = pathgeom.kappa2(net.graph, p)
+    # recursive and lagged sum positive terms; fft's error is absolute (eps * largest term)
+    rtol, scale = (1e-12, None) if method != "fft" else (1e-10, generic.max())
+    assert_close(net.path_quantities(p, method=method).kappa2, generic, rtol, scale=scale)
+
+
+def test_kappa2_method_name_is_checked():
+    net = pathgeom.rnn(1, 2, 1, T=4)
+    with pytest.raises(ValueError, match="method must be"):
+        net.path_quantities(np.ones(net.n_params), method="dense")

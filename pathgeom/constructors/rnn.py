@@ -19,15 +19,18 @@ sensitivities :math:`\delta^l_t = A_{l+1}^\top \delta^{l+1}_t + R_l^\top \delta^
 Then :math:`\kappa^{(1)}` of every block is a sum over time of outer products, e.g.
 :math:`\kappa^{(1)}(W_{rec})[j,k] = \sum_{t=2}^{T} \delta_t[j] h_{t-1}[k]`, and only
 :math:`W_{rec}` can have :math:`\kappa^{(2)} \ne 0`.  A path between two nodes of one
-layer stays in that layer, so (THEORY.md, derived again in :meth:`RNN.path_quantities`)
+layer stays in that layer, so (THEORY.md; derived again in :meth:`RNN._kappa2_rec`)
 
 .. math::
 
     \kappa^{(2)}(W_{rec})[j,k] = 4 R[j,k] \sum_{s=0}^{T-3} (R^s)[k,j]\, C_s[j,k], \qquad
     C_s[j,k] = \sum_{t=2}^{T-s-1} \delta_{t+s+1}[j]\, h_{t-1}[k],
 
-:math:`O(T H^3)` for the powers and :math:`O(T^2 H^2)` for the lagged sums (one matrix
-product per lag), against :math:`O(|E|)` per parameter for the generic engine.
+:math:`O(T H^3 + T^2 H^2)` as written (one matrix power and one lagged sum per lag).
+pathgeom evaluates it by a backward recursion instead (:meth:`RNN._kappa2_rec`):
+:math:`W_u = R W_{u+1} + \mathrm{diag}(\delta_{u+2})` gives the whole sum in
+:math:`O(T H^3)`, with no :math:`T^2` term, against :math:`O(|E|)` per parameter for the
+generic engine.
 """
 
 import numpy as np
@@ -350,40 +353,78 @@ class RNN(Network):
                         f"rho(W_rec * W_rec)**T)")
         return hs, deltas, out_mask
 
-    def _kappa2_rec(self, R, h, delta):
+    @staticmethod
+    def _kappa2_rec(R, h, delta, method="recursive"):
         r"""Exact :math:`\kappa^{(2)}` of one layer's :math:`W_{rec}` (0-based time :math:`\tau`).
 
         The edges of :math:`W_{rec}[j,k]` are :math:`e_\tau = h_{\tau-1}[k] \to h_\tau[j]`,
         :math:`\tau = 1..T-1`.  A pair :math:`e_\tau` before :math:`e_{\tau'}`,
         :math:`\tau' = \tau + s + 1`, is joined by the in-layer paths
         :math:`h_\tau[j] \leadsto h_{\tau+s}[k]`, whose squared-weight sum is
-        :math:`(R^s)[k, j]`; so the pair contributes
-        :math:`h_{\tau-1}[k] (R^s)[k,j] \delta_{\tau+s+1}[j]` and
+        :math:`(R^s)[k, j]`; the pair contributes
+        :math:`h_{\tau-1}[k] (R^s)[k,j] \delta_{\tau+s+1}[j]`.  With :math:`u = \tau - 1`,
 
         .. math::
 
-            \kappa^{(2)}[j,k] = 4 R[j,k] \sum_{s=0}^{T-3} (R^s)^\top[j,k]\,
-            \Big(\sum_{\tau=1}^{T-2-s} \delta_{\tau+s+1} h_{\tau-1}^\top\Big)[j,k].
+            \kappa^{(2)}[j,k] = 4 R[j,k]\, S[j,k], \qquad
+            S[j,k] = \sum_{u=0}^{T-3} \sum_{s=0}^{T-3-u} h_u[k]\, (R^s)[k,j]\,
+                     \delta_{u+s+2}[j].
+
+        ``method="recursive"`` (default): the inner sum is
+        :math:`W_u[k,j] = \sum_s (R^s)[k,j] \delta_{u+s+2}[j]`, which obeys
+        :math:`W_u = R\, W_{u+1} + \mathrm{diag}(\delta_{u+2})`, :math:`W_{T-3} =
+        \mathrm{diag}(\delta_{T-1})`; so :math:`S^\top = \sum_u \mathrm{diag}(h_u) W_u`
+        costs :math:`T` products of :math:`H \times H` matrices, :math:`O(T H^3)`, and no
+        lagged sums at all.  Every term is :math:`\ge 0`, so the result has the
+        elementwise relative accuracy of a sum of positive numbers.
+
+        ``method="lagged"``: THEORY.md's form, :math:`S = \sum_s (R^s)^\top \odot C_s`
+        with the lagged sums :math:`C_s = \sum_u \delta_{u+s+2} h_u^\top` by one matrix
+        product per lag: :math:`O(T H^3 + T^2 H^2)`.
+
+        ``method="fft"``: the lagged sums as cross-correlations by FFT,
+        :math:`O(H^2 T \log T)` for that part (memory :math:`\approx 24 T H^2` bytes); its
+        error is absolute, about machine epsilon times the largest :math:`C_s`, so small
+        entries lose relative accuracy (measured in ``benchmarks/bench_rnn.py``).
         """
         T, H = h.shape
+        if T < 3:
+            return np.zeros((H, H))
+        if method == "recursive":
+            W = np.diag(delta[T - 1])
+            St = h[T - 3][:, None] * W
+            for u in range(T - 4, -1, -1):
+                W = R @ W
+                W[np.diag_indices(H)] += delta[u + 2]
+                St += h[u][:, None] * W
+            return 4.0 * R * St.T
+        if method == "lagged":
+            lagged = (delta[s + 2:].T @ h[:T - 2 - s] for s in range(T - 2))
+        elif method == "fft":
+            n = 2 * T
+            Fd = np.fft.rfft(delta, n, axis=0)
+            Fh = np.fft.rfft(h, n, axis=0)
+            corr = np.fft.irfft(Fd[:, :, None] * np.conj(Fh[:, None, :]), n, axis=0)
+            lagged = (corr[s + 2] for s in range(T - 2))  # corr[L][j,k] = sum_u d_{u+L}[j] h_u[k]
+        else:
+            raise ValueError(f"method must be 'recursive', 'lagged' or 'fft', got {method!r}")
         total = np.zeros((H, H))
         power = np.eye(H)  # R^s
-        for s in range(T - 2):
-            n = T - 2 - s
-            C = delta[s + 2:s + 2 + n].T @ h[:n]
+        for C in lagged:
             total += power.T * C
             power = power @ R
         return 4.0 * R * total
 
-    def path_quantities(self, p, with_kappa2=True):
+    def path_quantities(self, p, with_kappa2=True, method="recursive"):
         r""":math:`\gamma^2, \kappa^{(1)}, \kappa^{(2)}, \kappa` from the dense squared network.
 
         Equal to ``pathgeom.path_quantities(self.graph, p)`` to rounding (tested), in
-        :math:`O(d T H^2)` for :math:`\gamma^2, \kappa^{(1)}` and
-        :math:`O(d (T H^3 + T^2 H^2))` for the exact :math:`\kappa^{(2)}` of every
-        :math:`W_{rec}` (the only blocks where it can be non-zero: every other block's
-        edges never share a path, since paths only go up layers and forward in time and
-        each output ends its path).
+        :math:`O(d T H^2)` for :math:`\gamma^2, \kappa^{(1)}` and :math:`O(d T H^3)` for
+        the exact :math:`\kappa^{(2)}` of every :math:`W_{rec}` (the only blocks where it
+        can be non-zero: every other block's edges never share a path, since paths only go
+        up layers and forward in time and each output ends its path).  ``method`` selects
+        the :math:`W_{rec}` algorithm (see :meth:`_kappa2_rec`: ``"recursive"``,
+        ``"lagged"`` or ``"fft"``).
         """
         p = as_params(p, self.n_params)
         q = geometry._setup(self.graph, p)
@@ -411,7 +452,8 @@ class RNN(Network):
         k2 = np.zeros(self.n_params)
         with np.errstate(over="ignore", invalid="ignore"):
             for l in range(self.depth):
-                k2[L.slice("W_rec", l)] = self._kappa2_rec(R[l], hs[l], deltas[l]).ravel()
+                k2[L.slice("W_rec", l)] = self._kappa2_rec(R[l], hs[l], deltas[l],
+                                                           method).ravel()
         k = k1 + k2
         if not np.isfinite(k).all():
             raise PathOverflowError("kappa2 overflowed float64; scale the weights down")
