@@ -13,6 +13,7 @@ import numpy  # noqa: E402
 import bench_cache  # noqa: E402
 import bench_core  # noqa: E402
 import bench_kappa2  # noqa: E402
+import bench_rnn  # noqa: E402
 
 
 def main(argv):
@@ -23,6 +24,8 @@ def main(argv):
     for title, module, extra in (
             ("gamma^2 + kappa1 throughput", bench_core, [bench_core.construction]),
             ("exact kappa2", bench_kappa2, []),
+            ("RNN constructor: structured against generic and autodiff", bench_rnn,
+             [bench_rnn.construction]),
             ("compile cache", bench_cache, [])):
         print(f"\n== {title} ==")
         module.run(quick=quick)

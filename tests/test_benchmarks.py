@@ -19,13 +19,13 @@ def bench_path(monkeypatch):
     monkeypatch.syspath_prepend(str(BENCH))
 
 
-@pytest.mark.parametrize("name", ["bench_core", "bench_kappa2"])
+@pytest.mark.parametrize("name", ["bench_core", "bench_kappa2", "bench_rnn"])
 def test_benchmark_quick(bench_path, name):
     module = __import__(name)
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
         module.run(quick=True)
-        if name == "bench_core":
+        if name in ("bench_core", "bench_rnn"):
             module.construction(quick=True)
     out = buf.getvalue()
     assert "x" in out and "ms" in out
