@@ -10,11 +10,16 @@ from ._errors import GraphError, PathOverflowError
 from .geometry import (PathQuantities, gamma2, kappa, kappa1, kappa2, kappa2_support,
                        path_quantities, squared_network)
 from .graph import SharedGraph
-from .constructors import RNN, rnn
+from .constructors import CNN, MLP, RNN, Conv1d, Conv2d, Dense, cnn, mlp, rnn
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "CNN",
+    "Conv1d",
+    "Conv2d",
+    "Dense",
+    "MLP",
     "GraphError",
     "PathOverflowError",
     "PathQuantities",
@@ -25,6 +30,8 @@ __all__ = [
     "kappa1",
     "kappa2",
     "kappa2_support",
+    "cnn",
+    "mlp",
     "path_quantities",
     "rnn",
     "squared_network",

@@ -26,7 +26,8 @@ def _grouped_csr(n, group, other, par, pos, n_params):
     """CSR of the edges grouped by ``pos[group]``, each group sorted by (pos[other], par).
 
     Returns ``ptr`` (n+1,) int64 and the int32 arrays ``pos[other]`` and ``par`` in CSR
-    order.  One counting pass, one scatter of combined keys, then a sort per group.
+    order.  One counting pass, one scatter of combined keys, then a sort of each group
+    that is not already in order.
     """
     E = group.shape[0]
     ptr = np.zeros(n + 1, dtype=np.int64)
@@ -44,8 +45,14 @@ def _grouped_csr(n, group, other, par, pos, n_params):
     for v in range(n):
         lo = ptr[v]
         hi = ptr[v + 1]
-        if hi - lo > 1:
-            key[lo:hi] = np.sort(key[lo:hi])
+        ordered = True
+        for e in range(lo + 1, hi):
+            if key[e] < key[e - 1]:
+                ordered = False
+                break
+        if not ordered:  # mergesort: O(k log k) on every input pattern
+            seg = key[lo:hi].copy()
+            key[lo:hi] = seg[np.argsort(seg, kind="mergesort")]
     out_other = np.empty(E, dtype=np.int32)
     out_par = np.empty(E, dtype=np.int32)
     for e in range(E):

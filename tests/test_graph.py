@@ -197,3 +197,14 @@ def test_from_arrays_does_not_mutate_and_accepts_read_only():
     for a, b in zip((src, dst, par), copies):
         np.testing.assert_array_equal(a, b)
     assert g.n_edges == 3
+
+
+def test_regression_nearly_sorted_fan_in_builds_fast_and_right():
+    """A node whose in-edges are sorted but for the smallest last made numba's quicksort
+    quadratic in the CSR build; the build must stay O(k log k) and the CSR sorted."""
+    k = 50_000
+    src = np.r_[np.arange(1, k), 0]
+    g = pathgeom.SharedGraph.from_arrays(src, np.full(k, k), np.zeros(k, dtype=np.int64),
+                                         np.arange(k), [k])
+    s, _, _ = g.edges()
+    assert np.all(np.diff(s) > 0) and s.size == k
