@@ -25,6 +25,7 @@ class CompiledGraph(NamedTuple):
     outputs: np.ndarray  # (n_outputs,) int64 positions, in output-vector order
     depth: np.ndarray    # (n,) int64 longest-path depth from the sources
     live: np.ndarray     # (n,) bool: some path leads from the node to an output
+    reached: np.ndarray  # (n,) bool: some path leads from an input to the node
     n_params: int
 
 
@@ -48,6 +49,9 @@ def compile_arrays(n, src, dst, par, pos, inputs, outputs, depth, n_params):
     is_output = np.zeros(n, dtype=np.bool_)
     is_output[outputs] = True
     live = _kernels.reaches_output(optr, out_dst, is_output)
+    is_input = np.zeros(n, dtype=np.bool_)
+    is_input[inputs] = True
+    reached = _kernels.reached_from(indptr, in_src, is_input)
     return CompiledGraph(
         indptr=_frozen(indptr, np.int64),
         src=_frozen(in_src, np.int32),
@@ -60,5 +64,6 @@ def compile_arrays(n, src, dst, par, pos, inputs, outputs, depth, n_params):
         outputs=_frozen(outputs, np.int64),
         depth=_frozen(depth, np.int64),
         live=_frozen(live, np.bool_),
+        reached=_frozen(reached, np.bool_),
         n_params=int(n_params),
     )

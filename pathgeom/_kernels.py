@@ -137,7 +137,7 @@ def forward(indptr, src, par, relu, p, H):
                 row[b] += w * hu[b]
         if relu[v]:
             for b in range(B):
-                if not row[b] > 0.0:
+                if row[b] < 0.0:  # nan (from inf - inf) stays nan and reaches the checks
                     row[b] = 0.0
 
 
@@ -218,7 +218,8 @@ def sq_backward(optr, dst, opar, q, h, delta, kappa1):
     Pull form over the *outgoing* CSR (``dst``/``opar`` grouped by source): one store per
     edge instead of two.  ``delta`` arrives with ones on the outputs (which have no
     outgoing edges and keep them) and zeros elsewhere.  Unrolled by four with separate
-    partial sums, which is what lets the loads of consecutive edges overlap.
+    partial sums, which is what lets the loads of consecutive edges overlap.  Where
+    ``h[u] == 0`` the kappa1 terms are skipped: they are exactly zero.
     """
     for u in range(h.shape[0] - 1, -1, -1):
         lo = optr[u]
@@ -231,6 +232,10 @@ def sq_backward(optr, dst, opar, q, h, delta, kappa1):
         s2 = 0.0
         s3 = 0.0
         e = lo
+        if hu == 0.0:  # kappa1 terms are exactly 0 (and 0 * inf must not become nan)
+            while e < hi:
+                s0 += q[opar[e]] * delta[dst[e]]
+                e += 1
         while e + 4 <= hi:
             i0 = opar[e]
             i1 = opar[e + 1]
@@ -351,28 +356,56 @@ def reaches_output(optr, dst, is_output):
 
 
 @numba.njit(cache=True)
-def param_extents(indptr, src, par, depth, n_params):
-    """Per parameter: min/max depth of its edges' sources and min/max position of their heads.
+def reached_from(indptr, src, is_input):
+    """``reached[v]``: whether some path leads from an input to ``v`` (inputs included)."""
+    reached = is_input.copy()
+    for v in range(is_input.shape[0]):
+        if reached[v]:
+            continue
+        for e in range(indptr[v], indptr[v + 1]):
+            if reached[src[e]]:
+                reached[v] = True
+                break
+    return reached
 
-    Unused parameters get ``(0, 0, 0, -1)``-style empty extents: ``count == 0``.
+
+@numba.njit(cache=True)
+def sink_depth(optr, dst):
+    """Longest-path distance from each node to a sink (0 on sinks)."""
+    n = optr.shape[0] - 1
+    r = np.zeros(n, dtype=np.int64)
+    for u in range(n - 1, -1, -1):
+        for e in range(optr[u], optr[u + 1]):
+            if r[dst[e]] + 1 > r[u]:
+                r[u] = r[dst[e]] + 1
+    return r
+
+
+@numba.njit(cache=True)
+def param_extents(indptr, src, par, depth, sdepth, n_params):
+    """Per parameter, over its edges ``u -> v``: the number of edges; the largest depth of
+    a source and the smallest depth of a head; the largest sink depth of a head and the
+    smallest of a source; the first and last head position.  Returned as an (7, m) array:
+    ``count, src_depth_max, head_depth_min, head_sink_max, src_sink_min, head_min, head_max``.
     """
     big = np.iinfo(np.int64).max
-    dmin = np.full(n_params, big, dtype=np.int64)
-    dmax = np.full(n_params, -1, dtype=np.int64)
-    vmin = np.full(n_params, big, dtype=np.int64)
-    vmax = np.full(n_params, -1, dtype=np.int64)
-    count = np.zeros(n_params, dtype=np.int64)
+    out = np.empty((7, n_params), dtype=np.int64)
+    out[0] = 0
+    out[1] = -1
+    out[2] = big
+    out[3] = -1
+    out[4] = big
+    out[5] = big
+    out[6] = -1
     for v in range(indptr.shape[0] - 1):
         for e in range(indptr[v], indptr[v + 1]):
             i = par[e]
-            d = depth[src[e]]
-            count[i] += 1
-            if d < dmin[i]:
-                dmin[i] = d
-            if d > dmax[i]:
-                dmax[i] = d
-            if v < vmin[i]:
-                vmin[i] = v
-            if v > vmax[i]:
-                vmax[i] = v
-    return dmin, dmax, vmin, vmax, count
+            u = src[e]
+            out[0, i] += 1
+            out[1, i] = max(out[1, i], depth[u])
+            out[2, i] = min(out[2, i], depth[v])
+            out[3, i] = max(out[3, i], sdepth[v])
+            out[4, i] = min(out[4, i], sdepth[u])
+            out[5, i] = min(out[5, i], v)
+            out[6, i] = max(out[6, i], v)
+    return out

@@ -107,12 +107,23 @@ def _squared_backward(g, q, h):
     delta[c.outputs] = 1.0
     k1 = np.zeros(g.n_params)
     _kernels.sq_backward(c.optr, c.dst, c.opar, q, h, delta, k1)
+    delta[~c.reached] = 0.0  # h = 0 there: these sensitivities multiply nothing
     if not np.isfinite(delta).all():
         _overflow(g, first_nonfinite_row(delta), "the output sensitivity delta")
     if not np.isfinite(k1).all():
         i = int(np.flatnonzero(~np.isfinite(k1))[0])
         raise PathOverflowError(f"kappa1[{i}] overflowed float64; scale the weights down")
     return delta, k1
+
+
+def _gamma2_from(g, h):
+    """Sum of the squared network's outputs, with the overflow of the sum itself caught."""
+    with np.errstate(over="ignore"):
+        total = float(h[g._c.outputs].sum())
+    if not np.isfinite(total):
+        raise PathOverflowError("gamma^2 overflowed float64 in the sum over the outputs (each "
+                                "output's path sum is finite); scale the weights down")
+    return total
 
 
 def _setup(g, p):
@@ -145,7 +156,10 @@ def squared_network(g, p):
     Returns
     -------
     h, delta : ndarray, shape (n_nodes,)
-        In :attr:`SharedGraph.nodes` order.  ``h`` is 0 on nodes that reach no output.
+        In :attr:`SharedGraph.nodes` order.  ``h`` is set to 0 on nodes that reach no
+        output and ``delta`` on nodes that no input reaches: there they multiply nothing
+        in any path quantity (and zeroing them keeps an overflow in such a dead branch
+        from turning into ``inf * 0``).
 
     Examples
     --------
@@ -188,8 +202,7 @@ def gamma2(g, p):
     16.0
     """
     q = _setup(g, p)
-    h = _squared_forward(g, q)
-    return float(h[g._c.outputs].sum())
+    return _gamma2_from(g, _squared_forward(g, q))
 
 
 def kappa1(g, p):
@@ -258,9 +271,15 @@ def _support_and_blocks(g):
     key = ("kappa2_blocks", TANGENT_BLOCK, TANGENT_MEMORY)
     if key not in cache:
         c = g._c
-        dmin, dmax, vmin, vmax, count = _kernels.param_extents(c.indptr, c.src, c.par, c.depth,
-                                                                g.n_params)
-        support = np.flatnonzero((count >= 2) & (dmax > dmin))
+        sdepth = _kernels.sink_depth(c.optr, c.dst)
+        count, src_dmax, head_dmin, head_smax, src_smin, vmin, vmax = _kernels.param_extents(
+            c.indptr, c.src, c.par, c.depth, sdepth, g.n_params)
+        # a path v ~> u' between edges (u -> v), (u' -> v') of E_i needs
+        # depth(v) <= depth(u') and sink_depth(v) >= sink_depth(u'); so if every source is
+        # shallower than every head, or every head is nearer the sinks than every source,
+        # no path holds two edges of E_i and kappa2_i = 0 exactly
+        certified = (src_dmax < head_dmin) | (head_smax < src_smin)
+        support = np.flatnonzero((count >= 2) & ~certified)
         order = support[np.argsort(vmin[support], kind="stable")]
         width = TANGENT_BLOCK
         # every block's node range lies within the support's overall range
@@ -280,13 +299,21 @@ def _support_and_blocks(g):
 
 
 def kappa2_support(g):
-    r"""Parameters whose :math:`\kappa^{(2)}` the depth certificate does not prove zero.
+    r"""Parameters whose :math:`\kappa^{(2)}` the depth certificates do not prove zero.
 
     Longest-path depth from the sources strictly increases along every edge, so two
     edges whose sources have the same depth never lie on one path.  If every edge of
     :math:`E_i` leaves a node of one depth, :math:`\kappa^{(2)}_i = 0` exactly and
-    :func:`kappa2` skips it.  Feed-forward networks and CNNs have an empty support; in
-    an unrolled RNN it is the recurrent matrix.
+    :func:`kappa2` skips it.  More generally, a path from the head :math:`v` of one edge
+    to the tail :math:`u'` of another needs :math:`\mathrm{depth}(v) \le
+    \mathrm{depth}(u')`, so :math:`\max_{E_i} \mathrm{depth}(u) < \min_{E_i}
+    \mathrm{depth}(v)` certifies zero; and the same with the longest distance to a sink,
+    which decreases along edges: :math:`\max_{E_i} \mathrm{sink}(v) < \min_{E_i}
+    \mathrm{sink}(u)` (this one covers parameters on edges into outputs).
+    Feed-forward networks and CNNs have an empty support; in an unrolled RNN it is the
+    recurrent matrices and the input matrices of layers above the first (whose
+    :math:`\kappa^{(2)}` is zero too, by the layer structure that :func:`pathgeom.rnn`'s
+    structured computation uses, but not by depth).
 
     Returns
     -------
@@ -356,7 +383,7 @@ def path_quantities(g, p, with_kappa2=True):
     """
     q = _setup(g, p)
     h = _squared_forward(g, q)
-    g2 = float(h[g._c.outputs].sum())
+    g2 = _gamma2_from(g, h)
     delta, k1 = _squared_backward(g, q, h)
     if not with_kappa2:
         return PathQuantities(g2, k1, None, None)

@@ -65,7 +65,7 @@ MAX_PATHS = 200_000
 def _fractions(values, name):
     try:
         return [Fraction(v) for v in values]
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:
         raise ValueError(f"{name} must hold finite numbers: {exc}") from None
 
 

@@ -60,12 +60,14 @@ def test_engine_matches_reference(gp, block):
 
 def test_memory_cap_narrows_the_blocks():
     g = pathgeom.SharedGraph.from_edges(
-        [("x", "a", 0), ("a", "b", 0), ("b", "c", 1), ("a", "c", 1), ("c", "y", 0)],
+        [("x", "a", 0), ("a", "b", 1), ("b", "c", 1), ("a", "c", 0), ("c", "y", 0)],
         ["x"], ["y"])
     p = np.array([0.9, 1.2])
     wide = pathgeom.kappa2(g, p)
+    np.testing.assert_array_equal(pathgeom.kappa2_support(g), [0, 1])
+    assert geometry._support_and_blocks(g)[1].shape == (1, geometry.TANGENT_BLOCK)
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(geometry, "TANGENT_MEMORY", 8 * 5 * 2)  # 5 nodes in range, 2 lanes
+        mp.setattr(geometry, "TANGENT_MEMORY", 8 * 4 * 2)  # heads span 4 nodes, 2 lanes
         assert geometry._support_and_blocks(g)[1].shape == (1, 2)
         mp.setattr(geometry, "TANGENT_MEMORY", 1)
         assert geometry._support_and_blocks(g)[1].shape == (2, 1)
@@ -96,13 +98,16 @@ def test_squared_network_values_are_path_sums(gp):
     k1 = np.zeros(g.n_params)
     np.add.at(k1, par, h[src] * delta[dst])
     assert_close(k1, pathgeom.kappa1(g, p), 1e-12)
-    # delta_u = sum_{u->v} q delta_v except at outputs (seed 1); sinks that are not outputs: 0
+    # delta_u = sum_{u->v} q delta_v except at outputs (seed 1); sinks that are not outputs: 0;
+    # both h and delta are 0 where they multiply nothing (no path to an output / from an input)
     back = np.zeros(g.n_nodes)
     np.add.at(back, src, q[par] * delta[dst])
     out = np.zeros(g.n_nodes, bool)
     out[[g.index(o) for o in g.outputs]] = True
-    assert_close(delta[~out], back[~out], 1e-12)
-    assert np.all(delta[out] == 1.0)
+    reached, live = g._c.reached, g._c.live
+    assert_close(delta[~out & reached], back[~out & reached], 1e-12)
+    assert np.all(delta[out & reached] == 1.0)
+    assert np.all(delta[~reached] == 0.0) and np.all(h[~live] == 0.0)
 
 
 @given(gp=graph_and_params())
@@ -181,10 +186,13 @@ def test_many_parameters_span_several_blocks():
 
 
 def test_threads_do_not_change_kappa2():
+    """Several tangent blocks (one layer, H = 12: 144 interacting parameters > 64) give the
+    same result on one thread as on all of them: each block owns its scratch and row."""
     import numba
-    g = pathgeom.SharedGraph.from_edges(
-        [("x", "a", 0), ("a", "b", 0), ("b", "c", 1), ("a", "c", 0), ("c", "y", 1)], ["x"], ["y"])
-    p = np.array([0.9, 1.2])
+    net = pathgeom.rnn(1, 12, 1, T=6)
+    g = net.graph
+    p = net.init(np.random.default_rng(0), "uniform", scale=0.4)
+    assert geometry._support_and_blocks(g)[1].shape[0] >= 3
     before = pathgeom.kappa2(g, p)
     n = numba.get_num_threads()
     try:
@@ -192,3 +200,4 @@ def test_threads_do_not_change_kappa2():
         np.testing.assert_array_equal(pathgeom.kappa2(g, p), before)
     finally:
         numba.set_num_threads(n)
+    assert_close(before, net.kappa2(p), 1e-12)

@@ -188,3 +188,32 @@ class TestOverflow:
         np.testing.assert_array_equal(r.kappa, [0.0, 1.0])
         np.testing.assert_array_equal(g.forward([10.0, 2.0], [1.0]), [2.0])
         np.testing.assert_array_equal(g.backward([10.0, 2.0], [1.0], [1.0]), [0.0, 1.0])
+
+
+class TestOverflowRegressions:
+    """Cases an independent review found returning inf/nan or a wrong finite value."""
+
+    def test_sum_over_outputs_overflows(self):
+        g = pathgeom.SharedGraph.from_edges([("x1", "y1", 0), ("x2", "y2", 0)],
+                                            ["x1", "x2"], ["y1", "y2"])
+        for fn in (pathgeom.gamma2, pathgeom.path_quantities):
+            with pytest.raises(PathOverflowError, match="sum over the outputs"):
+                fn(g, [1.2e154])
+
+    def test_forward_does_not_turn_inf_minus_inf_into_zero(self):
+        # c = relu(2a - a) with a = 1e400: the true output overflows
+        g = pathgeom.SharedGraph.from_edges(
+            [("x", "a", 0), ("a", "c", 1), ("a", "c", 2), ("c", "y", 1)], ["x"], ["y"])
+        with pytest.raises(PathOverflowError, match="forward pass overflowed"):
+            g.forward([1e200, 2.0, -1.0], [1e200])
+
+    def test_overflow_on_nodes_no_input_reaches_is_harmless(self):
+        # d0 -> ... -> d399 -> y on weight 10 carries no input; x -> y on weight 2
+        nodes = [f"d{k}" for k in range(400)] + ["y"]
+        edges = [(a, b, 0) for a, b in zip(nodes, nodes[1:])] + [("x", "y", 1)]
+        g = pathgeom.SharedGraph.from_edges(edges, ["x"], ["y"])
+        r = pathgeom.path_quantities(g, [10.0, 2.0])
+        assert r.gamma2 == 4.0
+        np.testing.assert_array_equal(r.kappa, [0.0, 1.0])
+        h, delta = pathgeom.squared_network(g, [10.0, 2.0])
+        assert np.isfinite(delta).all() and np.isfinite(h).all()

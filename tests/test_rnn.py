@@ -15,14 +15,16 @@ CONFIGS = [
     dict(n_in=2, hidden=[2, 3, 2], n_out=1, T=5, outputs="last", bias=True),
     dict(n_in=3, hidden=4, n_out=2, T=1, outputs="all", bias=False),
     dict(n_in=1, hidden=[2, 2], n_out=3, T=6, outputs="all", bias=False),
+    dict(n_in=2, hidden=[3, 2], n_out=1, T=2, outputs="last", bias=True),
 ]
 IDS = [f"{c['hidden']}-{c['outputs']}-T{c['T']}-bias{int(c['bias'])}" for c in CONFIGS]
 
 
-@pytest.fixture(params=CONFIGS, ids=IDS)
+@pytest.fixture(params=list(enumerate(CONFIGS)), ids=IDS)
 def case(request):
-    rng = np.random.default_rng(abs(hash(str(request.param))) % 2**32)
-    net = pathgeom.rnn(**request.param)
+    seed, config = request.param
+    rng = np.random.default_rng(seed)  # fixed per configuration: failures replay
+    net = pathgeom.rnn(**config)
     p = net.init(rng, "uniform", scale=0.7)
     if net.bias:  # init leaves biases at zero; make them matter
         for l in range(net.depth):
@@ -214,3 +216,46 @@ def test_kappa2_method_name_is_checked():
     net = pathgeom.rnn(1, 2, 1, T=4)
     with pytest.raises(ValueError, match="method must be"):
         net.path_quantities(np.ones(net.n_params), method="dense")
+
+
+def test_one_layer_blocks_may_be_bare_arrays():
+    net = pathgeom.rnn(2, 3, 1, T=4, bias=True)
+    rng = np.random.default_rng(0)
+    blocks = net.unpack(rng.normal(size=net.n_params))
+    bare = dict(blocks, W_in=blocks["W_in"][0], W_rec=blocks["W_rec"][0], b=blocks["b"][0])
+    np.testing.assert_array_equal(net.pack(**bare), net.pack(**blocks))
+    alpha = rng.uniform(0.5, 2, 3)
+    np.testing.assert_array_equal(net.rescale(net.pack(**blocks), alpha),
+                                  net.rescale(net.pack(**blocks), [alpha]))
+
+
+class TestRegressions:
+    """Cases an independent review found."""
+
+    def test_structured_gamma2_does_not_check_delta(self):
+        # gamma^2 fits, delta of layer 0 (2^2 per step over 600 steps) does not
+        net = pathgeom.rnn(1, 1, 1, T=600)
+        p = net.pack(W_in=np.array([[1e-60]]), W_rec=np.array([[2.0]]), W_out=np.array([[1.0]]))
+        assert_close(net.gamma2(p), pathgeom.gamma2(net.graph, p), 1e-12)
+        with pytest.raises(PathOverflowError, match="delta of layer 0"):
+            net.kappa1(p)
+        with pytest.raises(PathOverflowError):
+            pathgeom.kappa1(net.graph, p)
+
+    def test_backward_rejects_non_finite_dY_and_overflow(self):
+        net = pathgeom.rnn(1, 2, 1, T=3)
+        p = net.init(np.random.default_rng(0), "uniform", scale=0.5)
+        X = np.ones((2, 3, 1))
+        with pytest.raises(ValueError, match="dY has non-finite entries"):
+            net.backward(p, X, [[np.nan], [1.0]])
+        with pytest.raises(PathOverflowError, match="gradient of parameter"):
+            net.backward(p, 1e6 * X, np.full((2, 1), 1e308))
+        with pytest.raises(PathOverflowError):
+            net.backward(np.full(net.n_params, 1e120), X, np.ones((2, 1)))
+
+    def test_non_finite_X_is_named(self):
+        net = pathgeom.rnn(2, 2, 1, T=3)
+        X = np.zeros((2, 3, 2))
+        X[1, 2, 0] = np.inf
+        with pytest.raises(ValueError, match=r"X\[1, 2, 0\] = inf is not finite"):
+            net.forward(np.zeros(net.n_params), X)

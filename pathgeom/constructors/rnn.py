@@ -200,7 +200,9 @@ class RNN(Network):
             raise ValueError(f"X has shape {np.shape(X)}; expected (B, T, n_in) = "
                              f"(B, {self.T}, {self.n_in}) or (T, n_in)")
         if not np.isfinite(X).all():
-            raise ValueError("X has non-finite entries; inputs must be finite")
+            where = tuple(int(i) for i in np.argwhere(~np.isfinite(X))[0])
+            raise ValueError(f"X{list(where[1:] if squeeze else where)} = {X[where]} is not "
+                             f"finite; inputs must be finite")
         return X, squeeze
 
     def _run(self, p, X):
@@ -280,8 +282,19 @@ class RNN(Network):
             dY = dY[None]
         if dY.shape != want:
             raise ValueError(f"dY has shape {dY.shape}; expected {want}")
+        if not np.isfinite(dY).all():
+            raise ValueError("dY has non-finite entries; the output gradient must be finite")
+        with np.errstate(over="ignore", invalid="ignore"):  # checked below
+            return self._backward(p, X, dY)
+
+    def _backward(self, p, X, dY):
+        B = X.shape[0]
         W_in, W_rec, W_out, _, _ = self._blocks(p)
         states = self._run(p, X)
+        for l, h in enumerate(states):
+            if not np.isfinite(h).all():
+                raise PathOverflowError(f"the dense forward pass overflowed float64 in layer "
+                                        f"{l}; scale the weights down")
         inputs = np.moveaxis(X, 1, 0)
         grads = {name: np.zeros_like(block) if not isinstance(block, list)
                  else [np.zeros_like(x) for x in block]
@@ -313,13 +326,18 @@ class RNN(Network):
             dh = dz @ W_in[l]  # into the layer below (unused below the inputs)
         if not self.bias:
             del grads["b"], grads["b_out"]
-        return self.layout.pack(**grads)
+        grad = self.layout.pack(**grads)
+        if not np.isfinite(grad).all():
+            i = int(np.flatnonzero(~np.isfinite(grad))[0])
+            raise PathOverflowError(f"the gradient of parameter {i} overflowed float64; "
+                                    f"scale the weights or dY down")
+        return grad
 
     # ------------------------------------------------------------------ structured geometry
 
-    def _squared(self, q):
-        """Squared-network layer values ``h[l]`` and sensitivities ``delta[l]``, (T, H_l)."""
-        A, R, O, a, a_out = self._blocks(q)
+    def _squared_forward(self, q):
+        """Squared-network layer values ``h[l]``, arrays (T, H_l), checked finite."""
+        A, R, _, a, _ = self._blocks(q)
         T = self.T
         hs = []
         below = np.ones((T, self.n_in))
@@ -331,9 +349,19 @@ class RNN(Network):
                 h[t] = drive[t] + R[l] @ h[t - 1]
             hs.append(h)
             below = h
-        out_mask = np.zeros(T)
+        self._check_finite(hs, "h")
+        return hs
+
+    def _out_mask(self):
+        out_mask = np.zeros(self.T)
         out_mask[self._out_times()] = 1.0
-        seed = out_mask[:, None] * O.sum(axis=0)[None, :]  # (T, H_top): O^T 1 at output times
+        return out_mask
+
+    def _squared_backward(self, q):
+        """Sensitivities ``delta[l]`` = dg/dh of the squared network, arrays (T, H_l)."""
+        A, R, O, _, _ = self._blocks(q)
+        T = self.T
+        seed = self._out_mask()[:, None] * O.sum(axis=0)[None, :]  # O^T 1 at output times
         deltas = [None] * self.depth
         for l in range(self.depth - 1, -1, -1):
             d = np.empty((T, self.hidden[l]))
@@ -343,15 +371,20 @@ class RNN(Network):
             deltas[l] = d
             if l:
                 seed = d @ A[l]  # A_l^T delta^l_t, as rows
-        for l in range(self.depth):
-            for name, arr in (("h", hs[l]), ("delta", deltas[l])):
-                if not np.isfinite(arr).all():
-                    t = int(np.flatnonzero(~np.isfinite(arr).all(axis=1))[0])
-                    raise PathOverflowError(
-                        f"gamma^2 overflowed float64 in the squared network: {name} of layer "
-                        f"{l} at time step {t + 1}; scale the weights down (paths grow like "
-                        f"rho(W_rec * W_rec)**T)")
-        return hs, deltas, out_mask
+        self._check_finite(deltas, "delta")
+        return deltas
+
+    @staticmethod
+    def _check_finite(arrays, name):
+        for l, arr in enumerate(arrays):
+            if not np.isfinite(arr).all():
+                t = int(np.flatnonzero(~np.isfinite(arr).all(axis=1))[0])
+                what = "gamma^2" if name == "h" else "the output sensitivity delta"
+                raise PathOverflowError(
+                    f"{what} overflowed float64 in the squared network: {name} of layer {l} "
+                    f"at time step {t + 1}; scale the weights down (paths grow like "
+                    f"rho(W_rec * W_rec)**T)")
+
 
     @staticmethod
     def _kappa2_rec(R, h, delta, method="recursive"):
@@ -415,6 +448,22 @@ class RNN(Network):
             power = power @ R
         return 4.0 * R * total
 
+    def _gamma2_from(self, q, hs):
+        _, _, O, _, a_out = self._blocks(q)
+        out_mask = self._out_mask()
+        gamma2 = float(out_mask @ hs[-1] @ O.sum(axis=0) + out_mask.sum() * a_out.sum())
+        if not np.isfinite(gamma2):
+            raise PathOverflowError("gamma^2 overflowed float64 in the sum over the outputs; "
+                                    "scale the weights down")
+        return gamma2
+
+    def gamma2(self, p):
+        r""":math:`\gamma^2(p)` (eqs. 2-3) by the dense squared network: one forward sweep."""
+        p = as_params(p, self.n_params)
+        q = geometry._setup(self.graph, p)
+        with np.errstate(over="ignore", invalid="ignore"):
+            return self._gamma2_from(q, self._squared_forward(q))
+
     def path_quantities(self, p, with_kappa2=True, method="recursive"):
         r""":math:`\gamma^2, \kappa^{(1)}, \kappa^{(2)}, \kappa` from the dense squared network.
 
@@ -429,24 +478,26 @@ class RNN(Network):
         p = as_params(p, self.n_params)
         q = geometry._setup(self.graph, p)
         with np.errstate(over="ignore", invalid="ignore"):  # checked: PathOverflowError
-            hs, deltas, out_mask = self._squared(q)
+            hs = self._squared_forward(q)
+            gamma2 = self._gamma2_from(q, hs)
+            deltas = self._squared_backward(q)
         _, R, _, _, _ = self._blocks(q)
+        out_mask = self._out_mask()
         L = self.layout
         k1 = np.zeros(self.n_params)
-        for l in range(self.depth):
-            below = np.ones((self.T, self.n_in)) if l == 0 else hs[l - 1]
-            k1[L.slice("W_in", l)] = (deltas[l].T @ below).ravel()
-            k1[L.slice("W_rec", l)] = (deltas[l][1:].T @ hs[l][:-1]).ravel()
-            if self.bias:
-                k1[L.slice("b", l)] = deltas[l].sum(axis=0)
-        top = hs[-1]
-        k1[L.slice("W_out")] = np.tile(out_mask @ top, self.n_out)
+        with np.errstate(over="ignore", invalid="ignore"):
+            for l in range(self.depth):
+                below = np.ones((self.T, self.n_in)) if l == 0 else hs[l - 1]
+                k1[L.slice("W_in", l)] = (deltas[l].T @ below).ravel()
+                k1[L.slice("W_rec", l)] = (deltas[l][1:].T @ hs[l][:-1]).ravel()
+                if self.bias:
+                    k1[L.slice("b", l)] = deltas[l].sum(axis=0)
+        k1[L.slice("W_out")] = np.tile(out_mask @ hs[-1], self.n_out)
         if self.bias:
             k1[L.slice("b_out")] = out_mask.sum()
-        gamma2 = float(out_mask @ top @ self._blocks(q)[2].sum(axis=0)
-                       + out_mask.sum() * self._blocks(q)[4].sum())
-        if not np.isfinite(k1).all() or not np.isfinite(gamma2):
-            raise PathOverflowError("gamma^2 or kappa1 overflowed float64; scale the weights down")
+        if not np.isfinite(k1).all():
+            i = int(np.flatnonzero(~np.isfinite(k1))[0])
+            raise PathOverflowError(f"kappa1[{i}] overflowed float64; scale the weights down")
         if not with_kappa2:
             return geometry.PathQuantities(gamma2, k1, None, None)
         k2 = np.zeros(self.n_params)
@@ -461,7 +512,18 @@ class RNN(Network):
 
     # ------------------------------------------------------------------ rescaling (Theorem 1)
 
+    def pack(self, **arrays):
+        """Flatten named blocks into ``p``; for a one-layer RNN ``W_in``, ``W_rec`` and ``b``
+        may be given as bare arrays instead of one-element lists."""
+        if self.depth == 1:
+            for name in ("W_in", "W_rec", "b"):
+                if name in arrays and np.ndim(arrays[name]) == (1 if name == "b" else 2):
+                    arrays[name] = [arrays[name]]
+        return self.layout.pack(**arrays)
+
     def _check_alpha(self, alpha):
+        if self.depth == 1 and np.ndim(alpha) == 1:
+            alpha = [alpha]
         if len(alpha) != self.depth:
             raise ValueError(f"alpha must hold one array per hidden layer ({self.depth}), "
                              f"got {len(alpha)}")
@@ -478,7 +540,8 @@ class RNN(Network):
     def rescale(self, p, alpha):
         r"""Theorem 1's rescaling :math:`T_\alpha(p)`: the same function, new parameters.
 
-        For :math:`\alpha^l_j > 0` (one array per hidden layer, :math:`\alpha^0 \equiv 1`):
+        For :math:`\alpha^l_j > 0` (a list of one array per hidden layer, or a bare array for
+        a one-layer RNN; :math:`\alpha^0 \equiv 1`):
         :math:`W^l_{in}[j,k] \leftarrow \alpha^l_j / \alpha^{l-1}_k\, W^l_{in}[j,k]`,
         :math:`W^l_{rec}[j,k] \leftarrow \alpha^l_j / \alpha^l_k\, W^l_{rec}[j,k]`,
         :math:`W_{out}[o,k] \leftarrow W_{out}[o,k] / \alpha^{d-1}_k`, and biases
