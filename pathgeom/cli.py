@@ -3,18 +3,39 @@
 ``pathgeom demo`` is the main job of ``make demo``: it builds a small unrolled RNN as a
 shared-weight graph, checks Lemma 1 against the exact rational reference, and times the
 exact curvature on a larger network.
+
+The teaching commands check the paper's statements on a network of your choice
+(``--net rnn|mlp|cnn|chain`` with sizes, or ``--graph FILE`` in the edge-list format of
+:mod:`pathgeom._edgelist`); ``--json`` prints machine-readable output:
+
+- ``pathgeom lemma1``: kappa from its definition against kappa1 + kappa2, and the paper's
+  printed eq. (10) and (11);
+- ``pathgeom invariance``: a random feasible rescaling leaves f and gamma^2 unchanged and
+  commutes with Path-SGD, not with SGD (Theorem 2);
+- ``pathgeom group``: the rescaling group's dimension and basis (Definition 2, Theorem 1);
+- ``pathgeom draw``: a figure of the graph, edges coloured by shared parameter; with
+  ``--rescale`` the same network before and after a feasible rescaling (needs the optional
+  ``[plot]`` extra, matplotlib).
+
+Exit status: 0 on success, 1 when the command could not run (an overflow, matplotlib
+missing), 2 for bad arguments or a malformed graph file.
 """
 
 import argparse
+import json
 import sys
 import time
 
 import numpy as np
 
 from . import reference
-from ._builders import rnn_arrays
+from ._builders import rnn_arrays, rnn_param_blocks
+from .constructors import Conv1d, cnn, mlp, rnn
+from ._edgelist import EdgeListError, read_edge_list
+from ._errors import GraphError, PathOverflowError
 from .geometry import kappa2_support, path_quantities
 from .graph import SharedGraph
+from .invariance import _jsonable, rescale, rescaling_group, verify_invariance, verify_lemma1
 
 __all__ = ["main"]
 
@@ -72,9 +93,352 @@ def _demo(args, out):
     return 0
 
 
-def main(argv=None, out=None):
-    """Entry point of the ``pathgeom`` console script."""
-    out = sys.stdout if out is None else out
+# --------------------------------------------------------------------------- networks
+#
+# Each --net choice is one builder (args) -> (graph, description), registered in _NETS;
+# its size options are added in _add_network_arguments.  A description is a dict with
+#   "net":     the --net name, or "file";
+#   "summary": one line for humans;
+#   "group_dim_theory": the rescaling-group dimension the theory predicts, or None;
+#   "theory":  where that prediction comes from (or None).
+
+
+def _rnn_network(args):
+    """Unrolled ReLU RNN (paper Table 1) from :func:`pathgeom.rnn`, output at the last step,
+    relabelled ``x[t,i]``, ``h[t,j]`` (``h2[t,j]`` for the second layer, ...), ``y[o]``."""
+    n_in, hidden, n_out, T = args.n_in, args.H, args.n_out, args.T
+    net = rnn(n_in, hidden, n_out, T)
+    a = rnn_arrays(n_in, hidden, n_out, T)
+    names = [f"x[{t + 1},{i}]" for t in range(T) for i in range(n_in)]
+    for l, H in enumerate(hidden):
+        tag = "h" if l == 0 else f"h{l + 1}"
+        names += [f"{tag}[{t + 1},{j}]" for t in range(T) for j in range(H)]
+    names += [f"y[{o}]" for o in range(n_out)]
+    src, dst, par = net.graph.edges()
+    ids = np.asarray(net.graph.nodes)
+    edges = [(names[u], names[v], i) for u, v, i in
+             zip(ids[src].tolist(), ids[dst].tolist(), par.tolist())]
+    g = SharedGraph.from_edges(edges, [names[k] for k in a["inputs"].tolist()],
+                               [names[k] for k in a["outputs"].tolist()],
+                               n_params=net.n_params)
+    blocks = ", ".join(f"{name}{'' if l is None else f'[{l}]'} {'x'.join(map(str, shape))}"
+                       for name, l, shape in rnn_param_blocks(n_in, hidden, n_out))
+    summary = (f"ReLU RNN unrolled over T = {T} steps, hidden {list(hidden)}, n_in = {n_in}, "
+               f"n_out = {n_out} (output at the last step); p = [{blocks}], row-major")
+    return g, {"net": "rnn", "summary": summary, "group_dim_theory": sum(hidden),
+               "theory": f"Theorem 1: one free scale per hidden unit, sum_i H_i = {sum(hidden)}"}
+
+
+def _mlp_network(args):
+    """Fully connected ReLU network from :func:`pathgeom.mlp` (no sharing)."""
+    sizes = [args.n_in] + list(args.hidden) + [args.n_out]
+    net = mlp(sizes)
+    return net.graph, {
+        "net": "mlp", "summary": f"MLP with sizes {sizes} (no weight sharing); p = W[0], "
+                                 f"W[1], ..., row-major",
+        "group_dim_theory": sum(args.hidden),
+        "theory": "one free scale per hidden unit (no sharing constrains it)"}
+
+
+def _cnn_network(args):
+    """1-D convolutional network from :func:`pathgeom.cnn`: ``--channels`` conv layers."""
+    shape = (args.in_channels, args.width)
+    layers = [Conv1d(c, args.kernel) for c in args.channels]
+    net = cnn(shape, layers, args.n_out)
+    return net.graph, {
+        "net": "cnn", "summary": f"1-D CNN on input {shape}, conv channels "
+                                 f"{list(args.channels)}, kernel {args.kernel}, "
+                                 f"{args.n_out} linear outputs",
+        "group_dim_theory": sum(args.channels),
+        "theory": "one free scale per channel: a kernel entry is shared by every position"}
+
+
+def _chain_network(args):
+    """in -> v1 -> ... -> out, ``--length`` edges, distinct parameters or (``--share``) one."""
+    L = args.length
+    nodes = ["in"] + [f"v{k}" for k in range(1, L)] + ["out"]
+    edges = [(a, b, 0 if args.share else k) for k, (a, b) in enumerate(zip(nodes, nodes[1:]))]
+    g = SharedGraph.from_edges(edges, ["in"], ["out"])
+    if args.share:
+        summary = f"chain of {L} edges all on one parameter p: gamma^2 = p^{2 * L}"
+        theory = "shared chain: b_vk = k c and -b_v(L-1) = c force c = 0"
+        dim = 0
+    else:
+        summary = f"chain of {L} edges, each on its own parameter"
+        theory = "no sharing: every internal node rescales freely"
+        dim = L - 1
+    return g, {"net": "chain", "summary": summary, "group_dim_theory": dim, "theory": theory}
+
+
+_NETS = {"rnn": _rnn_network, "chain": _chain_network, "mlp": _mlp_network,
+         "cnn": _cnn_network}
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
+    return value
+
+
+def _int_list(text):
+    """``3`` or ``3,2``: a list of positive integers."""
+    try:
+        values = [int(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected integers separated by commas, got "
+                                         f"{text!r}") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected integers >= 1, got {text!r}")
+    return values
+
+
+def _float_at_least(low, strict):
+    def parse(text):
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not np.isfinite(value) or value < low or (strict and value == low):
+            raise argparse.ArgumentTypeError(
+                f"expected a finite number {'>' if strict else '>='} {low:g}, got {text}")
+        return value
+    return parse
+
+
+def _add_network_arguments(parser):
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--net", choices=sorted(_NETS), default=None,
+                       help="a built-in network (default: rnn)")
+    which.add_argument("--graph", metavar="FILE",
+                       help="an edge-list file: 'inputs a b', 'outputs y' and 'u v param' "
+                            "lines, '#' comments (docs/concepts/invariance.md)")
+    sizes = parser.add_argument_group("sizes of --net")
+    sizes.add_argument("--T", type=_positive_int, default=4, help="rnn: time steps (4)")
+    sizes.add_argument("--H", type=_int_list, default=[3],
+                       help="rnn: hidden units per layer, e.g. 3 or 3,2 (3)")
+    sizes.add_argument("--n-in", type=_positive_int, default=1,
+                       help="rnn: inputs per step; mlp: input width (1)")
+    sizes.add_argument("--n-out", type=_positive_int, default=1,
+                       help="rnn, mlp, cnn: outputs (1)")
+    sizes.add_argument("--hidden", type=_int_list, default=[3, 2],
+                       help="mlp: hidden widths (3,2)")
+    sizes.add_argument("--in-channels", type=_positive_int, default=1,
+                       help="cnn: input channels (1)")
+    sizes.add_argument("--width", type=_positive_int, default=6, help="cnn: input length (6)")
+    sizes.add_argument("--channels", type=_int_list, default=[2, 2],
+                       help="cnn: output channels of each Conv1d layer (2,2)")
+    sizes.add_argument("--kernel", type=_positive_int, default=2, help="cnn: kernel size (2)")
+    sizes.add_argument("--length", type=_positive_int, default=3,
+                       help="chain: number of edges (3)")
+    sizes.add_argument("--share", action="store_true",
+                       help="chain: put every edge on one parameter")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (0)")
+
+
+def _network_from_args(args):
+    """``(graph, description)`` for ``--graph FILE`` or ``--net NAME`` (see ``_NETS``)."""
+    if args.graph is not None:
+        g = read_edge_list(args.graph)
+        return g, {"net": "file", "summary": f"edge-list file {args.graph}: {g!r}",
+                   "group_dim_theory": None, "theory": None}
+    return _NETS[args.net or "rnn"](args)
+
+
+def _weights(g, args, rng):
+    return rng.uniform(-args.weight_scale, args.weight_scale, g.n_params)
+
+
+def _emit_json(obj, out):
+    print(json.dumps(_jsonable(obj), indent=2, allow_nan=False), file=out)
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def _lemma1(args, out, err):
+    g, desc = _network_from_args(args)
+    rng = np.random.default_rng(args.seed)
+    p = _weights(g, args, rng)
+    report = verify_lemma1(g, p, max_paths=args.max_paths)
+    if args.json:
+        _emit_json({"network": desc, "p": p, "report": report.to_dict()}, out)
+    else:
+        print(f"{desc['summary']}\n{g}\np ~ U(-{args.weight_scale:g}, "
+              f"{args.weight_scale:g}), seed {args.seed}\n", file=out)
+        print(report, file=out)
+    return 0
+
+
+def _invariance(args, out, err):
+    g, desc = _network_from_args(args)
+    rng = np.random.default_rng(args.seed)
+    p = _weights(g, args, rng)
+    report = verify_invariance(g, p, rng, scale=args.scale, batch=args.batch, lr=args.lr)
+    if args.json:
+        _emit_json({"network": desc, "p": p, "report": report.to_dict()}, out)
+    else:
+        print(f"{desc['summary']}\n{g}\n", file=out)
+        print(report, file=out)
+    return 0
+
+
+def _names(labels, limit):
+    shown = " ".join(str(x) for x in labels[:limit])
+    return shown + (f" ... ({len(labels)} nodes)" if len(labels) > limit else "")
+
+
+def _group(args, out, err):
+    g, desc = _network_from_args(args)
+    t0 = time.perf_counter()
+    G = rescaling_group(g)
+    seconds = time.perf_counter() - t0
+    theory = desc.get("group_dim_theory")
+    nodes = g.nodes
+    vectors = []
+    for row in G.basis:
+        nz = np.flatnonzero(row)
+        vectors.append({str(nodes[k]): float(row[k]) for k in nz.tolist()})
+    if args.json:
+        _emit_json({"network": desc, "dim": G.dim, "agrees_with_theory":
+                    None if theory is None else G.dim == theory, "seconds": seconds,
+                    "basis": vectors}, out)
+        return 0
+    print(f"{desc['summary']}\n{g}\n", file=out)
+    print(f"rescaling group (Definition 2): dimension {G.dim}, decided in exact arithmetic "
+          f"in {seconds:.3g} s", file=out)
+    if theory is not None:
+        verdict = "agrees" if G.dim == theory else "DISAGREES"
+        print(f"theory: {theory} ({desc['theory']}) -- {verdict}", file=out)
+    if G.dim:
+        print(f"basis of log(beta) (integer vectors; inputs and outputs stay at 0), "
+              f"first {min(G.dim, args.show)}:", file=out)
+    for k, row in enumerate(G.basis[:args.show]):
+        parts = []
+        for value in np.unique(row[row != 0]):
+            labels = [nodes[i] for i in np.flatnonzero(row == value).tolist()]
+            parts.append(f"{value:+g} on {_names(labels, 6)}")
+        print(f"  b{k + 1}: " + "; ".join(parts), file=out)
+    if G.dim > args.show:
+        print(f"  ... {G.dim - args.show} more (--show N, or --json)", file=out)
+    return 0
+
+
+# --------------------------------------------------------------------------- draw
+
+_INSTALL_PLOT = ("pathgeom draw needs matplotlib, which is not installed. Install the "
+                 "optional extra:\n    pip install 'pathgeom[plot]'")
+
+
+def _import_figure():
+    from matplotlib.figure import Figure  # optional dependency: the [plot] extra
+    return Figure
+
+
+def _layout(g):
+    """Node coordinates: x = depth, y = position among the nodes of that column (centred).
+
+    A node with no incoming edge (an input) is moved right, to one column before its
+    earliest successor, so an unrolled RNN's x_t stands beside h_t rather than at depth 0.
+    """
+    depth = np.array(g.depth, dtype=np.int64)
+    src, dst, _ = g.edges()
+    first = np.full(g.n_nodes, np.iinfo(np.int64).max)
+    np.minimum.at(first, src, depth[dst])
+    sources = (np.bincount(dst, minlength=g.n_nodes) == 0) & (first < np.iinfo(np.int64).max)
+    depth[sources] = first[sources] - 1
+    xy = np.zeros((g.n_nodes, 2))
+    for d in np.unique(depth):
+        members = np.flatnonzero(depth == d)
+        xy[members, 0] = d
+        xy[members, 1] = (members.size - 1) / 2.0 - np.arange(members.size)
+    return xy
+
+
+def _draw_panel(ax, g, p, xy, colours, title, beta=None):
+    src, dst, par = g.edges()
+    labelled = g.n_edges <= 80
+    seen = {}
+    for u, v, i in zip(src.tolist(), dst.tolist(), par.tolist()):
+        k = seen.get((u, v), 0)
+        seen[(u, v)] = k + 1
+        rad = 0.0 if k == 0 else 0.25 * (1 + k // 2) * (1 if k % 2 else -1)
+        ax.annotate("", xy=xy[v], xytext=xy[u],
+                    arrowprops=dict(arrowstyle="-|>", color=colours[i], lw=1.3,
+                                    shrinkA=5, shrinkB=5, connectionstyle=f"arc3,rad={rad}"))
+        if labelled:   # at 40 % of the way, so crossing edges keep their labels apart
+            d = xy[v] - xy[u]
+            at = xy[u] + 0.4 * d + rad / 2.0 * np.array([d[1], -d[0]])
+            ax.text(at[0], at[1], f"{p[i]:.3g}", fontsize=7, color=colours[i],
+                    ha="center", va="center", zorder=5,
+                    bbox=dict(boxstyle="round,pad=0.1", fc="white", ec="none", alpha=0.85))
+    ax.scatter(xy[:, 0], xy[:, 1], s=30, c="white", edgecolors="black", zorder=3)
+    if g.n_nodes <= 80:
+        for k, label in enumerate(g.nodes):
+            ax.text(xy[k, 0], xy[k, 1] + 0.12, str(label), fontsize=6, ha="center",
+                    va="bottom", zorder=4)
+            if beta is not None and g._c.relu[k]:
+                ax.text(xy[k, 0], xy[k, 1] - 0.12, f"β={beta[k]:.3g}", fontsize=6,
+                        ha="center", va="top", color="dimgray", zorder=4)
+    ax.set_title(title, fontsize=9)
+    ax.set_axis_off()
+    ax.set_xlim(xy[:, 0].min() - 0.4, xy[:, 0].max() + 0.4)
+    ax.set_ylim(xy[:, 1].min() - 0.6, xy[:, 1].max() + 0.6)
+
+
+def _draw(args, out, err):
+    try:
+        Figure = _import_figure()
+    except ImportError:
+        print(_INSTALL_PLOT, file=err)
+        return 1
+    from matplotlib import colormaps
+    from matplotlib.lines import Line2D
+
+    g, desc = _network_from_args(args)
+    rng = np.random.default_rng(args.seed)
+    p = np.round(rng.choice([-1.0, 1.0], g.n_params) * rng.uniform(0.5, 2.0, g.n_params), 2)
+    used = np.flatnonzero(g.param_edge_counts() > 0)
+    cmap = colormaps["tab10" if used.size <= 10 else "tab20" if used.size <= 20 else "viridis"]
+    colours = {}
+    for k, i in enumerate(used.tolist()):
+        colours[i] = cmap(k % cmap.N if cmap.N < 256 else k / max(used.size - 1, 1))
+    xy = _layout(g)
+    width = 1.0 + 1.3 * (np.ptp(xy[:, 0]) + 1)
+    height = 2.8 + 0.8 * (np.ptp(xy[:, 1]) + 1)
+    panels = 2 if args.rescale else 1
+    fig = Figure(figsize=(min(width * panels, 30), min(height, 20)), layout="constrained")
+    axes = fig.subplots(1, panels, squeeze=False)[0]
+    _draw_panel(axes[0], g, p, xy, colours, "p" if panels == 1 else "before: p")
+    note = ""
+    if args.rescale:
+        G = rescaling_group(g)
+        z = rng.choice([-1.0, 1.0], G.dim)
+        beta = np.exp2(z @ G.basis) if G.dim else np.ones(g.n_nodes)
+        pt = rescale(g, p, beta)
+        _draw_panel(axes[1], g, pt, xy, colours,
+                    "after a feasible rescaling: T_β(p), w ← w β_v / β_u"
+                    + ("" if G.dim else " (the group is trivial: β = 1)"), beta=beta)
+        note = f"; rescaling group of dimension {G.dim}, β = 2^(±basis)"
+    if used.size <= 12:
+        handles = [Line2D([], [], color=colours[i], lw=2, label=f"p[{i}]") for i in used]
+        fig.legend(handles=handles, loc="outside lower center", ncol=min(used.size, 6),
+                   fontsize=7, frameon=False)
+    fig.suptitle(f"{desc['summary']}\nedges coloured by shared parameter, laid out by "
+                 f"depth{note}", fontsize=8)
+    fig.savefig(args.out, dpi=args.dpi)
+    print(f"wrote {args.out} ({g.n_nodes} nodes, {g.n_edges} edges, {used.size} parameters "
+          f"in use{', before and after rescaling' if args.rescale else ''})", file=out)
+    return 0
+
+
+# --------------------------------------------------------------------------- main
+
+
+def _parser():
     parser = argparse.ArgumentParser(prog="pathgeom", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="Lemma 1 on a small RNN graph, and timings")
@@ -83,5 +447,62 @@ def main(argv=None, out=None):
     demo.add_argument("--big-T", type=int, default=100, help="time steps of the timed RNN")
     demo.add_argument("--big-H", type=int, default=64, help="hidden units of the timed RNN")
     demo.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    return {"demo": _demo}[args.command](args, out)
+
+    lemma1 = sub.add_parser("lemma1", help="kappa from its definition vs kappa1 + kappa2",
+                            description="Lemma 1: kappa = 1/2 d^2 gamma^2/dp^2 from its "
+                                        "definition (exact rationals on small graphs, else a "
+                                        "numerical derivative) against the engine's kappa1 + "
+                                        "kappa2, with the paper's printed eq. (10) and (11).")
+    _add_network_arguments(lemma1)
+    lemma1.add_argument("--max-paths", type=int, default=2000, metavar="N",
+                        help="enumerate paths exactly up to this many (2000)")
+    invariance = sub.add_parser("invariance", help="a random feasible rescaling: what changes",
+                                description="Theorem 2: a random feasible node-wise "
+                                            "rescaling leaves f and gamma^2 unchanged and "
+                                            "commutes with Path-SGD, not with SGD.")
+    _add_network_arguments(invariance)
+    invariance.add_argument("--scale", type=_float_at_least(0.0, False), default=1.0,
+                            help="std of the log-space coefficients of beta (1.0)")
+    invariance.add_argument("--batch", type=_positive_int, default=8,
+                            help="random inputs for f (8)")
+    invariance.add_argument("--lr", type=_float_at_least(0.0, True), default=0.1,
+                            help="learning rate (0.1)")
+    group = sub.add_parser("group", help="dimension and basis of the rescaling group",
+                           description="Definition 2 / Theorem 1: the feasible node-wise "
+                                       "rescalings, dimension decided exactly.")
+    _add_network_arguments(group)
+    group.add_argument("--show", type=_positive_int, default=8,
+                       help="basis vectors to print (8)")
+    draw = sub.add_parser("draw", help="a figure of the graph (needs pathgeom[plot])",
+                          description="Render the graph, edges coloured by shared parameter, "
+                                      "nodes laid out by depth; --rescale shows it before and "
+                                      "after a feasible rescaling (the paper's Figure 1).")
+    _add_network_arguments(draw)
+    draw.add_argument("--out", default="pathgeom-graph.png", help="output PNG file")
+    draw.add_argument("--rescale", action="store_true",
+                      help="two panels: p and T_beta(p), weights and beta labelled")
+    draw.add_argument("--dpi", type=_positive_int, default=120)
+    for p in (lemma1, invariance):
+        p.add_argument("--weight-scale", type=_float_at_least(0.0, True), default=1.0,
+                       metavar="S", help="draw p ~ U(-S, S) (1.0)")
+    for p in (lemma1, invariance, group):
+        p.add_argument("--json", action="store_true", help="machine-readable output")
+    return parser
+
+
+def main(argv=None, out=None, err=None):
+    """Entry point of the ``pathgeom`` console script; returns the exit status."""
+    out = sys.stdout if out is None else out
+    err = sys.stderr if err is None else err
+    args = _parser().parse_args(argv)
+    command = {"demo": lambda args, out, err: _demo(args, out), "lemma1": _lemma1,
+               "invariance": _invariance, "group": _group, "draw": _draw}[args.command]
+    try:
+        return command(args, out, err)
+    except (EdgeListError, GraphError) as exc:
+        print(f"pathgeom {args.command}: error: {exc}", file=err)
+        return 2
+    except PathOverflowError as exc:
+        print(f"pathgeom {args.command}: {exc}\n(try a smaller --weight-scale or --T)",
+              file=err)
+        return 1
