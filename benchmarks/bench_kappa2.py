@@ -15,6 +15,7 @@ import pathgeom
 from pathgeom import geometry
 
 from _common import LevelSparseBaseline, best_time, rnn_graph
+from bench_rnn import jax_kappa
 
 
 def numpy_kappa2(base, g, p, block=256):
@@ -44,56 +45,9 @@ def numpy_kappa2(base, g, p, block=256):
     return k2
 
 
-def jax_kappa(T, H, a, p, chunk=512):
-    """kappa = 1/2 diag of the Hessian of gamma^2 over all parameters by one-hot HVPs (JAX).
-
-    gamma^2 of the RNN is the squared network on the all-ones input, written densely.
-    Returns (seconds for the jit-compiled run, kappa) or None without JAX.
-    """
-    try:
-        import jax
-        import jax.numpy as jnp
-    except ImportError:
-        return None
-    jax.config.update("jax_enable_x64", True)
-    n_in, n_out = 1, 1
-    rec = a["rec"]
-
-    def gamma2(p):
-        q = p * p
-        w_in = q[:rec.start].reshape(H, n_in).sum(axis=1)
-        w_rec = q[rec].reshape(H, H)
-        w_out = q[rec.stop:].reshape(n_out, H)
-
-        def step(h, _):
-            return w_in + w_rec @ h, None
-
-        h, _ = jax.lax.scan(step, w_in, None, length=T - 1)
-        return (w_out @ h).sum()
-
-    grad = jax.grad(gamma2)
-    m = p.size
-
-    @jax.jit
-    def hessian_diag_chunk(p, idx):
-        def one(i):
-            e = jnp.zeros(m).at[i].set(1.0)
-            return jax.jvp(grad, (p,), (e,))[1][i]
-        return jax.vmap(one)(idx)
-
-    pj = jnp.asarray(p)
-    chunks = [jnp.arange(s, min(s + chunk, m)) for s in range(0, m, chunk)]
-
-    def run():
-        return np.concatenate([np.asarray(hessian_diag_chunk(pj, c)) for c in chunks]) / 2
-
-    t = best_time(run, repeat=2, min_time=0)
-    return t, run()
-
-
 def run(quick=False):
     T, H = (20, 16) if quick else (100, 64)
-    g, a = rnn_graph(T, H)
+    g, _ = rnn_graph(T, H)
     rng = np.random.default_rng(0)
     p = rng.uniform(-np.sqrt(2.7 / H), np.sqrt(2.7 / H), g.n_params)
     n_support = pathgeom.kappa2_support(g).size
@@ -112,7 +66,8 @@ def run(quick=False):
     assert np.allclose(k2, full.kappa2, rtol=1e-9, atol=1e-14 * full.kappa2.max())
     rows.append(("numpy/scipy tangents (same algorithm)",
                  best_time(lambda: numpy_kappa2(base, g, p), repeat=1, min_time=0)))
-    jx = jax_kappa(T, H, a, p)
+    net = pathgeom.rnn(1, H, 1, T)  # the same network, for the dense autodiff function
+    jx = jax_kappa(T, H, net, p)
     if jx is None:
         print("  JAX not installed: skipping the one-hot HVP comparison "
               "(pip install -e '.[bench]')")
