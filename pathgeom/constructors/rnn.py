@@ -211,13 +211,14 @@ class RNN(Network):
         below = np.moveaxis(X, 1, 0)  # (T, B, n_in)
         states = []
         for l in range(self.depth):
-            pre_in = below @ W_in[l].T + b[l]  # (T, B, H): every time step at once
-            h = np.empty_like(pre_in)
-            prev = None
-            for t in range(self.T):
-                z = pre_in[t] if prev is None else pre_in[t] + prev @ W_rec[l].T
-                h[t] = np.maximum(z, 0.0)
-                prev = h[t]
+            h = below @ W_in[l].T + b[l]  # (T, B, H): input drive of every step at once
+            rec_T = np.ascontiguousarray(W_rec[l].T)
+            z = np.empty_like(h[0])
+            np.maximum(h[0], 0.0, out=h[0])
+            for t in range(1, self.T):  # in place: h[t] = relu(drive_t + h[t-1] W_rec^T)
+                np.matmul(h[t - 1], rec_T, out=z)
+                z += h[t]
+                np.maximum(z, 0.0, out=h[t])
             states.append(h)
             below = h
         return states
@@ -309,19 +310,24 @@ class RNN(Network):
         else:
             dYt = np.moveaxis(dY, 1, 0)  # (T, B, n_out)
             dtop = dYt @ W_out
-            grads["W_out"] += np.einsum("tbo,tbk->ok", dYt, states[-1])
+            top = states[-1]
+            grads["W_out"] += dYt.reshape(-1, self.n_out).T @ top.reshape(-1, top.shape[-1])
             grads["b_out"] += dYt.sum(axis=(0, 1))
         dh = dtop
         for l in range(self.depth - 1, -1, -1):
             h = states[l]
             below = inputs if l == 0 else states[l - 1]
             dz = np.empty_like(h)
+            active = h > 0
             carry = np.zeros((B, self.hidden[l]))
             for t in range(self.T - 1, -1, -1):
-                dz[t] = (dh[t] + carry) * (h[t] > 0)
-                carry = dz[t] @ W_rec[l]
-            grads["W_in"][l] += np.einsum("tbj,tbk->jk", dz, below)
-            grads["W_rec"][l] += np.einsum("tbj,tbk->jk", dz[1:], h[:-1])
+                np.add(dh[t], carry, out=dz[t])
+                dz[t] *= active[t]
+                np.matmul(dz[t], W_rec[l], out=carry)
+            H = self.hidden[l]
+            # sums over time and batch as single matrix products (rows are (t, b) pairs)
+            grads["W_in"][l] += dz.reshape(-1, H).T @ below.reshape(-1, below.shape[-1])
+            grads["W_rec"][l] += dz[1:].reshape(-1, H).T @ h[:-1].reshape(-1, H)
             grads["b"][l] += dz.sum(axis=(0, 1))
             dh = dz @ W_in[l]  # into the layer below (unused below the inputs)
         if not self.bias:
