@@ -20,7 +20,11 @@ $(VENV)/.installed-bench: $(VENV)/.installed
 	$(PIP) install -e '.[bench]' || echo "note: the optional [bench] extra did not install; comparisons that need it are skipped"
 	touch $@
 
-demo: $(VENV)/.installed
+$(VENV)/.installed-plot: $(VENV)/.installed
+	$(PIP) install -e '.[plot]' || echo "note: matplotlib did not install; the demo prints its results without the figure"
+	touch $@
+
+demo: $(VENV)/.installed-plot
 	$(PY) -m pathgeom demo
 
 test: $(VENV)/.installed-test

@@ -6,7 +6,8 @@ compute the path regularizer and the Path-SGD curvature of Lemma 1 on it, with
 numba-compiled passes.  :func:`rnn`, :func:`cnn` and :func:`mlp` build the networks people
 train; :func:`rescaling_group`, :func:`rescale`, :func:`verify_lemma1` and
 :func:`verify_invariance` check Definition 2, Theorems 1-2 and Lemma 1;
-:func:`path_sgd_step` / :class:`PathSGD` take the Path-SGD step of eq. (8).
+:func:`path_sgd_step` / :class:`PathSGD` take the Path-SGD step of eq. (8), and
+:func:`train` runs SGD, Path-SGD or path-Adam on the paper's tasks (:mod:`pathgeom.tasks`).
 :mod:`pathgeom.reference` holds the slow, exact definitions.
 """
 
@@ -18,10 +19,15 @@ from .invariance import (InvarianceReport, Lemma1Report, RescalingGroup, rescale
                          rescaling_group, verify_invariance, verify_lemma1)
 from .optim import SGD, PathSGD, path_sgd_step, sgd_step
 from .constructors import CNN, MLP, RNN, Conv1d, Conv2d, Dense, cnn, mlp, rnn
+from .tasks import AddingProblem, CharLM, SequentialDigits, make_task
+from .train import (PathAdam, TrainResult, accuracy, bits_per_char, evaluate, load_params,
+                    make_optimizer, mse_loss, save_params, softmax_cross_entropy, train)
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AddingProblem",
+    "CharLM",
     "CNN",
     "Conv1d",
     "Conv2d",
@@ -30,27 +36,40 @@ __all__ = [
     "InvarianceReport",
     "Lemma1Report",
     "MLP",
+    "PathAdam",
     "PathOverflowError",
     "PathQuantities",
     "PathSGD",
     "RescalingGroup",
     "RNN",
+    "SequentialDigits",
     "SGD",
     "SharedGraph",
+    "TrainResult",
+    "accuracy",
+    "bits_per_char",
     "cnn",
+    "evaluate",
     "gamma2",
     "kappa",
     "kappa1",
     "kappa2",
     "kappa2_support",
+    "load_params",
+    "make_optimizer",
+    "make_task",
     "mlp",
+    "mse_loss",
     "path_quantities",
     "path_sgd_step",
     "rescale",
     "rescaling_group",
     "rnn",
+    "save_params",
     "sgd_step",
+    "softmax_cross_entropy",
     "squared_network",
+    "train",
     "verify_invariance",
     "verify_lemma1",
 ]

@@ -28,7 +28,7 @@ import time
 
 import numpy as np
 
-from . import reference
+from . import _cli_train, reference
 from ._builders import rnn_arrays, rnn_param_blocks
 from .constructors import Conv1d, cnn, mlp, rnn
 from ._edgelist import EdgeListError, read_edge_list
@@ -47,7 +47,7 @@ def _rnn_graph(n_in, H, n_out, T):
     return g, a["rec"]
 
 
-def _demo(args, out):
+def _demo(args, out, err=None):
     rng = np.random.default_rng(args.seed)
     T, H = args.T, args.H
     g, rec = _rnn_graph(1, H, 1, T)
@@ -90,6 +90,14 @@ def _demo(args, out):
           f"{1e3 * (t2 - t1):.3g} ms", file=out)
     ratio = np.linalg.norm(full.kappa2) / np.linalg.norm(cheap.kappa1)
     print(f"  ||kappa2|| / ||kappa1|| = {ratio:.3g}", file=out)
+
+    print("\nTheorem 2 on the small RNN graph: a random feasible rescaling (Definition 2)",
+          file=out)
+    print(str(verify_invariance(g, p, rng)), file=out)
+
+    if args.race_steps > 0:
+        _cli_train.adding_race(args.race_T, args.race_H, args.race_steps, args.seed, out,
+                               err if err is not None else sys.stderr, plot=args.race_plot)
     return 0
 
 
@@ -447,6 +455,12 @@ def _parser():
     demo.add_argument("--big-T", type=int, default=100, help="time steps of the timed RNN")
     demo.add_argument("--big-H", type=int, default=64, help="hidden units of the timed RNN")
     demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--race-T", type=int, default=30, help="adding-problem length (30)")
+    demo.add_argument("--race-H", type=int, default=32, help="hidden units in the race (32)")
+    demo.add_argument("--race-steps", type=int, default=3000,
+                      help="training steps per run; 0 skips the race (3000)")
+    demo.add_argument("--race-plot", default="demo-race.png",
+                      help="learning-curve figure of the race ([plot] extra)")
 
     lemma1 = sub.add_parser("lemma1", help="kappa from its definition vs kappa1 + kappa2",
                             description="Lemma 1: kappa = 1/2 d^2 gamma^2/dp^2 from its "
@@ -487,6 +501,8 @@ def _parser():
                        metavar="S", help="draw p ~ U(-S, S) (1.0)")
     for p in (lemma1, invariance, group):
         p.add_argument("--json", action="store_true", help="machine-readable output")
+    _cli_train.add_commands(sub)
+    _cli_train.add_figure2(sub)
     return parser
 
 
@@ -495,8 +511,9 @@ def main(argv=None, out=None, err=None):
     out = sys.stdout if out is None else out
     err = sys.stderr if err is None else err
     args = _parser().parse_args(argv)
-    command = {"demo": lambda args, out, err: _demo(args, out), "lemma1": _lemma1,
-               "invariance": _invariance, "group": _group, "draw": _draw}[args.command]
+    command = getattr(args, "handler", None) or {
+        "demo": _demo, "lemma1": _lemma1, "invariance": _invariance, "group": _group,
+        "draw": _draw}[args.command]
     try:
         return command(args, out, err)
     except (EdgeListError, GraphError) as exc:

@@ -1,4 +1,4 @@
-r"""Path-SGD (eq. 8) and plain SGD: a functional core and small optimiser objects.
+r"""Path-SGD (eq. 8), plain SGD and path-normalised Adam: a functional core and optimiser objects.
 
 Path-SGD divides each coordinate of the gradient by the curvature of the path
 regularizer along that coordinate,
@@ -19,6 +19,16 @@ in the denominator breaks the exact commutation (it is not rescaled).
 Parameters on no input-output path carrying weight have :math:`\kappa_i = 0`: they do not
 affect :math:`\gamma^2`, the step :math:`0/0` has no meaning, and Path-SGD leaves them
 unchanged (with the network's own loss their gradient is 0 too).
+
+The optimiser objects (:class:`SGD`, :class:`PathSGD`, :class:`PathAdam`, built by name
+with :func:`make_optimizer`) share one interface, ``opt.step(p, grad, model) -> new p``
+(never in place) and ``opt.reset()``, which :func:`pathgeom.train.train` drives.  The
+curvature is recomputed from ``model`` at every step, through the structured
+``model.path_quantities(p, with_kappa2=...)`` of a constructor such as :func:`pathgeom.rnn`
+(:math:`O(T H^2)` for :math:`\kappa^{(1)}`, :math:`O(T H^3)` for the exact :math:`\kappa`)
+or :func:`pathgeom.path_quantities` of a bare :class:`~pathgeom.SharedGraph`.  Each takes
+an optional gradient-norm clipping threshold ``clip`` (:func:`clip_grad_norm`), applied to
+the raw gradient before anything else.
 """
 
 import numbers
@@ -28,8 +38,10 @@ import numpy as np
 from . import geometry
 from ._validation import as_params
 from .geometry import _check_graph
+from .graph import SharedGraph
 
-__all__ = ["path_sgd_step", "sgd_step", "PathSGD", "SGD"]
+__all__ = ["path_sgd_step", "sgd_step", "clip_grad_norm", "PathSGD", "SGD", "PathAdam",
+           "make_optimizer"]
 
 CURVATURES = ("kappa", "kappa1")
 
@@ -61,7 +73,12 @@ def _curvature(g, p, curvature):
         return geometry.kappa(g, p)
     if curvature == "kappa1":
         return geometry.kappa1(g, p)
-    k = np.asarray(curvature(g, p))
+    return _called_curvature(curvature, g, p)
+
+
+def _called_curvature(curvature, model, p):
+    """``curvature(model, p)``, validated: finite, >= 0, one value per parameter."""
+    k = np.asarray(curvature(model, p))
     if k.dtype == object or not np.issubdtype(k.dtype, np.number) or k.shape != p.shape:
         raise ValueError(f"the curvature callable returned {k.dtype} of shape {k.shape}; it "
                          f"must return a real array of shape ({p.size},)")
@@ -137,10 +154,140 @@ def sgd_step(p, grad, lr):
     return p - _check_rate(lr) * grad
 
 
-class PathSGD:
-    r"""Path-SGD on one graph: ``PathSGD(g, lr, curvature="kappa", eps=0.0).step(p, grad)``.
+def clip_grad_norm(grad, max_norm):
+    r"""``grad`` scaled down to Euclidean norm ``max_norm`` if it is longer (a new array).
 
-    Holds the settings, validated once; :meth:`step` is :func:`path_sgd_step`.
+    :math:`g \leftarrow g \cdot \min(1, c / \lVert g \rVert_2)`; ``max_norm=None`` returns
+    ``grad`` as it is.
+
+    Examples
+    --------
+    >>> from pathgeom.optim import clip_grad_norm
+    >>> clip_grad_norm([3.0, 4.0], 1.0), clip_grad_norm([0.3, 0.4], 1.0)
+    (array([0.6, 0.8]), array([0.3, 0.4]))
+    """
+    grad = np.asarray(grad, dtype=np.float64)
+    if max_norm is None:
+        return grad
+    with np.errstate(over="ignore", invalid="ignore"):
+        norm = float(np.sqrt(grad @ grad))
+    if norm > max_norm:  # also scales an infinite norm (no-op: the result stays non-finite)
+        return grad * (max_norm / norm)
+    return grad
+
+
+def _check_clip(clip):
+    if clip is None:
+        return None
+    return _check_rate(clip, "clip")
+
+
+def _check_model(model):
+    """``model`` is a SharedGraph or has ``.path_quantities(p, with_kappa2=...)``."""
+    if isinstance(model, SharedGraph) or callable(getattr(model, "path_quantities", None)):
+        return model
+    raise TypeError(f"expected a pathgeom.SharedGraph or a network with "
+                    f".path_quantities(p, with_kappa2=...) (e.g. pathgeom.rnn(...)), got "
+                    f"{type(model).__name__}")
+
+
+def _model_curvature(model, p, curvature):
+    """The curvature vector of ``model`` at ``p``: the structured path quantities when the
+    model has them, the generic engine for a bare graph, or the callable ``(model, p)``."""
+    if callable(curvature):
+        return _called_curvature(curvature, model, p)
+    exact = curvature == "kappa"
+    if isinstance(model, SharedGraph):
+        pq = geometry.path_quantities(model, p, with_kappa2=exact)
+    else:
+        pq = model.path_quantities(p, with_kappa2=exact)
+    k = pq.kappa if exact else pq.kappa1
+    if k.shape != p.shape:
+        raise ValueError(f"the model has {k.size} parameters but p has shape {p.shape}")
+    return k
+
+
+def _as_vector(p, grad):
+    if np.ndim(p) != 1:
+        raise ValueError(f"p must be a 1-D parameter vector, got shape {np.shape(p)}")
+    n = np.shape(p)[0]
+    return as_params(p, n), as_params(grad, n, name="grad")
+
+
+class _Optimizer:
+    """Shared pieces: the learning rate, clipping, the bound model and ``reset``."""
+
+    model = None
+
+    def reset(self):
+        """Forget any state from earlier steps (a no-op for stateless optimisers)."""
+
+    def _model_for(self, model):
+        if model is None:
+            if self.model is None:
+                raise TypeError(f"{type(self).__name__}.step needs the model for its "
+                                f"curvature: call opt.step(p, grad, model)")
+            return self.model
+        return _check_model(model)
+
+    def _extra_repr(self):
+        return "" if self.clip is None else f", clip={self.clip!r}"
+
+
+class SGD(_Optimizer):
+    r"""Plain SGD: ``SGD(lr, clip=None).step(p, grad, model=None)`` is
+    :math:`p - \eta\, \mathrm{clip}(\partial L/\partial p)` (``model`` is ignored).
+
+    Examples
+    --------
+    >>> from pathgeom.optim import SGD
+    >>> SGD(lr=0.1).step([0.5, 2.0], [1.0, 1.0])
+    array([0.4, 1.9])
+    >>> SGD(lr=0.1, clip=1.0).step([0.0, 0.0], [3.0, 4.0])
+    array([-0.06, -0.08])
+    """
+
+    def __init__(self, lr, clip=None):
+        self.lr = _check_rate(lr)
+        self.clip = _check_clip(clip)
+
+    def step(self, p, grad, model=None):
+        """The parameters after one step from ``p`` (a new array)."""
+        p, grad = _as_vector(p, grad)
+        return p - self.lr * clip_grad_norm(grad, self.clip)
+
+    def __repr__(self):
+        return f"SGD(lr={self.lr!r}{self._extra_repr()})"
+
+
+def _path_normalised(grad, k, eps):
+    """``grad / (k + eps)`` where ``k > 0``, 0 elsewhere; and the mask ``k > 0``."""
+    on = k > 0
+    u = np.zeros_like(grad)
+    with np.errstate(over="ignore"):  # an overflow shows as a non-finite step
+        np.divide(grad, k + eps if eps else k, out=u, where=on)
+    return u, on
+
+
+class PathSGD(_Optimizer):
+    r"""Path-SGD (eq. 8) with the curvature recomputed at every step.
+
+    Two forms:
+
+    ``PathSGD(lr, curvature="kappa1", eps=0.0, clip=None)``
+        The training form: ``opt.step(p, grad, model)`` computes the curvature of ``model``
+        at ``p`` (a network with ``.path_quantities``, e.g. :func:`pathgeom.rnn`, or a
+        :class:`~pathgeom.SharedGraph`).
+    ``PathSGD(g, lr, curvature="kappa", eps=0.0, clip=None)``
+        Bound to one graph or network ``g``: ``opt.step(p, grad)`` uses ``g`` (the original
+        form; note its default curvature is the exact ``"kappa"``).
+
+    The step is :math:`p_i - \eta\, \tilde g_i / (\kappa_i + \epsilon)` with
+    :math:`\tilde g` the gradient after clipping (``clip``: the largest gradient norm);
+    parameters with :math:`\kappa_i = 0` are returned unchanged.  ``curvature`` is
+    ``"kappa1"`` (:math:`\kappa^{(1)}` only, the paper's practical choice), ``"kappa"``
+    (the exact :math:`\kappa^{(1)} + \kappa^{(2)}`; for an RNN the structured
+    :math:`O(T H^3)` :math:`\kappa^{(2)}`), or a callable ``(model, p) -> array``.
 
     Examples
     --------
@@ -151,34 +298,136 @@ class PathSGD:
     ...     print(opt, opt.step([0.5, 2.0], [1.0, 1.0]))
     PathSGD(lr=0.1, curvature='kappa1', eps=0.0) [0.475 1.6  ]
     SGD(lr=0.1) [0.4 1.9]
+    >>> PathSGD(lr=0.1).step([0.5, 2.0], [1.0, 1.0], g)       # the training form
+    array([0.475, 1.6  ])
     """
 
-    def __init__(self, g, lr, curvature="kappa", eps=0.0):
-        _check_graph(g)
-        self.graph = g
+    def __init__(self, *args, **kwargs):
+        model = None
+        if args and not isinstance(args[0], numbers.Real):  # PathSGD(g, lr, ...)
+            model = _check_model(args[0])
+            args = args[1:]
+            kwargs.setdefault("curvature", "kappa")
+        self._configure(*args, **kwargs)
+        self.model = model
+
+    def _configure(self, lr, curvature="kappa1", eps=0.0, clip=None):
         self.lr = _check_rate(lr)
         self.curvature = _check_curvature(curvature)
         self.eps = _check_eps(eps)
+        self.clip = _check_clip(clip)
 
-    def step(self, p, grad):
-        """The parameters after one step from ``p`` (a new array)."""
-        return path_sgd_step(self.graph, p, grad, self.lr, self.curvature, self.eps)
+    @property
+    def graph(self):
+        """The graph or network of the bound form (None for the training form)."""
+        return self.model
+
+    def step(self, p, grad, model=None):
+        """The parameters after one step from ``p`` (a new array); the curvature is that of
+        ``model`` at ``p`` (or of the bound graph)."""
+        model = self._model_for(model)
+        p, grad = _as_vector(p, grad)
+        k = _model_curvature(model, p, self.curvature)
+        u, _ = _path_normalised(clip_grad_norm(grad, self.clip), k, self.eps)
+        return p - self.lr * u
 
     def __repr__(self):
         c = self.curvature if isinstance(self.curvature, str) else getattr(
             self.curvature, "__name__", "callable")
-        return f"PathSGD(lr={self.lr!r}, curvature={c!r}, eps={self.eps!r})"
+        return f"PathSGD(lr={self.lr!r}, curvature={c!r}, eps={self.eps!r}{self._extra_repr()})"
 
 
-class SGD:
-    r"""Plain SGD with the interface of :class:`PathSGD`: ``SGD(lr).step(p, grad)``."""
+class PathAdam(_Optimizer):
+    r"""Adam fed with the path-normalised gradient :math:`u = g / \kappa` (the paper's
+    language-model setting), the curvature recomputed at every step.
 
-    def __init__(self, lr):
+    .. math::
+
+        m \leftarrow \beta_1 m + (1 - \beta_1) u, \quad
+        v \leftarrow \beta_2 v + (1 - \beta_2) u^2, \quad
+        p \leftarrow p - \eta\, \frac{m / (1 - \beta_1^t)}{\sqrt{v / (1 - \beta_2^t)} + \epsilon},
+
+    with :math:`u_i = \tilde g_i / \kappa_i` (:math:`\tilde g`: the clipped gradient) where
+    :math:`\kappa_i > 0` and 0 elsewhere; parameters with :math:`\kappa_i = 0` at this step
+    are returned unchanged.  The moments are the optimiser's state: :meth:`reset` clears them
+    (:func:`pathgeom.train.train` does so at the start of every run).
+
+    Examples
+    --------
+    The first Adam step moves every parameter with a non-zero gradient by about ``lr``:
+
+    >>> import pathgeom
+    >>> from pathgeom.optim import PathAdam
+    >>> g = pathgeom.SharedGraph.from_edges([("x", "a", 0), ("a", "y", 1)], ["x"], ["y"])
+    >>> opt = PathAdam(lr=0.01)
+    >>> opt
+    PathAdam(lr=0.01, curvature='kappa1', betas=(0.9, 0.999), eps=1e-08)
+    >>> opt.step([0.5, 2.0], [1.0, -1.0], g)
+    array([0.49, 2.01])
+    """
+
+    def __init__(self, lr, curvature="kappa1", betas=(0.9, 0.999), eps=1e-8, clip=None):
         self.lr = _check_rate(lr)
+        self.curvature = _check_curvature(curvature)
+        try:
+            b1, b2 = (float(b) for b in betas)
+        except (TypeError, ValueError):
+            raise ValueError(f"betas must be two numbers in [0, 1), got {betas!r}") from None
+        if not (0 <= b1 < 1 and 0 <= b2 < 1):
+            raise ValueError(f"betas must be two numbers in [0, 1), got {betas!r}")
+        self.betas = (b1, b2)
+        self.eps = _check_eps(eps)
+        self.clip = _check_clip(clip)
+        self.reset()
 
-    def step(self, p, grad):
-        """The parameters after one step from ``p`` (a new array)."""
-        return sgd_step(p, grad, self.lr)
+    def reset(self):
+        """Clear the moments and the step count."""
+        self.m = self.v = None
+        self.t = 0
+
+    def step(self, p, grad, model=None):
+        """The parameters after one step from ``p`` (a new array); updates the moments."""
+        model = self._model_for(model)
+        p, grad = _as_vector(p, grad)
+        if self.m is not None and self.m.shape != p.shape:
+            raise ValueError(f"PathAdam holds moments for {self.m.size} parameters but p has "
+                             f"{p.size}; call opt.reset() before training another model")
+        k = _model_curvature(model, p, self.curvature)
+        u, on = _path_normalised(clip_grad_norm(grad, self.clip), k, 0.0)
+        b1, b2 = self.betas
+        t = self.t + 1
+        with np.errstate(over="ignore", invalid="ignore"):  # overflow: a non-finite step
+            m = u * (1 - b1) if self.m is None else b1 * self.m + (1 - b1) * u
+            v = u * u * (1 - b2) if self.v is None else b2 * self.v + (1 - b2) * (u * u)
+            d = (self.lr / (1 - b1 ** t)) * m / (np.sqrt(v / (1 - b2 ** t)) + self.eps)
+        d[~on] = 0.0
+        self.m, self.v, self.t = m, v, t
+        return p - d
 
     def __repr__(self):
-        return f"SGD(lr={self.lr!r})"
+        c = self.curvature if isinstance(self.curvature, str) else getattr(
+            self.curvature, "__name__", "callable")
+        return (f"PathAdam(lr={self.lr!r}, curvature={c!r}, betas={self.betas!r}, "
+                f"eps={self.eps!r}{self._extra_repr()})")
+
+
+_OPTIMIZERS = {"sgd": SGD, "path-sgd": PathSGD, "path-adam": PathAdam}
+
+
+def make_optimizer(name, lr, **kwargs):
+    """An optimiser by name: ``"sgd"``, ``"path-sgd"`` or ``"path-adam"``; ``kwargs`` go to
+    :class:`SGD` (``clip``), :class:`PathSGD` (``curvature, eps, clip``) or
+    :class:`PathAdam` (``curvature, betas, eps, clip``).
+
+    Examples
+    --------
+    >>> from pathgeom.optim import make_optimizer
+    >>> make_optimizer("path-sgd", 1e-3, curvature="kappa", clip=10.0)
+    PathSGD(lr=0.001, curvature='kappa', eps=0.0, clip=10.0)
+    """
+    if name not in _OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {name!r}; choose one of {sorted(_OPTIMIZERS)}")
+    cls = _OPTIMIZERS[name]
+    if cls is SGD and kwargs.keys() - {"clip"}:
+        raise TypeError(f"sgd takes only clip=..., not {sorted(kwargs.keys() - {'clip'})}")
+    return cls(lr, **kwargs)

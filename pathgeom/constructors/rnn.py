@@ -248,21 +248,38 @@ class RNN(Network):
         """
         p = as_params(p, self.n_params)
         X, squeeze = self._check_X(X)
+        Y, _ = self._forward_states(p, X)
+        return Y[0] if squeeze else Y
+
+    def forward_with_states(self, p, X):
+        """:meth:`forward` on a batch ``X`` (B, T, n_in), also returning the hidden states,
+        which :meth:`backward` accepts (``states=``) to skip recomputing them."""
+        p = as_params(p, self.n_params)
+        X, squeeze = self._check_X(X)
+        if squeeze:
+            raise ValueError("forward_with_states takes a batch X of shape (B, T, n_in)")
+        return self._forward_states(p, X)
+
+    def _forward_states(self, p, X):
         _, _, W_out, _, b_out = self._blocks(p)
-        top = self._run(p, X)[-1]
-        if self.outputs == "last":
-            Y = top[-1] @ W_out.T + b_out
-        else:
-            Y = np.moveaxis(top @ W_out.T + b_out, 0, 1)
+        with np.errstate(over="ignore", invalid="ignore"):  # checked below
+            states = self._run(p, X)
+            top = states[-1]
+            if self.outputs == "last":
+                Y = top[-1] @ W_out.T + b_out
+            else:
+                Y = np.moveaxis(top @ W_out.T + b_out, 0, 1)
         if not np.isfinite(Y).all():
             raise PathOverflowError("the dense forward pass overflowed float64; scale the "
                                     "weights down")
-        return Y[0] if squeeze else Y
+        return Y, states
 
-    def backward(self, p, X, dY):
+    def backward(self, p, X, dY, states=None):
         r"""Dense backpropagation through time: :math:`\sum_b dY_b^\top \partial y_b / \partial p`.
 
         Equal to ``self.graph.backward(p, self.graph_inputs(X), dY.reshape(B, -1))``.
+        ``states``, from :meth:`forward_with_states` at the same ``p`` and ``X``, saves
+        the forward pass.
 
         Parameters
         ----------
@@ -286,12 +303,13 @@ class RNN(Network):
         if not np.isfinite(dY).all():
             raise ValueError("dY has non-finite entries; the output gradient must be finite")
         with np.errstate(over="ignore", invalid="ignore"):  # checked below
-            return self._backward(p, X, dY)
+            return self._backward(p, X, dY, states)
 
-    def _backward(self, p, X, dY):
+    def _backward(self, p, X, dY, states):
         B = X.shape[0]
         W_in, W_rec, W_out, _, _ = self._blocks(p)
-        states = self._run(p, X)
+        if states is None:
+            states = self._run(p, X)
         for l, h in enumerate(states):
             if not np.isfinite(h).all():
                 raise PathOverflowError(f"the dense forward pass overflowed float64 in layer "
@@ -329,7 +347,8 @@ class RNN(Network):
             grads["W_in"][l] += dz.reshape(-1, H).T @ below.reshape(-1, below.shape[-1])
             grads["W_rec"][l] += dz[1:].reshape(-1, H).T @ h[:-1].reshape(-1, H)
             grads["b"][l] += dz.sum(axis=(0, 1))
-            dh = dz @ W_in[l]  # into the layer below (unused below the inputs)
+            if l:
+                dh = dz @ W_in[l]  # into the layer below
         if not self.bias:
             del grads["b"], grads["b_out"]
         grad = self.layout.pack(**grads)
