@@ -95,7 +95,9 @@ def test_sweep_on_a_local_dask_cluster(tmp_path):
     pytest.importorskip("joblib")
     distributed = pytest.importorskip("dask.distributed")
     with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
-                                  host="127.0.0.1", dashboard_address=None) as cluster:
+                                  protocol="tcp://", host="127.0.0.1",
+                                  dashboard_address=":0") as cluster:
+        assert cluster.scheduler_address.startswith("tcp://127.0.0.1:")
         status, out, _ = run("sweep", *TINY, "--lrs", "1e-3", "--optimizers", "sgd",
                              "--scheduler", cluster.scheduler_address, "--out", tmp_path / "d")
     assert status == 0 and "1 runs" in out
