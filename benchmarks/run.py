@@ -14,6 +14,7 @@ import bench_cache  # noqa: E402
 import bench_core  # noqa: E402
 import bench_kappa2  # noqa: E402
 import bench_rnn  # noqa: E402
+import bench_train  # noqa: E402
 
 
 def main(argv):
@@ -26,6 +27,7 @@ def main(argv):
             ("exact kappa2", bench_kappa2, []),
             ("RNN constructor: structured against generic and autodiff", bench_rnn,
              [bench_rnn.construction]),
+            ("training step", bench_train, []),
             ("compile cache", bench_cache, [])):
         print(f"\n== {title} ==")
         module.run(quick=quick)

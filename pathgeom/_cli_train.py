@@ -272,7 +272,8 @@ def kappa_ratio(net, p):
 def figure2_table(Ts, Hs, train_steps, seed=0, lr=1e-3, progress=False):
     """The paper's Figure 2 question on the built-in character corpus: the ratio
     ||kappa2|| / ||kappa1|| at the language-model initialisation and after
-    ``train_steps`` Path-SGD (kappa1) steps, for each (T, H)."""
+    ``train_steps`` path-Adam (kappa1) steps (the paper's language-model optimiser), for
+    each (T, H)."""
     rows = []
     for T, H in itertools.product(Ts, Hs):
         task = make_task("charlm", corpus="builtin", seq_len=T, seed=seed)
@@ -282,7 +283,7 @@ def figure2_table(Ts, Hs, train_steps, seed=0, lr=1e-3, progress=False):
         before = kappa_ratio(net, p0)
         after = None
         if train_steps:
-            opt = make_optimizer("path-sgd", lr, curvature="kappa1")
+            opt = make_optimizer("path-adam", lr, curvature="kappa1")
             res = train(net, task, opt, train_steps, batch_size=32, rng=rng, p0=p0,
                         eval_every=train_steps, progress=progress)
             after = kappa_ratio(net, res.p)
@@ -294,7 +295,7 @@ def _cmd_figure2(args, out, err):
     rows = figure2_table(args.Ts, args.Hs, args.train_steps, seed=args.seed, lr=args.lr,
                          progress=not args.quiet)
     print(f"||kappa2|| / ||kappa1|| on the built-in character corpus (outputs at every step); "
-          f"'trained': after {args.train_steps} Path-SGD (kappa1) steps, lr {args.lr:g}",
+          f"'trained': after {args.train_steps} path-Adam (kappa1) steps, lr {args.lr:g}",
           file=out)
     print(f"{'T':>5} {'H':>5} {'at LM init':>12} {'trained':>12}", file=out)
     for r in rows:

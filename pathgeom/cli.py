@@ -457,8 +457,8 @@ def _parser():
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--race-T", type=int, default=30, help="adding-problem length (30)")
     demo.add_argument("--race-H", type=int, default=32, help="hidden units in the race (32)")
-    demo.add_argument("--race-steps", type=int, default=3000,
-                      help="training steps per run; 0 skips the race (3000)")
+    demo.add_argument("--race-steps", type=int, default=8000,
+                      help="training steps per run; 0 skips the race (8000)")
     demo.add_argument("--race-plot", default="demo-race.png",
                       help="learning-curve figure of the race ([plot] extra)")
 
