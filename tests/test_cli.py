@@ -107,7 +107,8 @@ class TestDefaults:
         assert info.value.code == 2 and "error: argument" in capsys.readouterr().err
 
     def test_demo_unchanged(self):
-        status, out, _ = run("demo", "--T", "3", "--H", "2", "--big-T", "5", "--big-H", "4")
+        status, out, _ = run("demo", "--T", "3", "--H", "2", "--big-T", "5", "--big-H", "4",
+                             "--race-steps", "0")
         assert status == 0
         assert "eq.(10) / exact kappa2 = 0.5, eq.(11) / exact = 0.25" in out
 
