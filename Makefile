@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY      = $(VENV)/bin/python
 PIP     = $(PY) -m pip --disable-pip-version-check -q
 
-.PHONY: demo test bench clean
+.PHONY: demo test bench docs clean
 
 # Installed markers: reinstall when the metadata changes.
 $(VENV)/.installed: setup.cfg pyproject.toml
@@ -29,6 +29,14 @@ demo: $(VENV)/.installed-plot
 
 test: $(VENV)/.installed-test
 	$(PY) -m pytest
+
+$(VENV)/.installed-docs: $(VENV)/.installed
+	$(PIP) install -e '.[docs]'
+	touch $@
+
+# The documentation site (build/site); warnings are errors (strict: true in mkdocs.yml).
+docs: $(VENV)/.installed-docs
+	$(VENV)/bin/mkdocs build --strict
 
 bench: $(VENV)/.installed-bench
 	$(PY) benchmarks/run.py
