@@ -516,9 +516,12 @@ def main(argv=None, out=None, err=None):
         "draw": _draw}[args.command]
     try:
         return command(args, out, err)
-    except (EdgeListError, GraphError) as exc:
+    except (EdgeListError, GraphError, FileNotFoundError, ValueError) as exc:
         print(f"pathgeom {args.command}: error: {exc}", file=err)
         return 2
+    except ImportError as exc:  # an optional extra that is not installed
+        print(f"pathgeom {args.command}: {exc}", file=err)
+        return 1
     except PathOverflowError as exc:
         print(f"pathgeom {args.command}: {exc}\n(try a smaller --weight-scale or --T)",
               file=err)

@@ -169,6 +169,7 @@ def clip_grad_norm(grad, max_norm):
     grad = np.asarray(grad, dtype=np.float64)
     if max_norm is None:
         return grad
+    max_norm = _check_rate(max_norm, "max_norm")  # > 0 and finite: a negative one flips g
     with np.errstate(over="ignore", invalid="ignore"):
         norm = float(np.sqrt(grad @ grad))
     if norm > max_norm:  # also scales an infinite norm (no-op: the result stays non-finite)
@@ -247,7 +248,14 @@ class SGD(_Optimizer):
     array([-0.06, -0.08])
     """
 
-    def __init__(self, lr, clip=None):
+    def __init__(self, *args, **kwargs):
+        model = kwargs.pop("g", None)
+        if args and not isinstance(args[0], numbers.Real):  # SGD(g, lr): as PathSGD(g, lr)
+            model, args = args[0], args[1:]
+        self.model = None if model is None else _check_model(model)
+        self._configure(*args, **kwargs)
+
+    def _configure(self, lr, clip=None):
         self.lr = _check_rate(lr)
         self.clip = _check_clip(clip)
 
@@ -303,10 +311,11 @@ class PathSGD(_Optimizer):
     """
 
     def __init__(self, *args, **kwargs):
-        model = None
+        model = kwargs.pop("g", None)
         if args and not isinstance(args[0], numbers.Real):  # PathSGD(g, lr, ...)
-            model = _check_model(args[0])
-            args = args[1:]
+            model, args = args[0], args[1:]
+        if model is not None:
+            model = _check_model(model)
             kwargs.setdefault("curvature", "kappa")
         self._configure(*args, **kwargs)
         self.model = model

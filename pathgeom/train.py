@@ -467,6 +467,7 @@ def train(model, task, optimizer, steps, batch_size=64, rng=None, p0=None, eval_
         step, what, bad_p = (e.args + (False,))[:3]
         if bad_p and done:  # the failure was computed at p: go back one more update
             p, done = prev, done - 1
+        history = [h for h in history if h["step"] <= done]  # only updates that were kept
         message = (f"diverged at step {step}: {what}; stopped and kept the last good "
                    f"parameters, those after {done} updates")
         try:

@@ -110,11 +110,26 @@ def test_paper_preset_grid_and_irnn_selection():
     assert sorted({c["lr"] for c in grid}) == [1e-4, 1e-3, 1e-2]
     assert sum(c["optimizer"] == "sgd" for c in grid) == 3 * 3
     assert sum(c["optimizer"] == "path-sgd" for c in grid) == 3
-    rows = [dict(optimizer="sgd", lr=1e-3, seed=k, test_loss=loss, diverged=div)
+    # every IRNN initialisation of a cell is scored on its base seed's test set
+    assert {c["data_seed"] for c in grid} == {0}
+    rows = [dict(optimizer="sgd", lr=1e-3, seed=1000 * base + k, data_seed=base,
+                 test_loss=loss + base, diverged=div)
+            for base in (0, 1)
             for k, (loss, div) in enumerate([(0.5, False), (np.inf, True), (0.2, False)])]
-    rows.append(dict(optimizer="path-sgd", lr=1e-3, seed=0, test_loss=0.1, diverged=False))
+    rows.append(dict(optimizer="path-sgd", lr=1e-3, seed=0, data_seed=0, test_loss=0.1,
+                     diverged=False))
     kept = _cli_train._select_irnn(rows)
-    assert [(r["optimizer"], r["seed"]) for r in kept] == [("path-sgd", 0), ("sgd", 2)]
+    assert [(r["optimizer"], r["seed"]) for r in kept] == [("path-sgd", 0), ("sgd", 2),
+                                                           ("sgd", 1002)]
+
+
+def test_cli_errors_are_messages(tmp_path):
+    status, _, err = run("train", "--task", "charlm", "--data", tmp_path / "missing", *TINY)
+    assert status == 2 and "error:" in err and "Traceback" not in err
+    status, _, err = run("sweep", *TINY, "--optimizers", "adam", "--out", tmp_path / "s")
+    assert status in (1, 2) and ("unknown optimizer" in err or "joblib" in err)
+    status, _, err = run("evaluate", tmp_path)
+    assert status == 2 and "pathgeom train --out" in err
 
 
 def test_figure2_table():

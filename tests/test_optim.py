@@ -133,3 +133,19 @@ class TestValidation:
             sgd_step([[1.0]], [[1.0]], 0.1)
         with pytest.raises(ValueError, match=r"grad has shape \(1,\)"):
             sgd_step([1.0, 2.0], [1.0], 0.1)
+
+
+def test_sgd_bound_form_and_keyword_graph():
+    """SGD(g, lr) mirrors PathSGD(g, lr) (issue 4: one interface for comparisons)."""
+    import pathgeom
+    g = pathgeom.SharedGraph.from_edges([("x", "a", 0), ("a", "y", 1)], ["x"], ["y"])
+    for opt in (pathgeom.SGD(g, 0.1), pathgeom.SGD(g, lr=0.1), pathgeom.SGD(0.1)):
+        np.testing.assert_allclose(opt.step([0.5, 2.0], [1.0, 1.0]), [0.4, 1.9])
+    bound = pathgeom.PathSGD(g=g, lr=0.1, curvature="kappa1")
+    np.testing.assert_allclose(bound.step([0.5, 2.0], [1.0, 1.0]), [0.475, 1.6])
+
+
+def test_negative_clip_is_rejected():
+    from pathgeom.optim import clip_grad_norm
+    with pytest.raises(ValueError, match="max_norm"):
+        clip_grad_norm(np.array([3.0, 4.0]), -1.0)

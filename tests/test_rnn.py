@@ -259,3 +259,13 @@ class TestRegressions:
         X[1, 2, 0] = np.inf
         with pytest.raises(ValueError, match=r"X\[1, 2, 0\] = inf is not finite"):
             net.forward(np.zeros(net.n_params), X)
+
+
+def test_rescale_with_one_step_leaves_the_unused_w_rec_alone():
+    """With T = 1, W_rec is on no edge: rescale must agree with the graph's rescaling."""
+    from pathgeom.invariance import rescale
+    net = pathgeom.rnn(2, [4], 1, T=1)
+    rng = np.random.default_rng(0)
+    p = rng.normal(size=net.n_params)
+    alpha = rng.uniform(0.5, 2.0, 4)
+    np.testing.assert_allclose(net.rescale(p, alpha), rescale(net.graph, p, net.beta(alpha)))

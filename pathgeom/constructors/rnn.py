@@ -591,7 +591,8 @@ class RNN(Network):
         prev = np.ones(self.n_in)
         for l, a in enumerate(alpha):
             blocks["W_in"][l] = a[:, None] / prev[None, :] * blocks["W_in"][l]
-            blocks["W_rec"][l] = a[:, None] / a[None, :] * blocks["W_rec"][l]
+            if self.T > 1:  # with T = 1, W_rec is on no edge: the graph view leaves it alone
+                blocks["W_rec"][l] = a[:, None] / a[None, :] * blocks["W_rec"][l]
             if self.bias:
                 blocks["b"][l] = a * blocks["b"][l]
             prev = a
