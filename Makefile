@@ -12,8 +12,9 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PIP) install -e .
 	touch $@
 
+# The tests cover every shipped feature, optional extras included: install them all.
 $(VENV)/.installed-test: $(VENV)/.installed
-	$(PIP) install -e '.[test]'
+	$(PIP) install -e '.[test,plot,dask,digits]'
 	touch $@
 
 $(VENV)/.installed-bench: $(VENV)/.installed
@@ -21,7 +22,7 @@ $(VENV)/.installed-bench: $(VENV)/.installed
 	touch $@
 
 $(VENV)/.installed-plot: $(VENV)/.installed
-	$(PIP) install -e '.[plot]' || echo "note: matplotlib did not install; the demo prints its results without the figure"
+	$(PIP) install -e '.[plot,dask]' || echo "note: matplotlib or dask did not install; the demo prints its results without the figure"
 	touch $@
 
 demo: $(VENV)/.installed-plot

@@ -14,6 +14,7 @@ import bench_cache  # noqa: E402
 import bench_core  # noqa: E402
 import bench_kappa2  # noqa: E402
 import bench_rnn  # noqa: E402
+import bench_threads  # noqa: E402
 import bench_train  # noqa: E402
 
 
@@ -28,6 +29,7 @@ def main(argv):
             ("RNN constructor: structured against generic and autodiff", bench_rnn,
              [bench_rnn.construction]),
             ("training step", bench_train, []),
+            ("threads of a training run", bench_threads, []),
             ("compile cache", bench_cache, [])):
         print(f"\n== {title} ==")
         module.run(quick=quick)

@@ -38,7 +38,7 @@ def loss_and_grad(p):
     return 0.5 * np.mean(residual ** 2), g.backward(p, X, residual / len(X))
 
 
-for opt in (PathSGD(g, lr=0.05, curvature="kappa1"), SGD(lr=0.05)):
+for opt in (PathSGD(g, lr=0.05, curvature="kappa1", rule="raw"), SGD(lr=0.05)):
     p, q = p0, q0
     print(opt)
     print(f"{'step':>6} {'loss from p':>14} {'loss from T(p)':>15} {'rel. |T(p_k) - q_k|':>22}")

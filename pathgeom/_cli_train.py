@@ -1,197 +1,256 @@
 """The training commands of the ``pathgeom`` command line: ``train``, ``evaluate``, ``plot``,
 ``sweep`` and ``figure2``.  Registered by :mod:`pathgeom.cli`."""
 
+import argparse
 import itertools
-import json
 import os
 import time
 
 import numpy as np
 
+from . import experiments, runs
 from .constructors import rnn
+from .constructors.rnn import INIT_SCHEMES
+from .experiments import DEFAULTS, TASK_DEFAULT_T, check_config, run_config
+from .optim import CURVATURES, OPTIMIZERS, STEP_RULES
 from .tasks import make_task
 from .train import evaluate, load_params, make_optimizer, train
 
 __all__ = ["add_commands"]
 
-_TASK_DEFAULT_T = {"adding": 100, "digits": None, "charlm": 50}
+_INTERRUPTED = 130  # the exit status of a run stopped by SIGINT/SIGTERM (128 + SIGINT)
 
 
 def _floats(text):
-    return [float(v) for v in text.split(",")]
+    try:
+        return [float(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}")
 
 
 def _ints(text):
-    return [int(v) for v in text.split(",")]
+    try:
+        return [int(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}")
 
 
 def _strs(text):
     return [v.strip() for v in text.split(",") if v.strip()]
 
 
-def _task_from(name, T, seed, source=None):
-    """The task of ``--task`` with its sizes (T: adding length, charlm sequence length)."""
-    if name == "adding":
-        return make_task("adding", T=T or _TASK_DEFAULT_T["adding"], seed=seed)
-    if name == "digits":
-        return make_task("digits", source=source or "builtin", seed=seed)
-    if name == "charlm":
-        return make_task("charlm", corpus=source or "builtin",
-                         seq_len=T or _TASK_DEFAULT_T["charlm"], seed=seed)
-    raise ValueError(f"unknown task {name!r}; choose adding, digits or charlm")
+def _opt(parser, flag, key=None, help="", **kwargs):
+    """An option whose default lives in :data:`DEFAULTS` (shown in the help; the parsed
+    value is None when the user did not give it, so that a resumed run can tell)."""
+    key = key or flag.lstrip("-").replace("-", "_")
+    default = DEFAULTS[key]
+    shown = ",".join(map(str, default)) if isinstance(default, list) else default
+    parser.add_argument(flag, dest=key, default=None,
+                        help=f"{help} (default: {shown})" if help else f"(default: {shown})",
+                        **kwargs)
 
 
-def _add_run_arguments(parser):
-    parser.add_argument("--task", choices=("adding", "digits", "charlm"), default="adding")
-    parser.add_argument("--T", type=int, default=None,
-                        help="adding: sequence length (100); charlm: training sequence length "
-                             "(50); digits: fixed by the data (64 built in, 784 for MNIST)")
-    parser.add_argument("--data", default=None,
-                        help="digits: a directory of MNIST IDX files; charlm: a corpus "
-                             "directory (default: the built-in data)")
-    parser.add_argument("--hidden", type=_ints, default=[100],
-                        help="hidden units per layer, e.g. 100 or 64,64 (100)")
-    parser.add_argument("--init", choices=("irnn", "lm", "uniform"), default="irnn",
-                        help="initialisation scheme (irnn: W_rec = I, others U[-0.01, 0.01])")
-    parser.add_argument("--steps", type=int, default=1000)
-    parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--clip", type=float, default=None, help="gradient-norm clipping")
-    parser.add_argument("--eval-every", type=int, default=100)
-    parser.add_argument("--engine", choices=("dense", "graph"), default="dense",
-                        help="dense numpy BPTT (fast) or the generic graph engine")
+# flags that only change how a run is shown, allowed with --resume
+_OUTPUT_FLAGS = ("quiet",)
+
+
+def _add_run_arguments(parser, sweep=False):
+    _opt(parser, "--task", choices=sorted(TASK_DEFAULT_T), help="the task")
+    _opt(parser, "--T", type=int,
+         help="adding: sequence length (100); charlm: training sequence length (50); "
+              "digits: fixed by the data, not accepted")
+    _opt(parser, "--data",
+         help="digits: a directory of MNIST IDX files, or builtin28 (the built-in digits "
+              "upsampled to 28x28: T = 784); charlm: a corpus directory; adding: "
+              "not accepted (built-in data when not given)")
+    _opt(parser, "--hidden", type=_ints, help="hidden units per layer, e.g. 100 or 64,64")
+    _opt(parser, "--init", choices=sorted(INIT_SCHEMES),
+         help="initialisation: " + "; ".join(f"{k}: {v}" for k, v in INIT_SCHEMES.items()))
+    _opt(parser, "--steps", type=int, help="updates (with --resume: the new total)")
+    _opt(parser, "--batch", type=int, help="minibatch size")
+    _opt(parser, "--clip", type=float, help="gradient-norm clipping (none by default)")
+    _opt(parser, "--eval-every", type=int, help="steps between test evaluations")
+    _opt(parser, "--log-every", type=int, help="steps between rows of history.csv")
+    _opt(parser, "--engine", choices=("dense", "graph"),
+         help="dense numpy BPTT (fast) or the generic graph engine")
+    _opt(parser, "--curvature", choices=sorted(CURVATURES),
+         help="Path-SGD / path-Adam curvature, recomputed every step: " + "; ".join(
+             f"{k}: {v}" for k, v in CURVATURES.items()))
+    _opt(parser, "--rule", choices=sorted(STEP_RULES),
+         help="Path-SGD step-size rule: " + "; ".join(f"{k}: {v}"
+                                                      for k, v in STEP_RULES.items()))
+    _opt(parser, "--diverge-factor", type=float,
+         help="stop as diverged when a loss exceeds this many times the initial test loss")
+    _opt(parser, "--checkpoint-every", type=int,
+         help="steps between checkpoints of a run with --out")
+    _opt(parser, "--threads", type=int,
+         help="BLAS and numba threads per run (one thread is fastest for these sizes; a "
+              "sweep runs one such run per worker)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _given(args, keys):
+    return {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
+
+
+def _config_from(args, **extra):
+    """A checked run configuration from the parsed flags (defaults filled in)."""
+    keys = [k for k in DEFAULTS if hasattr(args, k)]
+    settings = _given(args, keys)
+    settings.update(extra)
+    config = check_config(settings)
+    _refuse_ignored(args, config["optimizer"] if "optimizer" in settings else None)
+    return config
+
+
+def _refuse_ignored(args, optimizer):
+    """Flags that the chosen optimiser would ignore are errors, never silence."""
+    if optimizer is None:
+        return
+    if optimizer != "path-sgd" and args.rule is not None:
+        raise ValueError(f"--rule applies to path-sgd only, not to {optimizer}")
+    if optimizer == "sgd" and args.curvature is not None:
+        raise ValueError("--curvature applies to path-sgd and path-adam, not to sgd")
 
 
 def add_commands(sub):
     """Register the training subcommands on an argparse subparsers object."""
-    p = sub.add_parser("train", help="train an RNN on a task with SGD, Path-SGD or path-Adam",
-                       description="Train a ReLU RNN (pathgeom.rnn) on the adding problem, "
-                                   "sequential digits or a character language model.")
+    fmt = argparse.RawDescriptionHelpFormatter
+    p = sub.add_parser(
+        "train", help="train an RNN on a task with SGD, Path-SGD or path-Adam",
+        formatter_class=fmt,
+        description="Train a ReLU RNN (pathgeom.rnn) on the adding problem, sequential digits "
+                    "or a character language model.\n\nWith --out DIR the run is written to "
+                    "DIR (checkpoints, history, result, parameters); an existing DIR is "
+                    "refused unless --resume DIR or --overwrite. Exit status: 0 finished, 1 "
+                    "diverged (or could not run), 2 bad arguments, 130 interrupted "
+                    "(resume it with --resume DIR).")
     _add_run_arguments(p)
-    p.add_argument("--optimizer", choices=("sgd", "path-sgd", "path-adam"), default="path-sgd")
-    p.add_argument("--curvature", choices=("kappa1", "kappa"), default="kappa1",
-                   help="Path-SGD / path-Adam curvature, recomputed every step (kappa1)")
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default=None, help="directory for the log, params and plot")
+    _opt(p, "--optimizer", choices=sorted(OPTIMIZERS), help="the optimiser")
+    _opt(p, "--lr", type=float, help="learning rate")
+    _opt(p, "--seed", type=int, help="seed of the initialisation, the batches and the data")
+    p.add_argument("--out", default=None, help="the run directory (none: nothing is written)")
+    p.add_argument("--resume", metavar="DIR", default=None,
+                   help="continue the run in DIR with its own settings (--steps may extend "
+                        "it, --quiet may be given)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the run files in an existing --out directory")
     p.set_defaults(handler=_cmd_train)
 
     p = sub.add_parser("evaluate", help="reload a run's params.npz and evaluate it")
     p.add_argument("run", help="a run directory written by 'pathgeom train --out'")
-    p.add_argument("--seed", type=int, default=None, help="test-set seed (the run's)")
+    p.add_argument("--seed", type=int, default=None, help="test-set seed (default: the run's)")
     p.set_defaults(handler=_cmd_evaluate)
 
     p = sub.add_parser("plot", help="learning curves of several runs in one figure ([plot])")
     p.add_argument("runs", nargs="+", help="run directories")
-    p.add_argument("--out", default="curves.png")
+    p.add_argument("--out", default="curves.png",
+                   help="PNG file, or an existing directory to write curves.png into "
+                        "(default: curves.png)")
     p.set_defaults(handler=_cmd_plot)
 
-    p = sub.add_parser("sweep", help="a grid of runs (learning rates x optimisers x seeds)",
-                       description="Run a grid in parallel processes with joblib (optional "
-                                   "[sweep] extra), or on a Dask cluster with --scheduler "
-                                   "(optional [dask] extra), and write one table.")
-    _add_run_arguments(p)
-    p.add_argument("--lrs", type=_floats, default=[1e-2, 1e-3, 1e-4])
-    p.add_argument("--optimizers", type=_strs, default=["path-sgd", "sgd"])
-    p.add_argument("--curvature", choices=("kappa1", "kappa"), default="kappa1")
-    p.add_argument("--seeds", type=_ints, default=[0])
+    p = sub.add_parser(
+        "sweep", help="a grid of runs (learning rates x optimisers x seeds)",
+        formatter_class=fmt,
+        description="Run a grid in worker processes (--jobs), or on a Dask cluster with "
+                    "--scheduler ADDRESS or --scheduler local (the optional [dask] extra), "
+                    "one run directory per run in --out, and write table.csv as runs end. "
+                    "--resume skips finished runs and resumes interrupted ones.")
+    _add_run_arguments(p, sweep=True)
+    p.add_argument("--lrs", type=_floats, default=[1e-2, 1e-3, 1e-4],
+                   help="learning rates (default: 0.01,0.001,0.0001)")
+    p.add_argument("--optimizers", type=_strs, default=None,
+                   help="optimisers (default: path-sgd,sgd)")
+    p.add_argument("--seeds", type=_ints, default=[0], help="seeds (default: 0)")
     p.add_argument("--preset", choices=("paper",), default=None,
-                   help="paper: lr grid {1e-2, 1e-3, 1e-4}; path-sgd and sgd (IRNN); for "
-                        "sgd the best of --irnn-inits initialisations per learning rate")
-    p.add_argument("--irnn-inits", type=int, default=10)
-    p.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
-    p.add_argument("--scheduler", default=None, help="a Dask scheduler address")
-    p.add_argument("--out", default="sweep")
+                   help="paper: learning rates {1e-2, 1e-3, 1e-4}; path-sgd and sgd (IRNN: "
+                        "the best of --irnn-inits initialisations per learning rate, chosen "
+                        "on the validation set)")
+    p.add_argument("--irnn-inits", type=int, default=None,
+                   help="initialisations per learning rate of sgd (default: 10 with "
+                        "--preset paper, else 1)")
+    p.add_argument("--jobs", type=int, default=None,
+                   help=f"worker processes or Dask workers (default: {os.cpu_count() or 1})")
+    p.add_argument("--scheduler", default=None,
+                   help="a Dask scheduler address, or 'local' for a LocalCluster")
+    p.add_argument("--out", default=None, help="the sweep directory (required)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the sweep in --out with its own grid (--steps may extend "
+                        "it)")
     p.set_defaults(handler=_cmd_sweep)
 
 
-_OPTIMIZERS = ("sgd", "path-sgd", "path-adam")
-
-
-def _config(args, optimizer, lr, seed, data_seed=None):
-    """One run: ``seed`` draws the initialisation and batches, ``data_seed`` (default: the
-    same) fixes the task's test set and corpus, so that runs compared in one table are
-    scored on the same data."""
-    return dict(task=args.task, T=args.T, data=args.data, hidden=list(args.hidden),
-                init=args.init, steps=args.steps, batch=args.batch, clip=args.clip,
-                eval_every=args.eval_every, engine=args.engine, optimizer=optimizer,
-                curvature=args.curvature, lr=lr, seed=seed,
-                data_seed=seed if data_seed is None else data_seed)
-
-
-def run_config(config, out_dir=None, progress=False):
-    """One training run from a plain dict (what the sweep ships to worker processes)."""
-    task = _task_from(config["task"], config["T"], config.get("data_seed", config["seed"]),
-                      config["data"])
-    net = rnn(task.n_in, config["hidden"], task.n_out, task.T, outputs=task.outputs)
-    rng = np.random.default_rng(config["seed"])
-    p0 = net.init(rng, config["init"])
-    kwargs = {} if config["optimizer"] == "sgd" else {"curvature": config["curvature"]}
-    opt = make_optimizer(config["optimizer"], config["lr"], clip=config["clip"], **kwargs)
-    result = train(net, task, opt, config["steps"], batch_size=config["batch"], rng=rng,
-                   p0=p0, eval_every=config["eval_every"], out_dir=out_dir, progress=progress,
-                   engine=config["engine"])
-    row = dict(config, test_loss=float(result.test_loss), test_metric=float(result.test_metric),
-               diverged=bool(result.diverged), message=result.message,
-               seconds=float(result.seconds), out_dir=out_dir)
-    if out_dir:
-        finite = {k: (None if isinstance(v, float) and not np.isfinite(v) else v)
-                  for k, v in row.items()}
-        with open(os.path.join(out_dir, "run.json"), "w") as fh:
-            json.dump({"config": config, "result": finite}, fh, indent=1, allow_nan=False)
-    return row
-
-
-def _metric_name(task):
-    return {"adding": "test MSE", "digits": "test accuracy", "charlm": "test bits/char"}[task]
-
-
 def _cmd_train(args, out, err):
-    config = _config(args, args.optimizer, args.lr, args.seed)
-    row = run_config(config, out_dir=args.out, progress=not args.quiet)
-    status = "DIVERGED: " + row["message"] if row["diverged"] else "finished"
-    print(f"{args.optimizer} (lr {args.lr:g}) on {args.task}: {status}", file=out)
-    print(f"{_metric_name(args.task)}: {row['test_metric']:.6g}   (test loss "
-          f"{row['test_loss']:.6g}, {row['seconds']:.1f} s)", file=out)
-    if args.out:
-        print(f"log, params and result in {args.out}/", file=out)
-        plotted = _plot_runs([args.out], os.path.join(args.out, "curve.png"), err)
-        if plotted:
-            print(f"learning curve: {plotted}", file=out)
-    return 1 if row["diverged"] else 0
+    if args.resume:
+        if args.out or args.overwrite:
+            raise ValueError("--resume DIR continues DIR: do not give --out or --overwrite")
+        changed = [k for k in DEFAULTS if k != "steps" and getattr(args, k, None) is not None]
+        if changed:
+            flags = ", ".join("--" + k.replace("_", "-") for k in changed)
+            raise ValueError(f"--resume uses the run's own settings: {flags} cannot be "
+                             f"changed (only --steps and --quiet may be given)")
+        row = experiments.resume_run(args.resume, steps=args.steps, progress=not args.quiet)
+        run_dir = args.resume
+    else:
+        config = _config_from(args)
+        if args.overwrite and not args.out:
+            raise ValueError("--overwrite needs --out DIR")
+        row = run_config(config, out_dir=args.out, progress=not args.quiet,
+                         overwrite=args.overwrite)
+        run_dir = args.out
+    status = {"finished": "finished", "interrupted": "INTERRUPTED: " + row["message"],
+              "diverged": "DIVERGED: " + row["message"]}[row["status"]]
+    print(f"{row['optimizer']} (lr {row['lr']:g}) on {row['task']}: {status}", file=out)
+    print(f"{_metric_name(row['task'])}: {row['test_metric']:.6g}   (test loss "
+          f"{row['test_loss']:.6g}, {row['seconds']:.1f} s, {row['steps_done']} steps"
+          f"{'' if row['resumed_from'] is None else ', resumed from step %d' % row['resumed_from']})",
+          file=out)
+    if run_dir:
+        print(f"log, checkpoint, params and result in {run_dir}/", file=out)
+        if row["status"] != "interrupted":
+            plotted = _plot_runs([run_dir], os.path.join(run_dir, "curve.png"), err)
+            if plotted:
+                print(f"learning curve: {plotted}", file=out)
+    return {"finished": 0, "diverged": 1, "interrupted": _INTERRUPTED}[row["status"]]
 
 
 def _cmd_evaluate(args, out, err):
-    path = os.path.join(args.run, "run.json")
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"{path} not found: 'pathgeom evaluate' reads runs written by "
-                                f"'pathgeom train --out DIR' (in Python, use "
-                                f"pathgeom.load_params and pathgeom.evaluate)")
-    with open(path) as fh:
-        config = json.load(fh)["config"]
-    seed = config.get("data_seed", config["seed"]) if args.seed is None else args.seed
-    task = _task_from(config["task"], config["T"], seed, config.get("data"))
+    config = experiments.read_run_config(args.run)
+    if args.seed is not None:
+        config = dict(config, data_seed=args.seed)
+    config = check_config(config)
+    task = experiments._build(config)[0]
     net, p = load_params(os.path.join(args.run, "params.npz"))
     loss, metric = evaluate(net, task, p)
     print(f"{_metric_name(config['task'])}: {metric:.6g}   (test loss {loss:.6g})", file=out)
     return 0
 
 
-def _plot_runs(runs, path, err):
-    """Learning curves of the runs in ``runs`` into ``path``; None without matplotlib."""
+def _plot_runs(run_dirs, path, err):
+    """Learning curves of the runs in ``run_dirs`` into ``path``; None without matplotlib."""
     histories = {}
-    for run in runs:
-        with open(os.path.join(run, "history.json")) as fh:
-            history = json.load(fh)
-        with open(os.path.join(run, "run.json")) as fh:
-            config = json.load(fh)["config"]
+    for run in run_dirs:
+        history = runs.read_history(run)
+        config = experiments.read_run_config(run)
         label = f"{config['optimizer']} lr={config['lr']:g} seed={config['seed']}"
         histories[label] = history
     return _plot_histories(histories, path, err)
 
 
+def _plot_path(path):
+    """``path`` as written, or ``path/curves.png`` for a directory (existing or ending in a
+    separator); a missing parent directory is an error."""
+    if path.endswith(os.sep) or os.path.isdir(path):
+        os.makedirs(path, exist_ok=True)
+        return os.path.join(path, "curves.png")
+    parent = os.path.dirname(path)
+    if parent and not os.path.isdir(parent):
+        raise ValueError(f"--out {path}: the directory {parent} does not exist")
+    return path
+
+
 def _cmd_plot(args, out, err):
-    path = _plot_runs(args.runs, args.out, err)
+    path = _plot_runs(args.runs, _plot_path(args.out), err)
     if path is None:
         return 1
     print(f"wrote {path}", file=out)
@@ -200,85 +259,64 @@ def _cmd_plot(args, out, err):
 
 def _grid(args):
     """The list of run configs of a sweep."""
-    lrs, optimizers, seeds = args.lrs, args.optimizers, args.seeds
-    if args.preset == "paper":  # note: at the IRNN init Path-SGD blows up at these rates
-        lrs, optimizers = [1e-2, 1e-3, 1e-4], ["path-sgd", "sgd"]
-    unknown = [o for o in optimizers if o not in _OPTIMIZERS]
+    lrs, optimizers = args.lrs, args.optimizers or ["path-sgd", "sgd"]
+    if args.preset == "paper":
+        lrs = [1e-2, 1e-3, 1e-4]
+        optimizers = args.optimizers or ["path-sgd", "sgd"]
+    unknown = [o for o in optimizers if o not in OPTIMIZERS]
     if unknown:
-        raise ValueError(f"unknown optimizer(s) {unknown}; choose from {list(_OPTIMIZERS)}")
-    configs = []
-    for opt, lr, seed in itertools.product(optimizers, lrs, seeds):
-        if opt == "sgd" and args.preset == "paper":
-            for k in range(args.irnn_inits):  # IRNN: several initialisations per cell,
-                configs.append(_config(args, opt, lr, seed * 1000 + k, data_seed=seed))
-        else:                                 # all scored on the seed's test set
-            configs.append(_config(args, opt, lr, seed))
-    return configs
+        raise ValueError(f"unknown optimizer(s) {unknown}; choose from {sorted(OPTIMIZERS)}")
+    inits = args.irnn_inits if args.irnn_inits is not None else (
+        10 if args.preset == "paper" else 1)
+    if inits < 1:
+        raise ValueError(f"--irnn-inits must be >= 1, got {inits}")
+    keys = [k for k in DEFAULTS if hasattr(args, k) and k not in ("optimizer", "lr", "seed")]
+    base = _given(args, keys)
+    if "rule" in base and "path-sgd" not in optimizers:
+        raise ValueError("--rule applies to path-sgd, which is not in --optimizers")
+    if "curvature" in base and not set(optimizers) - {"sgd"}:
+        raise ValueError("--curvature applies to path-sgd and path-adam, not to sgd")
+    return [check_config(c) for c in experiments.grid(base, optimizers, lrs, args.seeds,
+                                                       irnn_inits=inits)]
 
 
 def _cmd_sweep(args, out, err):
-    try:
-        import joblib
-    except ImportError:
-        print("pathgeom sweep needs joblib: pip install 'pathgeom[sweep]' (or "
-              "'pathgeom[dask]' for --scheduler)", file=err)
-        return 1
-    configs = _grid(args)
-    os.makedirs(args.out, exist_ok=True)
-    dirs = [os.path.join(args.out, f"{c['optimizer']}-lr{c['lr']:g}-seed{c['seed']}")
-            for c in configs]
-    jobs = [joblib.delayed(run_config)(c, d) for c, d in zip(configs, dirs)]
-    start = time.perf_counter()
-    if args.scheduler:
-        try:
-            from dask.distributed import Client
-        except ImportError:
-            print("--scheduler needs dask.distributed: pip install 'pathgeom[dask]'", file=err)
-            return 1
-        with Client(args.scheduler), joblib.parallel_config(backend="dask"):
-            rows = joblib.Parallel()(jobs)
+    if not args.out:
+        raise ValueError("sweep needs --out DIR, the sweep directory")
+    if args.jobs is not None and args.jobs < 1:
+        raise ValueError(f"--jobs must be >= 1, got {args.jobs}")
+    if args.resume:
+        stored = runs.read_json(os.path.join(args.out, "sweep.json"),
+                                "the grid of a sweep written by pathgeom sweep")
+        configs = stored["configs"]
+        if args.steps is not None:
+            configs = [dict(c, steps=args.steps) for c in configs]
     else:
-        rows = joblib.Parallel(n_jobs=args.jobs)(jobs)
-    rows = _select_irnn(rows) if args.preset == "paper" else rows
-    _write_table(rows, os.path.join(args.out, "table.csv"))
-    print(_format_table(rows, args.task), file=out)
-    print(f"{len(configs)} runs in {time.perf_counter() - start:.1f} s; table in "
-          f"{os.path.join(args.out, 'table.csv')}", file=out)
-    return 0
+        configs = _grid(args)
+    start = time.perf_counter()
+    rows = experiments.sweep(configs, args.out, jobs=args.jobs, scheduler=args.scheduler,
+                             resume=args.resume, progress=not args.quiet and None)
+    print(_format_table(rows, configs[0]["task"]), file=out)
+    print(f"{len(rows)} of {len(configs)} runs have results ({time.perf_counter() - start:.1f} s "
+          f"this time); table in {os.path.join(args.out, 'table.csv')}", file=out)
+    unfinished = [r for r in rows if r["status"] == "interrupted"]
+    return _INTERRUPTED if unfinished or len(rows) < len(configs) else 0
 
 
-def _select_irnn(rows):
-    """The paper's IRNN protocol: per learning rate, the initialisation that did not diverge
-    and reached the lowest test loss (the paper picked the one that did not explode)."""
-    keep = [r for r in rows if r["optimizer"] != "sgd"]
-    cells = sorted({(r["lr"], r.get("data_seed", r["seed"])) for r in rows
-                    if r["optimizer"] == "sgd"})
-    for lr, data_seed in cells:  # one IRNN row per learning rate and base seed
-        cell = [r for r in rows if r["optimizer"] == "sgd" and r["lr"] == lr
-                and r.get("data_seed", r["seed"]) == data_seed]
-        ok = [r for r in cell if not r["diverged"]] or cell
-        keep.append(min(ok, key=lambda r: r["test_loss"] if np.isfinite(r["test_loss"])
-                        else np.inf))
-    return keep
-
-
-_COLUMNS = ("optimizer", "lr", "seed", "data_seed", "test_loss", "test_metric", "diverged",
-            "seconds")
-
-
-def _write_table(rows, path):
-    with open(path, "w") as fh:
-        fh.write(",".join(_COLUMNS) + "\n")
-        for r in rows:
-            fh.write(",".join(str(r[c]) for c in _COLUMNS) + "\n")
+def _metric_name(task):
+    return {"adding": "test MSE", "digits": "test accuracy", "charlm": "test bits/char"}[task]
 
 
 def _format_table(rows, task):
-    lines = [f"{'optimizer':>10} {'lr':>8} {'seed':>6} {'test loss':>11} "
-             f"{_metric_name(task):>14} {'diverged':>9} {'seconds':>8}"]
+    lines = [f"{'optimizer':>10} {'lr':>8} {'seed':>6} {'status':>11} {'test loss':>11} "
+             f"{_metric_name(task):>14} {'valid loss':>11} {'sel':>4} {'seconds':>8}"]
     for r in sorted(rows, key=lambda r: (r["optimizer"], -r["lr"], r["seed"])):
-        lines.append(f"{r['optimizer']:>10} {r['lr']:>8g} {r['seed']:>6} {r['test_loss']:>11.4g} "
-                     f"{r['test_metric']:>14.4g} {str(r['diverged']):>9} {r['seconds']:>8.1f}")
+        valid = "-" if r.get("valid_loss") is None else f"{r['valid_loss']:.4g}"
+        tl = "-" if r.get("test_loss") is None else f"{r['test_loss']:.4g}"
+        tm = "-" if r.get("test_metric") is None else f"{r['test_metric']:.4g}"
+        lines.append(f"{r['optimizer']:>10} {r['lr']:>8g} {r['seed']:>6} {r['status']:>11} "
+                     f"{tl:>11} {tm:>14} {valid:>11} {'*' if r['selected'] else '':>4} "
+                     f"{(r.get('seconds') or 0):>8.1f}")
     return "\n".join(lines)
 
 
@@ -340,13 +378,14 @@ def add_figure2(sub):
 # --------------------------------------------------------------------------- the demo race
 
 #: (optimizer, learning rates tried) in the demo's adding-problem race; the best rate of each
-#: optimiser (lowest final test loss) is kept.  Path-SGD's rates are far below SGD's: at the
-#: IRNN initialisation kappa1 of W_rec is ~1e-6, so lr * grad / kappa is a large step.
-RACE = (("sgd", (1e-2, 1e-3)), ("path-sgd", (1e-6, 1e-8)), ("path-adam", (1e-3,)))
+#: optimiser (lowest final test loss) is kept.  Path-SGD uses its default step-size rule
+#: (backtracking on the calibrated step), so its rates mean what they mean for SGD.
+RACE = (("sgd", (1e-2, 1e-3)), ("path-sgd", (1e-2, 1e-3)), ("path-adam", (1e-3,)))
 
 
-def adding_race(T, H, steps, seed, out, err, plot="demo-race.png"):
-    """A short adding-problem race: SGD (IRNN), Path-SGD (kappa1) and path-Adam from the same
+def adding_race(T, H, steps, seed, out, err, plot=os.path.join("build", "demo", "demo-race.png")):
+    """A short adding-problem race: SGD (IRNN), Path-SGD (kappa1, default rule) and
+    path-Adam from the same
     IRNN initialisation, each at its best learning rate of a small grid; prints the table
     and a verdict read from the measured test losses, and plots the curves when it can."""
     task = make_task("adding", T=T, seed=seed)
@@ -374,6 +413,8 @@ def adding_race(T, H, steps, seed, out, err, plot="demo-race.png"):
     print(f"verdict: {winner} (lr {lr:g}) reached the lowest test MSE, {loss:.3g}, {learned} "
           f"the mean predictor's {task.baseline:.3f}; {others}", file=out)
     if plot:
+        if os.path.dirname(plot):
+            os.makedirs(os.path.dirname(plot), exist_ok=True)
         _plot_histories({f"{n} lr={v[1]:g}": v[2].history for n, v in best.items()}, plot,
                         err, title=f"adding problem, T = {T}, H = {H}",
                         baseline=task.baseline)

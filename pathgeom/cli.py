@@ -23,6 +23,7 @@ missing), 2 for bad arguments or a malformed graph file.
 
 import argparse
 import json
+import os
 import sys
 import time
 
@@ -459,7 +460,7 @@ def _parser():
     demo.add_argument("--race-H", type=int, default=32, help="hidden units in the race (32)")
     demo.add_argument("--race-steps", type=int, default=8000,
                       help="training steps per run; 0 skips the race (8000)")
-    demo.add_argument("--race-plot", default="demo-race.png",
+    demo.add_argument("--race-plot", default=os.path.join("build", "demo", "demo-race.png"),
                       help="learning-curve figure of the race ([plot] extra)")
 
     lemma1 = sub.add_parser("lemma1", help="kappa from its definition vs kappa1 + kappa2",
@@ -526,3 +527,6 @@ def main(argv=None, out=None, err=None):
         print(f"pathgeom {args.command}: {exc}\n(try a smaller --weight-scale or --T)",
               file=err)
         return 1
+    except KeyboardInterrupt:
+        print(f"pathgeom {args.command}: interrupted", file=err)
+        return 130

@@ -859,8 +859,8 @@ def verify_invariance(g, p, rng, scale=1.0, batch=8, lr=0.1):
     grad1 = g.backward(pt, X, f1 - Y)
     k0, k1 = geometry.kappa(g, p), geometry.kappa(g, pt)
     steps = {}
-    for name, opt in (("path-sgd (kappa)", PathSGD(g, lr)),
-                      ("path-sgd (kappa1)", PathSGD(g, lr, curvature="kappa1")),
+    for name, opt in (("path-sgd (kappa)", PathSGD(g, lr, curvature="kappa", rule="raw")),
+                      ("path-sgd (kappa1)", PathSGD(g, lr, curvature="kappa1", rule="raw")),
                       ("sgd", SGD(lr))):
         after = opt.step(pt, grad1) - pt
         before = rescale(g, opt.step(p, grad0), beta) - pt

@@ -20,9 +20,38 @@ Parameters on no input-output path carrying weight have :math:`\kappa_i = 0`: th
 affect :math:`\gamma^2`, the step :math:`0/0` has no meaning, and Path-SGD leaves them
 unchanged (with the network's own loss their gradient is 0 too).
 
+Eq. (8) has no global scale: at the paper's IRNN initialisation of a ReLU RNN the
+curvature of the recurrent weights is 10^5-10^8 times smaller than a gradient entry, so
+the raw step :math:`\eta\, g/\kappa` with the paper's rates blows the network up at
+once.  :class:`PathSGD` therefore has named *step-size rules* (:data:`STEP_RULES`):
+
+``"raw"``
+    :math:`p - \eta\, g/\kappa`, eq. (8) as printed.
+``"calibrated"``
+    :math:`p - \eta\, c\, g/\kappa` with one constant
+    :math:`c = \lVert g_1 \rVert / \lVert g_1/\kappa_1 \rVert` fixed at the first step,
+    so that the first step has the Euclidean length of an SGD step and a learning rate
+    means what it means for SGD.  A fixed :math:`c` keeps the commutation with every
+    feasible rescaling along the run; its value depends on how the starting point is
+    parametrised.
+``"backtracking"`` (the default)
+    The calibrated step, safeguarded: the step is halved until the loss of the same
+    minibatch does not increase (a backtracking line search on the batch loss, at most
+    :data:`MAX_HALVINGS` halvings), and the halving factor carries over to the next step,
+    where it may double back towards 1.  The losses are invariant under rescalings, so
+    the safeguard keeps the commutation too.  It needs the batch loss as a function of
+    the parameters, ``opt.step(p, grad, model, loss=...)``, which
+    :func:`pathgeom.train.train` passes.
+
 The optimiser objects (:class:`SGD`, :class:`PathSGD`, :class:`PathAdam`, built by name
-with :func:`make_optimizer`) share one interface, ``opt.step(p, grad, model) -> new p``
-(never in place) and ``opt.reset()``, which :func:`pathgeom.train.train` drives.  The
+with :func:`make_optimizer`) share one interface, ``opt.step(p, grad, model, loss=None)
+-> new p`` (never in place), ``opt.reset()``, and ``opt.state_dict()`` /
+``opt.load_state_dict(state)`` (the moments, the calibration constant and the step
+scale, so that a checkpointed run resumes bit for bit), which
+:func:`pathgeom.train.train` drives.  Every step checks its result: a parameter that
+would become infinite raises :class:`~pathgeom.PathOverflowError` naming it, and a
+curvature that underflowed to 0 where the gradient is not 0 raises it too (the step
+would otherwise skip that parameter silently).  The
 curvature is recomputed from ``model`` at every step, through the structured
 ``model.path_quantities(p, with_kappa2=...)`` of a constructor such as :func:`pathgeom.rnn`
 (:math:`O(T H^2)` for :math:`\kappa^{(1)}`, :math:`O(T H^3)` for the exact :math:`\kappa`)
@@ -36,14 +65,27 @@ import numbers
 import numpy as np
 
 from . import geometry
+from ._errors import PathOverflowError
 from ._validation import as_params
 from .geometry import _check_graph
 from .graph import SharedGraph
 
 __all__ = ["path_sgd_step", "sgd_step", "clip_grad_norm", "PathSGD", "SGD", "PathAdam",
-           "make_optimizer"]
+           "make_optimizer", "CURVATURES", "STEP_RULES", "OPTIMIZERS", "MAX_HALVINGS"]
 
-CURVATURES = ("kappa", "kappa1")
+#: The curvatures Path-SGD and path-Adam divide by, and what each is.
+CURVATURES = {"kappa1": "kappa^(1) only (eq. 9, Theorem 3): one forward and one backward "
+                        "pass; the paper's practical choice",
+              "kappa": "the exact kappa = kappa^(1) + kappa^(2) (Lemma 1)"}
+
+#: The step-size rules of :class:`PathSGD` (module docstring).
+STEP_RULES = {"raw": "eq. (8) as printed: p - lr * g / kappa",
+              "calibrated": "p - lr * c * g / kappa, c = |g|/|g/kappa| fixed at the first step",
+              "backtracking": "the calibrated step, halved until the minibatch loss does not "
+                              "increase (default)"}
+
+#: The most halvings of one backtracking step; past them the step is not taken.
+MAX_HALVINGS = 60
 
 
 def _check_rate(lr, name="lr"):
@@ -61,10 +103,65 @@ def _check_eps(eps):
 
 
 def _check_curvature(curvature):
-    if callable(curvature) or curvature in CURVATURES:
+    if callable(curvature) or (isinstance(curvature, str) and curvature in CURVATURES):
         return curvature
-    raise ValueError(f"curvature must be one of {CURVATURES} or a callable (g, p) -> array, "
-                     f"got {curvature!r}")
+    raise ValueError(f"curvature must be one of {tuple(CURVATURES)} or a callable "
+                     f"(g, p) -> array, got {curvature!r}")
+
+
+def _check_rule(rule):
+    if isinstance(rule, str) and rule in STEP_RULES:
+        return rule
+    raise ValueError(f"rule must be one of {tuple(STEP_RULES)}, got {rule!r}")
+
+
+def _checked_result(new, what, p=None, grad=None):
+    """``new`` when finite, else a PathOverflowError naming the first bad parameter."""
+    bad = np.flatnonzero(~np.isfinite(new))
+    if bad.size:
+        i = int(bad[0])
+        was = "" if p is None else f" (p[{i}] = {p[i]!r}, gradient {grad[i]!r})"
+        raise PathOverflowError(f"{what} made parameter {i} non-finite{was}: the step does "
+                                f"not fit in float64; use a smaller learning rate or scale "
+                                f"the weights")
+    return new
+
+
+def _support_kappa1(model, p):
+    """kappa^(1) of the network whose weights are 1 where ``p != 0`` and 0 elsewhere:
+    positive exactly where the true kappa^(1) is positive in exact arithmetic (path counts
+    cannot underflow).  None when even the counts overflow, or for a callable curvature."""
+    if model is None:
+        return None
+    for scale in (1.0, 0.5, 0.25):
+        ind = (p != 0).astype(np.float64) * scale
+        try:
+            if isinstance(model, SharedGraph):
+                return geometry.kappa1(model, ind)
+            return model.path_quantities(ind, with_kappa2=False).kappa1
+        except PathOverflowError:
+            continue
+    return None
+
+
+def _check_underflow(k, grad, model=None, p=None):
+    """A curvature of exactly 0 where the same network with every non-zero weight set to 1
+    has a positive one is an underflow: raise rather than skip the parameter silently.
+    (A structural 0 -- no weighted path crosses parameter i -- is left alone: then the
+    network's own gradient is 0 too.)"""
+    suspect = np.flatnonzero((k == 0) & (grad != 0))
+    if suspect.size == 0 or model is None:
+        return
+    support = _support_kappa1(model, p)
+    if support is None:
+        return
+    bad = suspect[support[suspect] > 0]
+    if bad.size:
+        i = int(bad[0])
+        raise PathOverflowError(f"the curvature of parameter {i} underflowed to 0 while its "
+                                f"gradient is {grad[i]!r}: the path products through it are "
+                                f"below the float64 range; scale the weights up (a feasible "
+                                f"rescaling does not help)")
 
 
 def _curvature(g, p, curvature):
@@ -115,6 +212,12 @@ def path_sgd_step(g, p, grad, lr, curvature="kappa", eps=0.0):
         A new array.  Parameters with curvature exactly 0 (on no path carrying weight)
         are returned unchanged.
 
+    Raises
+    ------
+    PathOverflowError
+        When a parameter of the result would not be finite, or a curvature underflowed to
+        0 where the gradient is not 0.
+
     Examples
     --------
     The chain ``x -> a -> y`` with weights 0.5 and 2: :math:`\kappa = (4, 0.25)`.
@@ -131,10 +234,12 @@ def path_sgd_step(g, p, grad, lr, curvature="kappa", eps=0.0):
     lr = _check_rate(lr)
     eps = _check_eps(eps)
     k = _curvature(g, p, _check_curvature(curvature))
+    _check_underflow(k, grad, None if callable(curvature) else g, p)
     on = k > 0
     new = p.copy()
-    new[on] = p[on] - lr * grad[on] / (k[on] + eps)
-    return new
+    with np.errstate(over="ignore", invalid="ignore"):  # checked below
+        new[on] = p[on] - lr * grad[on] / (k[on] + eps)
+    return _checked_result(new, "the Path-SGD step", p, grad)
 
 
 def sgd_step(p, grad, lr):
@@ -151,7 +256,10 @@ def sgd_step(p, grad, lr):
     n = np.shape(p)[0]
     p = as_params(p, n)
     grad = as_params(grad, n, name="grad")
-    return p - _check_rate(lr) * grad
+    lr = _check_rate(lr)
+    with np.errstate(over="ignore", invalid="ignore"):  # checked
+        new = p - lr * grad
+    return _checked_result(new, "the SGD step", p, grad)
 
 
 def clip_grad_norm(grad, max_norm):
@@ -216,12 +324,35 @@ def _as_vector(p, grad):
 
 
 class _Optimizer:
-    """Shared pieces: the learning rate, clipping, the bound model and ``reset``."""
+    """Shared pieces: the learning rate, clipping, the bound model, state and ``reset``."""
 
     model = None
+    #: names of the attributes that make up the optimiser's state (``state_dict``)
+    _state = ()
 
     def reset(self):
         """Forget any state from earlier steps (a no-op for stateless optimisers)."""
+
+    def state_dict(self):
+        """The optimiser's state as a dict of floats, ints, None and float64 arrays: what a
+        checkpoint stores so that a run resumes bit for bit (:meth:`load_state_dict`)."""
+        return {k: (None if getattr(self, k) is None else
+                    np.array(getattr(self, k)) if isinstance(getattr(self, k), np.ndarray)
+                    else getattr(self, k)) for k in self._state}
+
+    def load_state_dict(self, state):
+        """Restore a state from :meth:`state_dict` (keys it does not name are refused)."""
+        unknown = set(state) - set(self._state)
+        missing = set(self._state) - set(state)
+        if unknown or missing:
+            raise ValueError(f"{type(self).__name__} state has keys {sorted(state)}; expected "
+                             f"{sorted(self._state)}")
+        for k in self._state:
+            v = state[k]
+            if isinstance(v, np.ndarray):
+                v = None if v.dtype == object else (
+                    np.array(v, dtype=np.float64) if v.ndim else v.item())
+            setattr(self, k, v)
 
     def _model_for(self, model):
         if model is None:
@@ -259,10 +390,12 @@ class SGD(_Optimizer):
         self.lr = _check_rate(lr)
         self.clip = _check_clip(clip)
 
-    def step(self, p, grad, model=None):
-        """The parameters after one step from ``p`` (a new array)."""
+    def step(self, p, grad, model=None, loss=None):
+        """The parameters after one step from ``p`` (a new array); ``loss`` is ignored."""
         p, grad = _as_vector(p, grad)
-        return p - self.lr * clip_grad_norm(grad, self.clip)
+        with np.errstate(over="ignore", invalid="ignore"):  # checked
+            new = p - self.lr * clip_grad_norm(grad, self.clip)
+        return _checked_result(new, "the SGD step", p, grad)
 
     def __repr__(self):
         return f"SGD(lr={self.lr!r}{self._extra_repr()})"
@@ -277,38 +410,94 @@ def _path_normalised(grad, k, eps):
     return u, on
 
 
+def _norm(v):
+    """Euclidean norm without spurious overflow or underflow (scaled by the largest entry)."""
+    m = float(np.max(np.abs(v))) if v.size else 0.0
+    if m == 0.0 or not np.isfinite(m):
+        return m
+    w = v / m
+    return m * float(np.sqrt(w @ w))
+
+
+def _batch_loss(loss, q):
+    """``loss(q)`` as a float; inf when it is not finite or the forward pass overflows."""
+    try:
+        value = float(loss(q))
+    except PathOverflowError:
+        return np.inf
+    return value if np.isfinite(value) else np.inf
+
+
 class PathSGD(_Optimizer):
-    r"""Path-SGD (eq. 8) with the curvature recomputed at every step.
+    r"""Path-SGD (eq. 8) with the curvature recomputed at every step and a step-size rule.
 
     Two forms:
 
-    ``PathSGD(lr, curvature="kappa1", eps=0.0, clip=None)``
-        The training form: ``opt.step(p, grad, model)`` computes the curvature of ``model``
-        at ``p`` (a network with ``.path_quantities``, e.g. :func:`pathgeom.rnn`, or a
-        :class:`~pathgeom.SharedGraph`).
-    ``PathSGD(g, lr, curvature="kappa", eps=0.0, clip=None)``
-        Bound to one graph or network ``g``: ``opt.step(p, grad)`` uses ``g`` (the original
-        form; note its default curvature is the exact ``"kappa"``).
+    ``PathSGD(lr, curvature="kappa1", rule="backtracking", eps=0.0, clip=None)``
+        The training form: ``opt.step(p, grad, model, loss=None)`` computes the curvature
+        of ``model`` at ``p`` (a network with ``.path_quantities``, e.g.
+        :func:`pathgeom.rnn`, or a :class:`~pathgeom.SharedGraph`).
+    ``PathSGD(g, lr, ...)``
+        Bound to one graph or network ``g``: ``opt.step(p, grad, loss=None)`` uses ``g``.
 
-    The step is :math:`p_i - \eta\, \tilde g_i / (\kappa_i + \epsilon)` with
-    :math:`\tilde g` the gradient after clipping (``clip``: the largest gradient norm);
-    parameters with :math:`\kappa_i = 0` are returned unchanged.  ``curvature`` is
-    ``"kappa1"`` (:math:`\kappa^{(1)}` only, the paper's practical choice), ``"kappa"``
-    (the exact :math:`\kappa^{(1)} + \kappa^{(2)}`; for an RNN the structured
+    With :math:`\tilde g` the gradient after clipping (``clip``: the largest gradient
+    norm) and :math:`u_i = \tilde g_i / (\kappa_i + \epsilon)` where :math:`\kappa_i > 0`
+    (0 elsewhere: those parameters are returned unchanged), the step is
+    :math:`p - \eta\, s\, c\, u` where, by ``rule`` (:data:`STEP_RULES`):
+
+    * ``"raw"``: :math:`c = s = 1`, eq. (8) as printed;
+    * ``"calibrated"``: :math:`c = \lVert \tilde g_1 \rVert / \lVert u_1 \rVert` at the first
+      step after :meth:`reset`, then fixed (or the ``scale`` given); :math:`s = 1`;
+    * ``"backtracking"``: :math:`c` as for ``"calibrated"``; :math:`s` starts each step at
+      twice the previous step's (at most 1) and is halved until
+      ``loss(new) <= loss(p)`` for the ``loss`` callable of this minibatch (at most
+      :data:`MAX_HALVINGS` times; then the step is not taken).
+
+    ``curvature`` is ``"kappa1"`` (:math:`\kappa^{(1)}` only, the paper's practical choice),
+    ``"kappa"`` (the exact :math:`\kappa^{(1)} + \kappa^{(2)}`; for an RNN the structured
     :math:`O(T H^3)` :math:`\kappa^{(2)}`), or a callable ``(model, p) -> array``.
+
+    Attributes
+    ----------
+    c : float or None
+        The calibration constant (None until the first step of a calibrated rule).
+    s : float
+        The backtracking step scale of the latest step (1 for the other rules).
+    halvings : int
+        Halvings done by the backtracking rule since :meth:`reset`.
 
     Examples
     --------
     >>> import pathgeom
     >>> from pathgeom.optim import PathSGD, SGD
     >>> g = pathgeom.SharedGraph.from_edges([("x", "a", 0), ("a", "y", 1)], ["x"], ["y"])
-    >>> for opt in (PathSGD(g, lr=0.1, curvature="kappa1"), SGD(lr=0.1)):
+    >>> for opt in (PathSGD(g, lr=0.1, rule="raw"), SGD(lr=0.1)):
     ...     print(opt, opt.step([0.5, 2.0], [1.0, 1.0]))
-    PathSGD(lr=0.1, curvature='kappa1', eps=0.0) [0.475 1.6  ]
+    PathSGD(lr=0.1, curvature='kappa1', rule='raw', eps=0.0) [0.475 1.6  ]
     SGD(lr=0.1) [0.4 1.9]
-    >>> PathSGD(lr=0.1).step([0.5, 2.0], [1.0, 1.0], g)       # the training form
-    array([0.475, 1.6  ])
+
+    The calibrated first step has the length of an SGD step, ``lr * |g|``:
+
+    >>> opt = PathSGD(lr=0.1, rule="calibrated")
+    >>> new = opt.step([0.5, 2.0], [1.0, 1.0], g)
+    >>> round(float(np.linalg.norm(new - [0.5, 2.0])), 6), round(0.1 * 2 ** 0.5, 6)
+    (0.141421, 0.141421)
+
+    The default rule needs the minibatch loss as a function of the parameters:
+
+    >>> loss = lambda q: (q[0] * q[1] - 3.0) ** 2     # fit f(1) = 3 with f(x) = p1 p0 x
+    >>> opt = PathSGD(lr=0.5)
+    >>> p = np.array([0.5, 2.0])
+    >>> for _ in range(3):
+    ...     grad = np.array([2 * (p[0] * p[1] - 3) * p[1], 2 * (p[0] * p[1] - 3) * p[0]])
+    ...     p = opt.step(p, grad, g, loss=loss)
+    ...     print(round(loss(p), 4), opt.s)        # from loss 4.0; s: the step scale kept
+    1.0 0.5
+    0.5625 1.0
+    0.0039 0.5
     """
+
+    _state = ("c", "s", "halvings")
 
     def __init__(self, *args, **kwargs):
         model = kwargs.pop("g", None)
@@ -316,34 +505,76 @@ class PathSGD(_Optimizer):
             model, args = args[0], args[1:]
         if model is not None:
             model = _check_model(model)
-            kwargs.setdefault("curvature", "kappa")
         self._configure(*args, **kwargs)
         self.model = model
+        self.reset()
 
-    def _configure(self, lr, curvature="kappa1", eps=0.0, clip=None):
+    def _configure(self, lr, curvature="kappa1", rule="backtracking", eps=0.0, clip=None,
+                   scale=None):
         self.lr = _check_rate(lr)
         self.curvature = _check_curvature(curvature)
+        self.rule = _check_rule(rule)
         self.eps = _check_eps(eps)
         self.clip = _check_clip(clip)
+        self.scale = None if scale is None else _check_rate(scale, "scale")
+
+    def reset(self):
+        """Forget the calibration constant and the backtracking scale."""
+        self.c = self.scale if self.rule != "raw" else None
+        self.s = 1.0
+        self.halvings = 0
 
     @property
     def graph(self):
         """The graph or network of the bound form (None for the training form)."""
         return self.model
 
-    def step(self, p, grad, model=None):
+    def step(self, p, grad, model=None, loss=None):
         """The parameters after one step from ``p`` (a new array); the curvature is that of
-        ``model`` at ``p`` (or of the bound graph)."""
+        ``model`` at ``p`` (or of the bound graph); ``loss(q)`` is the minibatch loss at
+        ``q``, needed by the ``"backtracking"`` rule."""
         model = self._model_for(model)
+        if self.rule == "backtracking" and not callable(loss):
+            raise TypeError("PathSGD(rule='backtracking') needs the minibatch loss: call "
+                            "opt.step(p, grad, model, loss=lambda q: ...), or choose "
+                            "rule='calibrated' or 'raw'")
         p, grad = _as_vector(p, grad)
         k = _model_curvature(model, p, self.curvature)
-        u, _ = _path_normalised(clip_grad_norm(grad, self.clip), k, self.eps)
-        return p - self.lr * u
+        _check_underflow(k, grad, None if callable(self.curvature) else model, p)
+        g = clip_grad_norm(grad, self.clip)
+        u, _ = _path_normalised(g, k, self.eps)
+        if self.rule != "raw" and self.c is None:
+            nu = _norm(u)
+            self.c = _norm(g) / nu if nu > 0 else 1.0
+        c = 1.0 if self.rule == "raw" else self.c
+        with np.errstate(over="ignore", invalid="ignore"):  # checked
+            d = (self.lr * c) * u
+        new = _checked_result(p - d, f"the Path-SGD ({self.rule}) step", p, grad)
+        if self.rule != "backtracking":
+            return new
+        return self._backtrack(p, d, loss)
+
+    def _backtrack(self, p, d, loss):
+        """``p - s d`` with the largest ``s = 2 s_prev / 2^j <= 1`` whose loss is not above
+        ``loss(p)``; ``p`` itself after :data:`MAX_HALVINGS` halvings."""
+        base = _batch_loss(loss, p)
+        s = min(1.0, 2.0 * self.s)
+        for _ in range(MAX_HALVINGS + 1):
+            new = p - s * d
+            if _batch_loss(loss, new) <= base:
+                self.s = s
+                return new
+            s *= 0.5
+            self.halvings += 1
+        self.s = s
+        return p.copy()
 
     def __repr__(self):
         c = self.curvature if isinstance(self.curvature, str) else getattr(
             self.curvature, "__name__", "callable")
-        return f"PathSGD(lr={self.lr!r}, curvature={c!r}, eps={self.eps!r}{self._extra_repr()})"
+        scale = "" if self.scale is None else f", scale={self.scale!r}"
+        return (f"PathSGD(lr={self.lr!r}, curvature={c!r}, rule={self.rule!r}, "
+                f"eps={self.eps!r}{scale}{self._extra_repr()})")
 
 
 class PathAdam(_Optimizer):
@@ -359,7 +590,9 @@ class PathAdam(_Optimizer):
     with :math:`u_i = \tilde g_i / \kappa_i` (:math:`\tilde g`: the clipped gradient) where
     :math:`\kappa_i > 0` and 0 elsewhere; parameters with :math:`\kappa_i = 0` at this step
     are returned unchanged.  The moments are the optimiser's state: :meth:`reset` clears them
-    (:func:`pathgeom.train.train` does so at the start of every run).
+    (:func:`pathgeom.train.train` does so at the start of every run) and
+    :meth:`state_dict` saves them.  Adam's step is invariant to the scale of ``u``, so no
+    step-size rule is needed.
 
     Examples
     --------
@@ -374,6 +607,8 @@ class PathAdam(_Optimizer):
     >>> opt.step([0.5, 2.0], [1.0, -1.0], g)
     array([0.49, 2.01])
     """
+
+    _state = ("m", "v", "t")
 
     def __init__(self, lr, curvature="kappa1", betas=(0.9, 0.999), eps=1e-8, clip=None):
         self.lr = _check_rate(lr)
@@ -394,24 +629,33 @@ class PathAdam(_Optimizer):
         self.m = self.v = None
         self.t = 0
 
-    def step(self, p, grad, model=None):
-        """The parameters after one step from ``p`` (a new array); updates the moments."""
+    def step(self, p, grad, model=None, loss=None):
+        """The parameters after one step from ``p`` (a new array); updates the moments
+        (``loss`` is ignored)."""
         model = self._model_for(model)
         p, grad = _as_vector(p, grad)
         if self.m is not None and self.m.shape != p.shape:
             raise ValueError(f"PathAdam holds moments for {self.m.size} parameters but p has "
                              f"{p.size}; call opt.reset() before training another model")
         k = _model_curvature(model, p, self.curvature)
+        _check_underflow(k, grad, None if callable(self.curvature) else model, p)
         u, on = _path_normalised(clip_grad_norm(grad, self.clip), k, 0.0)
         b1, b2 = self.betas
         t = self.t + 1
-        with np.errstate(over="ignore", invalid="ignore"):  # overflow: a non-finite step
+        with np.errstate(over="ignore", invalid="ignore"):  # checked below
             m = u * (1 - b1) if self.m is None else b1 * self.m + (1 - b1) * u
             v = u * u * (1 - b2) if self.v is None else b2 * self.v + (1 - b2) * (u * u)
             d = (self.lr / (1 - b1 ** t)) * m / (np.sqrt(v / (1 - b2 ** t)) + self.eps)
-        d[~on] = 0.0
+            d[~on] = 0.0
+            new = p - d
+        if not (np.isfinite(m).all() and np.isfinite(v).all()):
+            bad = int(np.flatnonzero(~(np.isfinite(m) & np.isfinite(v)))[0])
+            raise PathOverflowError(f"the path-Adam moments of parameter {bad} overflowed "
+                                    f"float64 (g/kappa = {u[bad]!r}); use gradient clipping "
+                                    f"or scale the weights")
+        _checked_result(new, "the path-Adam step", p, grad)
         self.m, self.v, self.t = m, v, t
-        return p - d
+        return new
 
     def __repr__(self):
         c = self.curvature if isinstance(self.curvature, str) else getattr(
@@ -420,23 +664,25 @@ class PathAdam(_Optimizer):
                 f"eps={self.eps!r}{self._extra_repr()})")
 
 
-_OPTIMIZERS = {"sgd": SGD, "path-sgd": PathSGD, "path-adam": PathAdam}
+#: The optimisers of :func:`make_optimizer`, the ``--optimizer`` choices of the CLI.
+OPTIMIZERS = {"sgd": SGD, "path-sgd": PathSGD, "path-adam": PathAdam}
+_OPTIMIZERS = OPTIMIZERS
 
 
 def make_optimizer(name, lr, **kwargs):
     """An optimiser by name: ``"sgd"``, ``"path-sgd"`` or ``"path-adam"``; ``kwargs`` go to
-    :class:`SGD` (``clip``), :class:`PathSGD` (``curvature, eps, clip``) or
+    :class:`SGD` (``clip``), :class:`PathSGD` (``curvature, rule, eps, clip, scale``) or
     :class:`PathAdam` (``curvature, betas, eps, clip``).
 
     Examples
     --------
     >>> from pathgeom.optim import make_optimizer
     >>> make_optimizer("path-sgd", 1e-3, curvature="kappa", clip=10.0)
-    PathSGD(lr=0.001, curvature='kappa', eps=0.0, clip=10.0)
+    PathSGD(lr=0.001, curvature='kappa', rule='backtracking', eps=0.0, clip=10.0)
     """
-    if name not in _OPTIMIZERS:
-        raise ValueError(f"unknown optimizer {name!r}; choose one of {sorted(_OPTIMIZERS)}")
-    cls = _OPTIMIZERS[name]
+    if name not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {name!r}; choose one of {sorted(OPTIMIZERS)}")
+    cls = OPTIMIZERS[name]
     if cls is SGD and kwargs.keys() - {"clip"}:
         raise TypeError(f"sgd takes only clip=..., not {sorted(kwargs.keys() - {'clip'})}")
     return cls(lr, **kwargs)

@@ -13,31 +13,43 @@ an object with ``n_in, n_out, T, outputs, loss, sample(rng, B), test``), with
   (:math:`\kappa^{(1)}`, the paper's practical choice, or the exact
   :math:`\kappa = \kappa^{(1)} + \kappa^{(2)}`) is recomputed from the current parameters
   at every step, by the RNN's structured path quantities;
-* divergence handling: a non-finite loss, a non-finite parameter or a
-  :class:`~pathgeom.PathOverflowError` stops the run at once, with ``diverged=True``, a
-  message naming the step and the cause, and the last good parameters kept (and saved);
-* a tqdm progress bar with the running loss, and files for the curve, the result and the
-  parameters (``out_dir``), which :func:`load_params` reloads.
+* divergence handling: a non-finite loss, a loss above ``diverge_factor`` times the
+  run's initial test loss, a non-finite parameter or a
+  :class:`~pathgeom.PathOverflowError` stops the run at once, with
+  ``status="diverged"``, a message naming the step and the cause, and the last good
+  parameters kept (and saved);
+* run directories (:mod:`pathgeom.runs`): checkpoints every ``checkpoint_every`` steps
+  and on SIGINT/SIGTERM (``status="interrupted"``), exact resumption
+  (``resume=True``: the same parameters, bit for bit, as an uninterrupted run), atomic
+  files, and an existing directory never overwritten unless asked;
+* deliberate thread counts (``threads``: BLAS through threadpoolctl, and numba);
+* a tqdm progress bar with the running loss.
 """
 
-import csv
+import contextlib
 import json
 import math
 import numbers
-import os
+import signal
+import threading
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import runs
 from ._errors import PathOverflowError
 from .constructors.rnn import RNN
 from .graph import SharedGraph
 from .optim import SGD, PathAdam, PathSGD, clip_grad_norm, make_optimizer
+from .runs import RunDirError, load_params, save_params
 
 __all__ = ["mse_loss", "softmax_cross_entropy", "accuracy", "bits_per_char", "SGD",
            "PathSGD", "PathAdam", "make_optimizer", "clip_grad_norm", "TrainResult", "train",
-           "evaluate", "save_params", "load_params"]
+           "evaluate", "save_params", "load_params", "STATUSES", "thread_limits"]
+
+#: How a run can end (``TrainResult.status``, ``result.json["status"]``).
+STATUSES = ("finished", "diverged", "interrupted")
 
 ENGINES = ("dense", "graph")
 
@@ -279,19 +291,26 @@ class TrainResult:
     p : ndarray
         The final parameters; after a divergence, the last good ones.
     history : list of dict
-        One entry per step: ``step`` (updates done), ``train_loss`` (the batch loss at
-        the parameters *before* that update; None at step 0), ``test_loss`` and
+        One row every ``log_every`` steps (and at every evaluation): ``step`` (updates
+        done), ``train_loss`` (the mean minibatch loss of the steps since the previous row,
+        each at the parameters *before* its update; None at step 0), ``test_loss`` and
         ``test_metric`` (at step 0, every ``eval_every`` steps and the last step; None
         elsewhere).
     test_loss, test_metric : float
         On the test set at ``p`` (nan when even that overflows).
     diverged : bool
+        ``status == "diverged"``.
     message : str
         How the run ended; after a divergence, at which step and why.
     seconds : float
-        Wall time of the run.
+        Wall time of the run, summed over its resumptions.
     steps : int
-        Updates done.
+        Updates done (kept).
+    status : {"finished", "diverged", "interrupted"}
+    resumed_from : int or None
+        The step a resumed run continued from (None for a fresh run).
+    valid_loss : float or None
+        The loss on ``task.valid`` at ``p`` when the task has a validation set.
     """
 
     p: np.ndarray
@@ -302,6 +321,9 @@ class TrainResult:
     message: str
     seconds: float
     steps: int = 0
+    status: str = "finished"
+    resumed_from: object = None
+    valid_loss: object = None
 
 
 def _positive(value, name):
@@ -311,7 +333,8 @@ def _positive(value, name):
 
 
 class _Diverged(Exception):
-    pass
+    """``(step, what, bad_p)``: ``bad_p`` when the failure was measured at ``p`` itself,
+    so that the last good parameters are those one update before."""
 
 
 def _nonfinite(what, arr):
@@ -320,42 +343,163 @@ def _nonfinite(what, arr):
             f"[{int(bad[0])}] = {arr[bad[0]]})")
 
 
+@contextlib.contextmanager
+def thread_limits(threads):
+    """Run the block with ``threads`` BLAS threads (threadpoolctl) and numba threads, and
+    restore both afterwards; ``None`` leaves them as they are.
+
+    Small per-step matrices (an RNN with H = 100) run fastest on one thread, and a sweep
+    of single-threaded runs uses the cores better than runs that fight over them."""
+    if threads is None:
+        yield
+        return
+    threads = _positive(threads, "threads")
+    import numba
+    from threadpoolctl import threadpool_limits
+    before = numba.get_num_threads()
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    try:
+        with threadpool_limits(limits=threads):
+            yield
+    finally:
+        numba.set_num_threads(before)
+
+
+class _StopFlag:
+    """SIGINT/SIGTERM set a flag that the loop checks after every step (a second SIGINT
+    interrupts at once); installed only in the main thread, restored afterwards."""
+
+    def __init__(self, enabled):
+        self.signal = None
+        self._old = {}
+        self.enabled = enabled and threading.current_thread() is threading.main_thread()
+
+    def __enter__(self):
+        if self.enabled:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.signal is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.signal = signal.Signals(signum).name
+
+    def __exit__(self, *exc):
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+def _check_rng(rng):
+    if rng is None or (isinstance(rng, numbers.Integral) and not isinstance(rng, bool)):
+        return np.random.default_rng(0 if rng is None else int(rng))
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError("rng must be a numpy.random.Generator, an int seed or None")
+    return rng
+
+
+def _check_factor(diverge_factor):
+    if diverge_factor is None:
+        return math.inf
+    if (isinstance(diverge_factor, bool) or not isinstance(diverge_factor, numbers.Real)
+            or math.isnan(diverge_factor) or diverge_factor <= 1):
+        raise ValueError(f"diverge_factor must be a number > 1 (or None for no bound), got "
+                         f"{diverge_factor!r}")
+    return float(diverge_factor)
+
+
+def _check_p0(p0, n_params):
+    arr = np.asarray(p0)
+    if arr.dtype == object or np.iscomplexobj(arr) or not (
+            np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
+        raise TypeError(f"p0 must be a real array, got dtype {arr.dtype}")
+    p = np.array(arr, dtype=np.float64)  # a private copy
+    if p.shape != (n_params,):
+        raise ValueError(f"p0 has shape {p.shape}; the model has {n_params} parameters")
+    if not np.isfinite(p).all():
+        raise ValueError(_nonfinite("p0 is not finite", p))
+    return p
+
+
+def _run_config(task, model, optimizer, batch_size, eval_every, engine, log_every,
+                diverge_factor, threads):
+    """What a resumed run must share with the run it continues (everything but steps)."""
+    return dict(task=task.name, task_description=_describe(task),
+                model=runs.model_config(model), optimizer=repr(optimizer),
+                batch_size=batch_size, eval_every=eval_every, engine=engine,
+                log_every=log_every, diverge_factor=diverge_factor, threads=threads,
+                metric=_metric_name(task))
+
+
 def train(model, task, optimizer, steps, batch_size=64, rng=None, p0=None, eval_every=100,
-          out_dir=None, progress=True, engine="dense"):
+          out_dir=None, progress=True, engine="dense", *, diverge_factor=100.0,
+          checkpoint_every=500, log_every=1, resume=False, overwrite=False, threads=None,
+          should_stop=None, handle_signals=True, meta=None):
     r"""Train ``model`` on ``task`` with ``optimizer`` for ``steps`` minibatch updates.
 
     Each step draws ``X, Y = task.sample(rng, batch_size)``, computes the loss (mean over
     every predicted position) and its gradient, and takes
-    ``p = optimizer.step(p, grad, model)``; Path-SGD and path-Adam recompute their
-    curvature from the current ``p`` at every step.
+    ``p = optimizer.step(p, grad, model, loss=...)`` (``loss``: the minibatch loss as a
+    function of the parameters, which Path-SGD's backtracking rule uses); Path-SGD and
+    path-Adam recompute their curvature from the current ``p`` at every step.
 
     Parameters
     ----------
     model : pathgeom.RNN, or a SharedGraph / network with ``.graph`` (``engine="graph"``)
         Must match the task (``n_in, n_out, T, outputs``).
     task : task object
-        ``name, n_in, n_out, T, outputs, loss ("mse" | "xent"), sample(rng, B), test``.
+        ``name, n_in, n_out, T, outputs, loss ("mse" | "xent"), sample(rng, B), test``
+        (and ``valid``, or None).
     optimizer : SGD, PathSGD or PathAdam
-        (:func:`make_optimizer`); :meth:`reset` is called first.
+        (:func:`make_optimizer`); :meth:`reset` is called first (or its state restored
+        when resuming).
     steps : int
-        Number of updates (>= 0).
+        Number of updates (>= 0); when resuming, the total including the steps done.
     batch_size : int
     rng : numpy.random.Generator, int or None
         Draws the batches (and ``p0`` when not given); an int seeds a new generator; None
-        means seed 0, so that a run is reproducible by default.
+        means seed 0, so that a run is reproducible by default.  Ignored when resuming:
+        the generator's state comes from the checkpoint.
     p0 : array_like, optional
         Initial parameters; default ``model.init(rng, "irnn")`` (required for a bare graph).
     eval_every : int or None
         Evaluate on ``task.test`` every this many steps (and at steps 0 and ``steps``).
     out_dir : str or path, optional
-        Write ``history.csv``, ``history.json`` (the curve), ``result.json`` (final metric,
-        configuration, seconds, diverged and message) and ``params.npz`` (the parameters
-        and the model's configuration, see :func:`load_params`) there.
+        The run directory (:mod:`pathgeom.runs`): ``checkpoint.npz`` every
+        ``checkpoint_every`` steps, on SIGINT/SIGTERM and at the end; ``history.csv`` and
+        ``history.json`` with each checkpoint; ``result.json`` and ``params.npz`` at the
+        end.  An existing non-empty directory is refused unless ``resume`` or
+        ``overwrite``; a path that is a file is refused.  Checked before any work.
     progress : bool
         Show a tqdm progress bar with the running (exponentially averaged) training loss.
     engine : {"dense", "graph"}
         ``"dense"``: the RNN's numpy BPTT; ``"graph"``: :meth:`SharedGraph.forward` /
         :meth:`~SharedGraph.backward` on ``model.graph`` (the same numbers to rounding).
+    diverge_factor : float or None, default 100
+        A training or test loss above this many times the initial test loss stops the run
+        as diverged (None: only non-finite values do).
+    checkpoint_every : int, default 500
+        Steps between checkpoints (with ``out_dir``).
+    log_every : int, default 1
+        Steps between history rows (evaluations always get one).
+    resume : bool
+        Continue the run in ``out_dir`` from its checkpoint, with its parameters, random
+        generator, optimiser state and thread count: the result equals, bit for bit, the
+        run that was never interrupted.  ``model``, ``task``, ``optimizer`` and the other
+        settings must be those of the run (checked), ``steps`` may be larger.  A finished
+        run with ``steps`` not larger, or a diverged run, is returned unchanged.
+    overwrite : bool
+        Replace the run files in an existing ``out_dir``.
+    threads : int or None
+        BLAS and numba threads during the run (:func:`thread_limits`); None leaves the
+        process's settings.
+    should_stop : callable, optional
+        Called after every step; when it returns True the run stops as interrupted (a
+        checkpoint is written).  SIGINT and SIGTERM do the same when ``handle_signals``
+        and the run is in the main thread.
+    meta : dict, optional
+        JSON-able data written to ``out_dir/run.json`` when a fresh run starts (the
+        command line stores its configuration there).
 
     Returns
     -------
@@ -363,11 +507,12 @@ def train(model, task, optimizer, steps, batch_size=64, rng=None, p0=None, eval_
 
     Notes
     -----
-    A non-finite training loss, a non-finite parameter after an update, a non-finite test
-    loss or a :class:`~pathgeom.PathOverflowError` (in the forward or backward pass or in
-    the curvature) stops the run at once: ``diverged=True``, the message says what happened
-    at which step, and ``p`` (and ``params.npz``) holds the last good parameters, those
-    before the failing step.
+    A non-finite training loss, a loss above the ``diverge_factor`` bound, a non-finite
+    parameter after an update, a non-finite test loss or a
+    :class:`~pathgeom.PathOverflowError` (in the forward or backward pass or in the
+    curvature) stops the run at once: ``status="diverged"``, the message says what
+    happened at which step, and ``p`` (and ``params.npz``) holds the last good parameters:
+    those whose losses were finite and below the bound.
 
     Examples
     --------
@@ -376,7 +521,7 @@ def train(model, task, optimizer, steps, batch_size=64, rng=None, p0=None, eval_
     >>> import numpy as np, pathgeom
     >>> from pathgeom.train import train, make_optimizer
     >>> class Mean:
-    ...     name, n_in, n_out, T, outputs, loss = "mean", 1, 1, 3, "last", "mse"
+    ...     name, n_in, n_out, T, outputs, loss, valid = "mean", 1, 1, 3, "last", "mse", None
     ...     def sample(self, rng, B):
     ...         X = rng.uniform(size=(B, 3, 1))
     ...         return X, X.mean(axis=1)
@@ -386,8 +531,8 @@ def train(model, task, optimizer, steps, batch_size=64, rng=None, p0=None, eval_
     ...             eval_every=100, progress=False)
     >>> [(h["step"], round(h["test_loss"], 4)) for h in res.history if h["test_loss"] is not None]
     [(0, 0.2668), (100, 0.059), (200, 0.0086), (300, 0.001)]
-    >>> res.diverged, res.message
-    (False, 'finished 300 steps: test mse 0.00105')
+    >>> res.status, res.message
+    ('finished', 'finished 300 steps: test mse 0.00105')
     """
     forward, backward, n_params = _passes(model, task, engine)
     loss_fn = _loss_fn(task)
@@ -396,181 +541,278 @@ def train(model, task, optimizer, steps, batch_size=64, rng=None, p0=None, eval_
     steps = int(steps)
     batch_size = _positive(batch_size, "batch_size")
     eval_every = (steps or 1) if eval_every is None else _positive(eval_every, "eval_every")
-    if rng is None or isinstance(rng, numbers.Integral):
-        rng = np.random.default_rng(0 if rng is None else int(rng))
-    if not isinstance(rng, np.random.Generator):
-        raise TypeError("rng must be a numpy.random.Generator, an int seed or None")
-    if p0 is None:
-        if not callable(getattr(model, "init", None)):
-            raise ValueError("p0 is required: this model has no init(rng, scheme)")
-        p0 = model.init(rng, "irnn")
-    p = np.array(p0, dtype=np.float64)  # a private copy
-    if p.shape != (n_params,):
-        raise ValueError(f"p0 has shape {p.shape}; the model has {n_params} parameters")
-    if not np.isfinite(p).all():
-        raise ValueError(_nonfinite("p0 is not finite", p))
-    optimizer.reset()
-
-    start = time.perf_counter()
-    history, message, diverged, done = [], None, False, 0
-    prev = p  # the parameters one update before p: the fallback when p itself fails
-    bar = None
-    if progress:
-        from tqdm import tqdm
-        bar = tqdm(total=steps, desc=f"{type(optimizer).__name__} on {task.name}",
-                   unit="step", dynamic_ncols=True)
-    running, weight = 0.0, 0.0
-    quiet = np.errstate(over="ignore", invalid="ignore")  # overflow is reported as divergence
-    quiet.__enter__()
-    try:
-        try:
-            test_loss, test_metric = _evaluate(forward, task, p, 500)
-            if not np.isfinite(test_loss):
-                raise _Diverged(0, f"the test loss at p0 is {test_loss}")
-        except PathOverflowError as e:
-            raise _Diverged(0, f"the forward pass at p0 overflowed float64 ({e})") from None
-        history.append(dict(step=0, train_loss=None, test_loss=test_loss,
-                            test_metric=test_metric))
-        for step in range(1, steps + 1):
-            X, Y = task.sample(rng, batch_size)
-            stage = "the forward pass"
-            try:
-                loss, dY = loss_fn(forward(p, X), Y)
-                if not np.isfinite(loss):
-                    raise _Diverged(step, f"the training loss is {loss}", True)
-                stage = "the backward pass"
-                grad = backward(p, X, dY)
-                stage = f"the {type(optimizer).__name__} update"
-                new = optimizer.step(p, grad, model)
-                if not np.isfinite(new).all():
-                    raise _Diverged(step, _nonfinite(
-                        f"the {type(optimizer).__name__} update made parameters non-finite",
-                        new))
-                entry = dict(step=step, train_loss=loss, test_loss=None, test_metric=None)
-                if step % eval_every == 0 or step == steps:
-                    stage = "the test evaluation"
-                    test_loss, test_metric = _evaluate(forward, task, new, 500)
-                    if not np.isfinite(test_loss):
-                        raise _Diverged(step, f"the test loss is {test_loss}")
-                    entry.update(test_loss=test_loss, test_metric=test_metric)
-            except PathOverflowError as e:
-                bad_p = stage != "the test evaluation"  # computed at p, not at new
-                raise _Diverged(step, f"{stage} overflowed float64 ({e})", bad_p) from None
-            prev, p, done = p, new, step
-            history.append(entry)
-            if bar is not None:
-                running, weight = 0.95 * running + 0.05 * loss, 0.95 * weight + 0.05
-                bar.set_postfix_str(f"loss {running / weight:.4g}", refresh=False)
-                bar.update(1)
-    except _Diverged as e:
-        diverged = True
-        step, what, bad_p = (e.args + (False,))[:3]
-        if bad_p and done:  # the failure was computed at p: go back one more update
-            p, done = prev, done - 1
-        history = [h for h in history if h["step"] <= done]  # only updates that were kept
-        message = (f"diverged at step {step}: {what}; stopped and kept the last good "
-                   f"parameters, those after {done} updates")
-        try:
-            test_loss, test_metric = _evaluate(forward, task, p, 500)
-        except PathOverflowError:
-            test_loss = test_metric = float("nan")
-    finally:
-        quiet.__exit__(None, None, None)
-        if bar is not None:
-            bar.close()
-    seconds = time.perf_counter() - start
-    metric = _metric_name(task)
-    if message is None:
-        message = f"finished {steps} steps: test {metric} {test_metric:.3g}"
-    result = TrainResult(p=p, history=history, test_loss=test_loss, test_metric=test_metric,
-                         diverged=diverged, message=message, seconds=seconds, steps=done)
+    checkpoint_every = _positive(checkpoint_every, "checkpoint_every")
+    log_every = _positive(log_every, "log_every")
+    factor = _check_factor(diverge_factor)
+    if threads is not None:
+        threads = _positive(threads, "threads")
+    if should_stop is not None and not callable(should_stop):
+        raise TypeError("should_stop must be a callable () -> bool")
+    if (resume or overwrite) and out_dir is None:
+        raise ValueError("resume and overwrite need out_dir, the run directory")
+    config = _run_config(task, model, optimizer, batch_size, eval_every, engine, log_every,
+                         None if math.isinf(factor) else factor, threads)
+    ckpt = None
     if out_dir is not None:
-        config = dict(task=task.name, task_description=_describe(task), model=_config(model),
-                      optimizer=repr(optimizer), steps=steps, batch_size=batch_size,
-                      eval_every=eval_every, engine=engine, metric=metric)
-        _write(out_dir, result, model, config)
-    return result
+        out_dir = runs.prepare_run_dir(out_dir, resume=resume, overwrite=overwrite)
+        if meta is not None and not resume:
+            runs.atomic_write_json(f"{out_dir}/run.json", meta)
+        if resume:
+            ckpt = runs.load_checkpoint(out_dir)
+            _check_same_run(ckpt["config"], config, out_dir)
+            if ckpt["step"] > steps:
+                raise ValueError(f"{out_dir} has done {ckpt['step']} steps already; resume "
+                                 f"with steps >= {ckpt['step']}")
+    if ckpt is None:
+        rng = _check_rng(rng)
+        if p0 is None:
+            if not callable(getattr(model, "init", None)):
+                raise ValueError("p0 is required: this model has no init(rng, scheme)")
+            p0 = model.init(rng, "irnn")
+        p = _check_p0(p0, n_params)
+        optimizer.reset()
+    with thread_limits(threads):
+        return _Loop(model, task, optimizer, forward, backward, loss_fn, steps, batch_size,
+                     eval_every, checkpoint_every, log_every, factor, out_dir, config,
+                     progress, should_stop, handle_signals).run(
+            *((p, rng, None) if ckpt is None else (None, None, ckpt)))
+
+
+def _check_same_run(stored, config, out_dir):
+    diff = [k for k in config if stored.get(k) != runs.jsonable(config[k])]
+    if diff:
+        k = diff[0]
+        raise RunDirError(f"{out_dir} was run with {k} = {stored.get(k)!r}, not "
+                          f"{runs.jsonable(config[k])!r}: resume a run with the model, task, "
+                          f"optimiser and settings it was started with")
+
+
+class _Loop:
+    """The state of one training run between steps, and what it writes."""
+
+    def __init__(self, model, task, optimizer, forward, backward, loss_fn, steps, batch_size,
+                 eval_every, checkpoint_every, log_every, factor, out_dir, config, progress,
+                 should_stop, handle_signals):
+        self.__dict__.update(locals())
+        del self.__dict__["self"]
+
+    # -- evaluation
+
+    def _test(self, p):
+        return _evaluate(self.forward, self.task, p, 500)
+
+    def _valid_loss(self, p):
+        valid = getattr(self.task, "valid", None)
+        if valid is None:
+            return None
+        X, Y = valid
+        total = 0.0
+        for s in range(0, len(X), 500):
+            Yc = Y[s:s + 500]
+            total += self.loss_fn(self.forward(p, X[s:s + 500]), Yc)[0] * np.size(Yc)
+        value = total / np.size(Y)
+        return float(value) if np.isfinite(value) else None
+
+    # -- the run
+
+    def run(self, p, rng, ckpt):
+        start = time.perf_counter()
+        if ckpt is None:
+            st = dict(step=0, prev=p, p=p, history=[], window=[0.0, 0], seconds=0.0,
+                      resumed_from=None, status=None)
+            try:
+                test_loss, test_metric = self._test(p)
+            except PathOverflowError as e:
+                return self._finish(st, start, "diverged", f"diverged at step 0: the forward "
+                                    f"pass at p0 overflowed float64 ({e})", None, None)
+            if not np.isfinite(test_loss):
+                return self._finish(st, start, "diverged", f"diverged at step 0: the test "
+                                    f"loss at p0 is {test_loss}", None, None)
+            st.update(initial_test_loss=test_loss, test_loss=test_loss,
+                      test_metric=test_metric, rng=rng)
+            st["history"].append(dict(step=0, train_loss=None, test_loss=test_loss,
+                                      test_metric=test_metric))
+        else:
+            st = self._restore(ckpt)
+            if st["status"] == "diverged" or (st["status"] == "finished"
+                                              and st["step"] >= self.steps):
+                return self._unchanged(st)
+            st["resumed_from"] = st["step"]
+        init = st["initial_test_loss"]
+        self.bound = self.factor * init if init > 0 else math.inf
+        status, message = self._steps(st)
+        if status == "finished":
+            message = (f"finished {self.steps} steps: test {_metric_name(self.task)} "
+                       f"{st['test_metric']:.3g}")
+        return self._finish(st, start, status, message, st["test_loss"], st["test_metric"])
+
+    def _steps(self, st):
+        """Run the updates; ``(status, message)`` (the message only after a divergence or
+        an interruption)."""
+        p, prev, rng = st["p"], st["prev"], st["rng"]
+        opt, forward, backward, loss_fn = self.optimizer, self.forward, self.backward, \
+            self.loss_fn
+        bar = None
+        if self.progress:
+            from tqdm import tqdm
+            bar = tqdm(total=self.steps, initial=st["step"], unit="step", dynamic_ncols=True,
+                       desc=f"{type(opt).__name__} on {self.task.name}")
+        running = weight = 0.0
+        status = message = None
+        quiet = np.errstate(over="ignore", invalid="ignore")  # overflow: reported
+        try:
+            with quiet, _StopFlag(self.handle_signals) as stop:
+                for step in range(st["step"] + 1, self.steps + 1):
+                    X, Y = self.task.sample(rng, self.batch_size)
+                    stage = "the forward pass"
+                    try:
+                        loss, dY = loss_fn(forward(p, X), Y)
+                        if not np.isfinite(loss) or loss > self.bound:
+                            raise _Diverged(step, self._loss_text("training", loss), True)
+                        stage = "the backward pass"
+                        grad = backward(p, X, dY)
+                        stage = f"the {type(opt).__name__} update"
+                        new = opt.step(p, grad, self.model,
+                                       loss=lambda q: loss_fn(forward(q, X), Y)[0])
+                        if not np.isfinite(new).all():
+                            raise _Diverged(step, _nonfinite(
+                                f"the {type(opt).__name__} update made parameters "
+                                f"non-finite", new), False)
+                        test = None
+                        if step % self.eval_every == 0 or step == self.steps:
+                            stage = "the test evaluation"
+                            test = self._test(new)
+                            if not np.isfinite(test[0]) or test[0] > self.bound:
+                                raise _Diverged(step, self._loss_text("test", test[0]), False)
+                    except PathOverflowError as e:
+                        bad_p = stage != "the test evaluation"  # computed at p, not at new
+                        raise _Diverged(step, f"{stage} overflowed float64 ({e})",
+                                        bad_p) from None
+                    prev, p = p, new
+                    st.update(step=step, p=p, prev=prev)
+                    st["window"][0] += loss
+                    st["window"][1] += 1
+                    if test is not None:
+                        st["test_loss"], st["test_metric"] = test
+                    if test is not None or step % self.log_every == 0:
+                        total, count = st["window"]
+                        st["history"].append(dict(
+                            step=step, train_loss=total / count if count else None,
+                            test_loss=None if test is None else test[0],
+                            test_metric=None if test is None else test[1]))
+                        st["window"] = [0.0, 0]
+                    if bar is not None:
+                        running, weight = 0.95 * running + 0.05 * loss, 0.95 * weight + 0.05
+                        bar.set_postfix_str(f"loss {running / weight:.4g}", refresh=False)
+                        bar.update(1)
+                    if self.out_dir is not None and step % self.checkpoint_every == 0 \
+                            and step < self.steps:
+                        self._checkpoint(st, None)
+                    if stop.signal or (self.should_stop is not None and self.should_stop()):
+                        why = f"by {stop.signal}" if stop.signal else "by should_stop"
+                        if step < self.steps:
+                            status = "interrupted"
+                            message = (f"interrupted {why} after {step} of {self.steps} "
+                                       f"steps; resume to continue")
+                            break
+            status = status or "finished"
+        except _Diverged as e:
+            step, what, bad_p = e.args
+            if bad_p and st["step"] > 0 and st["p"] is not st["prev"]:
+                st["p"], st["step"] = st["prev"], st["step"] - 1
+            done = st["step"]
+            st["history"] = [h for h in st["history"] if h["step"] <= done]
+            status = "diverged"
+            message = (f"diverged at step {step}: {what}; stopped and kept the last good "
+                       f"parameters, those after {done} updates")
+            try:
+                st["test_loss"], st["test_metric"] = self._test(st["p"])
+            except PathOverflowError:
+                st["test_loss"] = st["test_metric"] = float("nan")
+        finally:
+            if bar is not None:
+                bar.close()
+        if status == "interrupted":
+            st["test_loss"], st["test_metric"] = self._test(st["p"])
+        return status, message
+
+    def _loss_text(self, which, loss):
+        if not np.isfinite(loss):
+            return f"the {which} loss is {loss}"
+        return (f"the {which} loss {loss:.4g} is above {self.factor:g} x the initial test "
+                f"loss {self.bound / self.factor:.4g}")
+
+    # -- files
+
+    def _restore(self, ckpt):
+        rng = np.random.default_rng()
+        rng.bit_generator.state = ckpt["rng_state"]
+        self.optimizer.reset()
+        self.optimizer.load_state_dict(ckpt["opt_state"])
+        st = {k: ckpt[k] for k in ("step", "p", "prev", "history", "window", "seconds",
+                                   "initial_test_loss", "test_loss", "test_metric", "status",
+                                   "resumed_from")}
+        st["rng"] = rng
+        for k in ("test_loss", "test_metric"):
+            st[k] = float("nan") if st[k] is None else st[k]
+        return st
+
+    def _checkpoint(self, st, status):
+        runs.save_checkpoint(self.out_dir, dict(
+            p=st["p"], prev=st["prev"], step=st["step"], opt_state=self.optimizer.state_dict(),
+            rng_state=st["rng"].bit_generator.state if st.get("rng") is not None else None,
+            history=st["history"], window=st["window"], seconds=st["seconds"],
+            initial_test_loss=st.get("initial_test_loss"), test_loss=st.get("test_loss"),
+            test_metric=st.get("test_metric"), status=status, resumed_from=st["resumed_from"],
+            config=self.config))
+        runs.write_history(self.out_dir, st["history"])
+
+    def _finish(self, st, start, status, message, test_loss, test_metric):
+        st["seconds"] += time.perf_counter() - start
+        test_loss = float("nan") if test_loss is None else float(test_loss)
+        test_metric = float("nan") if test_metric is None else float(test_metric)
+        valid_loss = None
+        if status != "diverged" or np.isfinite(test_loss):
+            try:
+                valid_loss = self._valid_loss(st["p"])
+            except PathOverflowError:
+                valid_loss = None
+        result = TrainResult(p=st["p"], history=st["history"], test_loss=test_loss,
+                             test_metric=test_metric, diverged=status == "diverged",
+                             message=message, seconds=st["seconds"], steps=st["step"],
+                             status=status, resumed_from=st["resumed_from"],
+                             valid_loss=valid_loss)
+        if self.out_dir is not None:
+            if st.get("rng") is not None:
+                self._checkpoint(st, status)
+            else:
+                runs.write_history(self.out_dir, st["history"])
+            self._write_result(result, st.get("initial_test_loss"))
+        return result
+
+    def _write_result(self, result, initial):
+        runs.write_result(self.out_dir, dict(
+            status=result.status, diverged=result.diverged, test_loss=result.test_loss,
+            test_metric=result.test_metric, valid_loss=result.valid_loss,
+            initial_test_loss=initial, message=result.message, seconds=result.seconds,
+            steps=result.steps, resumed_from=result.resumed_from,
+            config=dict(self.config, steps=self.steps)))
+        runs.save_params(f"{self.out_dir}/params.npz", self.model, result.p)
+
+    def _unchanged(self, st):
+        """A finished or diverged run resumed: nothing to do; its result as it was."""
+        stored = runs.read_result(self.out_dir) if runs.os.path.exists(
+            runs.os.path.join(self.out_dir, "result.json")) else {}
+        return TrainResult(p=st["p"], history=st["history"],
+                           test_loss=float(stored.get("test_loss") or st["test_loss"]),
+                           test_metric=float(stored.get("test_metric") or st["test_metric"]),
+                           diverged=st["status"] == "diverged",
+                           message=stored.get("message", f"{st['status']} (unchanged)"),
+                           seconds=st["seconds"], steps=st["step"], status=st["status"],
+                           resumed_from=stored.get("resumed_from", st["resumed_from"]),
+                           valid_loss=stored.get("valid_loss"))
 
 
 def _describe(task):
     describe = getattr(task, "describe", None)
     return describe() if callable(describe) else str(task.name)
-
-
-# ---------------------------------------------------------------------------- files
-
-
-def _config(model):
-    if isinstance(model, RNN):
-        return dict(kind="rnn", n_in=model.n_in, hidden=list(model.hidden),
-                    n_out=model.n_out, T=model.T, outputs=model.outputs, bias=model.bias)
-    return dict(kind=type(model).__name__)
-
-
-def _finite_or_none(x):
-    return None if x is None or not np.isfinite(x) else float(x)
-
-
-def _write(out_dir, result, model, config):
-    os.makedirs(out_dir, exist_ok=True)
-    rows = [{k: _finite_or_none(v) if k != "step" else v for k, v in h.items()}
-            for h in result.history]
-    with open(os.path.join(out_dir, "history.json"), "w") as fh:
-        json.dump(rows, fh)
-    with open(os.path.join(out_dir, "history.csv"), "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["step", "train_loss", "test_loss", "test_metric"])
-        for h in rows:
-            w.writerow(["" if h[k] is None else repr(h[k]) if k != "step" else h[k]
-                        for k in ("step", "train_loss", "test_loss", "test_metric")])
-    with open(os.path.join(out_dir, "result.json"), "w") as fh:
-        json.dump(dict(test_loss=_finite_or_none(result.test_loss),
-                       test_metric=_finite_or_none(result.test_metric),
-                       diverged=result.diverged, message=result.message,
-                       seconds=result.seconds, steps=result.steps, config=config),
-                  fh, indent=1)
-    save_params(os.path.join(out_dir, "params.npz"), model, result.p)
-
-
-def save_params(path, model, p):
-    """Save ``p`` and the configuration of ``model`` (an RNN) to ``path`` (``.npz``).
-
-    For other models only ``p`` is stored (:func:`load_params` then refuses to rebuild).
-    """
-    config = _config(model)
-    arrays = {k: np.asarray(v) for k, v in config.items()}
-    np.savez(path, p=np.asarray(p, dtype=np.float64), **arrays)
-
-
-def load_params(path):
-    """``(model, p)`` from a ``params.npz`` written by :func:`train` or :func:`save_params`.
-
-    Examples
-    --------
-    >>> import os, tempfile, numpy as np, pathgeom
-    >>> from pathgeom.train import save_params, load_params
-    >>> net = pathgeom.rnn(2, [3, 4], 1, T=5, outputs="all", bias=True)
-    >>> p = net.init(np.random.default_rng(0))
-    >>> path = os.path.join(tempfile.mkdtemp(), "params.npz")
-    >>> save_params(path, net, p)
-    >>> net2, p2 = load_params(path)
-    >>> net2, bool(np.array_equal(p2, p))
-    (RNN(n_in=2, hidden=[3, 4], n_out=1, T=5, outputs='all', bias=True), True)
-    """
-    with np.load(path, allow_pickle=False) as f:
-        if "p" not in f.files or "kind" not in f.files:
-            raise ValueError(f"{path} is not a params.npz written by pathgeom.train (it holds "
-                             f"{sorted(f.files)}; expected p, kind, ...)")
-        kind = str(f["kind"])
-        if kind != "rnn":
-            raise ValueError(f"{path} holds the parameters of a {kind}, which load_params "
-                             f"cannot rebuild; build the model yourself and use "
-                             f"np.load(path)['p']")
-        net = RNN(int(f["n_in"]), [int(h) for h in np.atleast_1d(f["hidden"])],
-                  int(f["n_out"]), int(f["T"]), outputs=str(f["outputs"]),
-                  bias=bool(f["bias"]))
-        p = np.array(f["p"], dtype=np.float64)
-    if p.shape != (net.n_params,):
-        raise ValueError(f"{path}: p has shape {p.shape} but the stored RNN has "
-                         f"{net.n_params} parameters")
-    return net, p

@@ -29,3 +29,16 @@ def test_benchmark_quick(bench_path, name):
             module.construction(quick=True)
     out = buf.getvalue()
     assert "x" in out and "ms" in out
+
+
+def test_thread_benchmark_reports_both_settings(bench_path):
+    import bench_threads
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        bench_threads.run(quick=True)
+    lines = buf.getvalue().splitlines()
+    one = float(lines[1].split(":")[1].split()[0])
+    fields = lines[2].split(":")[1].split()
+    default, ratio = fields[0], fields[2]
+    assert one > 0 and float(default) > 0
+    assert float(ratio.strip("()x")) == pytest.approx(float(default) / one, rel=0.01, abs=0.002)

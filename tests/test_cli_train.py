@@ -8,8 +8,7 @@ import os
 import numpy as np
 import pytest
 
-from pathgeom import cli
-from pathgeom import _cli_train
+from pathgeom import _cli_train, cli, experiments
 
 
 def run(*argv):
@@ -76,23 +75,16 @@ def test_plot(tmp_path):
     assert status == 0 and (tmp_path / "c.png").stat().st_size > 1000
 
 
-def test_sweep_needs_joblib(tmp_path, monkeypatch):
-    block_import(monkeypatch, "joblib")
-    status, _, err = run("sweep", *TINY, "--out", tmp_path / "s")
-    assert status == 1 and "pip install 'pathgeom[sweep]'" in err
-
-
 def test_sweep(tmp_path):
-    pytest.importorskip("joblib")
     status, out, _ = run("sweep", *TINY, "--lrs", "1e-3,1e-4", "--optimizers", "sgd,path-adam",
                          "--jobs", "2", "--out", tmp_path / "s")
-    assert status == 0 and "4 runs" in out
+    assert status == 0 and "4 of 4 runs have results" in out
     lines = (tmp_path / "s" / "table.csv").read_text().splitlines()
-    assert lines[0].startswith("optimizer,lr,seed") and len(lines) == 5
+    assert lines[0].startswith("run,optimizer,rule,lr,seed") and len(lines) == 5
+    assert all(",finished,20," in line for line in lines[1:])
 
 
 def test_sweep_on_a_local_dask_cluster(tmp_path):
-    pytest.importorskip("joblib")
     distributed = pytest.importorskip("dask.distributed")
     with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
                                   protocol="tcp://", host="127.0.0.1",
@@ -100,7 +92,7 @@ def test_sweep_on_a_local_dask_cluster(tmp_path):
         assert cluster.scheduler_address.startswith("tcp://127.0.0.1:")
         status, out, _ = run("sweep", *TINY, "--lrs", "1e-3", "--optimizers", "sgd",
                              "--scheduler", cluster.scheduler_address, "--out", tmp_path / "d")
-    assert status == 0 and "1 runs" in out
+    assert status == 0 and "1 of 1 runs have results" in out
 
 
 def test_paper_preset_grid_and_irnn_selection():
@@ -110,26 +102,30 @@ def test_paper_preset_grid_and_irnn_selection():
     assert sorted({c["lr"] for c in grid}) == [1e-4, 1e-3, 1e-2]
     assert sum(c["optimizer"] == "sgd" for c in grid) == 3 * 3
     assert sum(c["optimizer"] == "path-sgd" for c in grid) == 3
-    # every IRNN initialisation of a cell is scored on its base seed's test set
+    # every IRNN initialisation of a cell is scored on its base seed's data
     assert {c["data_seed"] for c in grid} == {0}
     rows = [dict(optimizer="sgd", lr=1e-3, seed=1000 * base + k, data_seed=base,
-                 test_loss=loss + base, diverged=div)
+                 test_loss=test, valid_loss=None if valid is None else valid + base,
+                 status=status)
             for base in (0, 1)
-            for k, (loss, div) in enumerate([(0.5, False), (np.inf, True), (0.2, False)])]
+            for k, (test, valid, status) in enumerate([(0.1, 0.5, "finished"),
+                                                       (None, None, "diverged"),
+                                                       (0.9, 0.2, "finished")])]
     rows.append(dict(optimizer="path-sgd", lr=1e-3, seed=0, data_seed=0, test_loss=0.1,
-                     diverged=False))
-    kept = _cli_train._select_irnn(rows)
-    assert [(r["optimizer"], r["seed"]) for r in kept] == [("path-sgd", 0), ("sgd", 2),
-                                                           ("sgd", 1002)]
+                     valid_loss=0.3, status="finished"))
+    kept = [r for r in experiments.select_irnn(rows) if r["selected"]]
+    # chosen on the validation loss, not on the (here contrary) test loss
+    assert sorted((r["optimizer"], r["seed"]) for r in kept) == [
+        ("path-sgd", 0), ("sgd", 2), ("sgd", 1002)]
 
 
 def test_cli_errors_are_messages(tmp_path):
     status, _, err = run("train", "--task", "charlm", "--data", tmp_path / "missing", *TINY)
     assert status == 2 and "error:" in err and "Traceback" not in err
     status, _, err = run("sweep", *TINY, "--optimizers", "adam", "--out", tmp_path / "s")
-    assert status in (1, 2) and ("unknown optimizer" in err or "joblib" in err)
+    assert status == 2 and "unknown optimizer" in err
     status, _, err = run("evaluate", tmp_path)
-    assert status == 2 and "pathgeom train --out" in err
+    assert status == 2 and "pathgeom train --out" in err and "run.json" in err
 
 
 def test_figure2_table():

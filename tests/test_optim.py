@@ -74,11 +74,11 @@ class TestZeroCurvature:
 
 class TestObjects:
     def test_path_sgd_object(self):
-        opt = PathSGD(CHAIN, lr=0.1, curvature="kappa1", eps=0.5)
+        opt = PathSGD(CHAIN, lr=0.1, curvature="kappa1", rule="raw", eps=0.5)
         p, grad = np.array([0.5, 2.0]), np.array([1.0, 1.0])
         np.testing.assert_array_equal(opt.step(p, grad),
                                       path_sgd_step(CHAIN, p, grad, 0.1, "kappa1", 0.5))
-        assert repr(opt) == "PathSGD(lr=0.1, curvature='kappa1', eps=0.5)"
+        assert repr(opt) == "PathSGD(lr=0.1, curvature='kappa1', rule='raw', eps=0.5)"
 
     def test_sgd_object(self):
         opt = SGD(lr=0.25)
@@ -90,7 +90,7 @@ class TestObjects:
         grad = np.array([1.0, 1.0])
         p.flags.writeable = False
         grad.flags.writeable = False
-        for opt in (PathSGD(CHAIN, 0.1), SGD(0.1)):
+        for opt in (PathSGD(CHAIN, 0.1, rule="raw"), SGD(0.1)):
             new = opt.step(p, grad)
             assert new.flags.writeable and not np.shares_memory(new, p)
         np.testing.assert_array_equal(p, [0.5, 2.0])
@@ -107,7 +107,7 @@ class TestValidation:
         (dict(lr=np.nan), r"lr must be"),
         (dict(lr="0.1"), r"lr must be"),
         (dict(eps=-1e-3), r"eps must be a finite number >= 0"),
-        (dict(curvature="kappa2"), r"curvature must be one of \('kappa', 'kappa1'\)"),
+        (dict(curvature="kappa2"), r"curvature must be one of \('kappa1', 'kappa'\)"),
         (dict(curvature=lambda g, p: np.ones(3)), r"shape \(3,\).*shape \(2,\)"),
         (dict(curvature=lambda g, p: -np.ones(2)), r"returned -1.0 for parameter 0"),
         (dict(curvature=lambda g, p: np.array([1.0, np.nan])), r"finite and >= 0"),
@@ -141,7 +141,7 @@ def test_sgd_bound_form_and_keyword_graph():
     g = pathgeom.SharedGraph.from_edges([("x", "a", 0), ("a", "y", 1)], ["x"], ["y"])
     for opt in (pathgeom.SGD(g, 0.1), pathgeom.SGD(g, lr=0.1), pathgeom.SGD(0.1)):
         np.testing.assert_allclose(opt.step([0.5, 2.0], [1.0, 1.0]), [0.4, 1.9])
-    bound = pathgeom.PathSGD(g=g, lr=0.1, curvature="kappa1")
+    bound = pathgeom.PathSGD(g=g, lr=0.1, curvature="kappa1", rule="raw")
     np.testing.assert_allclose(bound.step([0.5, 2.0], [1.0, 1.0]), [0.475, 1.6])
 
 

@@ -269,3 +269,18 @@ def test_rescale_with_one_step_leaves_the_unused_w_rec_alone():
     p = rng.normal(size=net.n_params)
     alpha = rng.uniform(0.5, 2.0, 4)
     np.testing.assert_allclose(net.rescale(p, alpha), rescale(net.graph, p, net.beta(alpha)))
+
+
+def test_np_rnn_init_is_normalised_positive_definite():
+    """np-RNN: W_rec symmetric positive semi-definite with largest eigenvalue exactly 1; the
+    other weights as for irnn."""
+    net = pathgeom.rnn(2, [7, 5], 1, T=4)
+    p = net.init(np.random.default_rng(3), "np-rnn")
+    for l, H in enumerate((7, 5)):
+        W = p[net.layout.slice("W_rec", l)].reshape(H, H)
+        np.testing.assert_allclose(W, W.T, rtol=0, atol=1e-15)
+        ev = np.linalg.eigvalsh(W)
+        assert ev[0] > -1e-12 and abs(ev[-1] - 1.0) < 1e-12
+        assert not np.allclose(W, np.eye(H))
+    rest = p[net.layout.slice("W_out")]
+    assert np.abs(rest).max() <= 0.01 and np.abs(rest).min() > 0

@@ -415,3 +415,20 @@ def test_read_only_test_sets_and_inputs_are_not_mutated():
     state = r.bit_generator.state
     task.sample(r, 2)
     assert r.bit_generator.state != state        # sampling consumed the given rng only
+
+
+def test_builtin28_digits_are_the_8x8_images_upsampled():
+    pytest.importorskip("sklearn")
+    from pathgeom.tasks import SequentialDigits
+    small = SequentialDigits("builtin", seed=4)
+    big = SequentialDigits("builtin28", seed=4)
+    assert big.T == 784 and small.T == 64 and big.n_test == small.n_test
+    Xs, Ys = small.test
+    Xb, Yb = big.test
+    np.testing.assert_array_equal(Ys, Yb)  # the same split, image for image
+    assert Xb.shape == (len(Yb), 784, 1) and Xb.min() >= 0 and Xb.max() <= 1
+    # block means of the 28x28 image follow the 8x8 image (3.5 x 3.5 pixels per source pixel)
+    img = Xb[0, :, 0].reshape(28, 28)
+    src = Xs[0, :, 0].reshape(8, 8)
+    assert np.corrcoef(img[1::4, 1::4][:7, :7].ravel(), src[:7, :7].ravel())[0, 1] > 0.9
+    assert "stand-in" in big.describe()

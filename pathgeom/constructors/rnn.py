@@ -44,7 +44,23 @@ from ._base import Layout, Network
 
 __all__ = ["rnn", "RNN"]
 
-_SCHEMES = ("irnn", "lm", "uniform")
+#: The initialisation schemes of :meth:`RNN.init` and what each draws.
+INIT_SCHEMES = {"irnn": "W_rec = I, other weights U[-0.01, 0.01] (adding problem, digits)",
+                "lm": "W_rec ~ U[-0.01, 0.01], other weights U[-0.2, 0.2] (language models)",
+                "uniform": "every weight U[-scale, scale]",
+                "np-rnn": "W_rec = A^T A / H scaled to largest eigenvalue 1, A ~ N(0, 1) "
+                          "(Talathi & Vartak's np-RNN); other weights U[-0.01, 0.01]"}
+_SCHEMES = tuple(INIT_SCHEMES)
+
+
+def _normalised_positive_definite(rng, H):
+    r"""The np-RNN recurrent matrix: :math:`R = A^T A / H` with :math:`A_{ij} \sim N(0, 1)`,
+    divided by its largest eigenvalue, so that it is symmetric positive semi-definite with
+    spectral radius exactly 1 (Talathi & Vartak, 2016)."""
+    A = rng.standard_normal((H, H))
+    R = A.T @ A / H
+    R = (R + R.T) / 2
+    return R / np.linalg.eigvalsh(R)[-1]
 
 
 def rnn(n_in, hidden, n_out, T, outputs="last", bias=False):
@@ -162,7 +178,12 @@ class RNN(Network):
             (the adding-problem and sequential-digits setting, IRNN and RNN-Path alike).
             ``"lm"``: :math:`W_{rec} \sim U[-0.01, 0.01]`, non-recurrent
             :math:`U[-0.2, 0.2]` (the language-model setting).  ``"uniform"``: every weight
-            :math:`U[-\text{scale}, \text{scale}]`.
+            :math:`U[-\text{scale}, \text{scale}]`.  ``"np-rnn"`` (Talathi & Vartak's
+            normalised-positive-definite initialisation): :math:`W_{rec} = R / \lambda_{max}(R)`
+            with :math:`R = A^T A / H`, :math:`A_{ij} \sim N(0, 1)` -- symmetric, positive
+            semi-definite, largest eigenvalue exactly 1 -- and non-recurrent weights
+            :math:`U[-0.01, 0.01]` as for ``"irnn"`` (so that the two differ only in
+            :math:`W_{rec}`).
         scale : float
             The range of ``"uniform"``.
 
@@ -174,7 +195,7 @@ class RNN(Network):
             raise TypeError("rng must be a numpy.random.Generator (np.random.default_rng(seed))")
         if scheme not in _SCHEMES:
             raise ValueError(f"unknown scheme {scheme!r}; choose one of {_SCHEMES}")
-        rec, nonrec = {"irnn": (None, 0.01), "lm": (0.01, 0.2),
+        rec, nonrec = {"irnn": (None, 0.01), "lm": (0.01, 0.2), "np-rnn": (None, 0.01),
                        "uniform": (scale, scale)}[scheme]
         p = np.zeros(self.n_params)
         L = self.layout
@@ -182,7 +203,10 @@ class RNN(Network):
             s = L.slice("W_in", l)
             p[s] = rng.uniform(-nonrec, nonrec, s.stop - s.start)
             s = L.slice("W_rec", l)
-            p[s] = np.eye(H).ravel() if rec is None else rng.uniform(-rec, rec, H * H)
+            if scheme == "np-rnn":
+                p[s] = _normalised_positive_definite(rng, H).ravel()
+            else:
+                p[s] = np.eye(H).ravel() if rec is None else rng.uniform(-rec, rec, H * H)
         s = L.slice("W_out")
         p[s] = rng.uniform(-nonrec, nonrec, s.stop - s.start)
         return p

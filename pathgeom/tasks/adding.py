@@ -65,7 +65,10 @@ class AddingProblem:
     n_test : int
         Size of the fixed test set.
     seed : int
-        Seed of the test set (the same seed always gives the same test set).  Training
+        Seed of the test and validation sets (the same seed always gives the same sets).
+    n_valid : int
+        Size of the fixed validation set (for choosing among runs without looking at the
+        test set, as the IRNN protocol's "best of 10 initialisations" does).  Training
         batches come only from the ``rng`` given to :meth:`sample`.
 
     Attributes
@@ -74,7 +77,8 @@ class AddingProblem:
         ``"adding"``, 2, 1, ``T``, ``"last"``, ``"mse"``.
     test : (X, Y)
         The fixed test set: X (n_test, T, 2), Y (n_test, 1), float64, read-only.
-    valid : None
+    valid : (X, Y)
+        The fixed validation set, ``n_valid`` sequences drawn independently of the test set.
     baseline : float
         1/6, the mean squared error of predicting the mean 1 (module docstring).
 
@@ -97,14 +101,22 @@ class AddingProblem:
     n_out = 1
     outputs = "last"
     loss = "mse"
-    valid = None
     baseline = 1.0 / 6.0
 
-    def __init__(self, T, n_test=1000, seed=0):
+    def __init__(self, T, n_test=1000, seed=0, n_valid=1000):
         self.T = _check_int(T, "T (the sequence length of the adding problem)", 2)
         self.n_test = _check_int(n_test, "n_test", 1)
+        self.n_valid = _check_int(n_valid, "n_valid", 1)
         self.seed = _check_int(seed, "seed", 0)
         self.test = _readonly(*self._generate(_fixed_rng(self.seed, 1), self.n_test))
+        self._valid = None
+
+    @property
+    def valid(self):
+        """The fixed validation set ``(X, Y)`` (made on first use)."""
+        if self._valid is None:
+            self._valid = _readonly(*self._generate(_fixed_rng(self.seed, 2), self.n_valid))
+        return self._valid
 
     def _generate(self, rng, B):
         T, half = self.T, self.T // 2

@@ -157,6 +157,16 @@ def load_mnist(directory):
     return out
 
 
+def _upsample28(images8):
+    """8x8 images (N, 64), values 0..16, to 28x28 (N, 784) by bilinear interpolation of the
+    pixel centres (scipy.ndimage.zoom, order 1), clipped back to 0..16: the built-in
+    stand-in for sequential MNIST's 784-step sequences."""
+    from scipy.ndimage import zoom
+    imgs = images8.reshape(-1, 8, 8).astype(np.float64)
+    up = zoom(imgs, (1, 3.5, 3.5), order=1, mode="nearest", grid_mode=True)
+    return np.clip(up, 0.0, 16.0).reshape(len(imgs), 28 * 28)
+
+
 def _builtin_digits():
     try:
         from sklearn.datasets import load_digits
@@ -173,9 +183,11 @@ class SequentialDigits:
 
     Parameters
     ----------
-    source : "builtin" or path
-        ``"builtin"`` for scikit-learn's 8x8 digits (T = 64), or the directory of the
-        MNIST IDX files (T = 784).
+    source : "builtin", "builtin28" or path
+        ``"builtin"`` for scikit-learn's 8x8 digits (T = 64); ``"builtin28"`` for the same
+        images upsampled to 28x28 (T = 784; bilinear, :func:`scipy.ndimage.zoom`), a
+        stand-in for sequential MNIST on a machine that cannot download it; or the
+        directory of the MNIST IDX files (T = 784).
     n_test : int or None
         Test-set size: default 297 of the 1797 built-in images, or all 10,000 MNIST
         t10k images; an int picks a seeded subset.
@@ -213,8 +225,10 @@ class SequentialDigits:
         if n_test is not None:
             n_test = _check_int(n_test, "n_test", 1)
         rng = _fixed_rng(self.seed, 2)
-        if isinstance(source, str) and source == "builtin":
+        if isinstance(source, str) and source in ("builtin", "builtin28"):
             images, labels = _builtin_digits()
+            if source == "builtin28":
+                images = _upsample28(images)
             n_test = 297 if n_test is None else n_test
             if n_test >= len(images):
                 raise ValueError(f"n_test={n_test} leaves no training images: the built-in "
@@ -223,7 +237,7 @@ class SequentialDigits:
             test, train = order[:n_test], order[n_test:]
             self._train = (images[train], labels[train])
             self._test = (images[test], labels[test])
-            self._scale, self.source = 16.0, "builtin"
+            self._scale, self.source = 16.0, source
         elif isinstance(source, (str, os.PathLike)):
             d = load_mnist(source)
             images, labels = d["test_images"], d["test_labels"]
@@ -238,8 +252,8 @@ class SequentialDigits:
             self._test = (images.reshape(len(images), -1), labels)
             self._scale, self.source = 255.0, os.fspath(source)
         else:
-            raise ValueError(f"source must be 'builtin' or the path of a directory with the "
-                             f"MNIST IDX files, got {source!r}")
+            raise ValueError(f"source must be 'builtin', 'builtin28' or the path of a directory "
+                             f"with the MNIST IDX files, got {source!r}")
         self.T = self._train[0].shape[1]
         self.n_train, self.n_test = len(self._train[1]), len(self._test[1])
         freq = np.bincount(self._train[1], minlength=10) / self.n_train
@@ -261,7 +275,9 @@ class SequentialDigits:
         return self._batch(self._train[0][idx], self._train[1][idx])
 
     def describe(self):
-        what = "built-in 8x8 digits" if self.source == "builtin" else f"MNIST {self.source}"
+        what = {"builtin": "built-in 8x8 digits",
+                "builtin28": "built-in digits upsampled to 28x28 (a stand-in for MNIST)"}.get(
+            self.source, f"MNIST {self.source}")
         return (f"sequential digits ({what}): T={self.T} pixels, {self.n_train} training / "
                 f"{self.n_test} test images (seed {self.seed})")
 

@@ -1,0 +1,476 @@
+"""Experiments: runs described by plain configurations, grids of them (sweeps), and the
+paper's comparisons built on them.
+
+A *run configuration* is a dict of JSON values (what ``pathgeom train`` records in a run
+directory's ``run.json``)::
+
+    task, T, data, hidden, init, steps, batch, clip, eval_every, log_every, engine,
+    optimizer, curvature, rule, lr, seed, data_seed, diverge_factor, checkpoint_every,
+    threads
+
+:func:`check_config` validates one before any work; :func:`run_config` trains it into a
+run directory (resumable); :func:`resume_run` continues a run directory from its own
+configuration.  :func:`sweep` runs a grid of configurations in worker processes or on a
+Dask cluster, each in a directory of its own, writing the table as runs complete, and
+resumes an interrupted grid.  :func:`select_irnn` applies the paper's IRNN protocol (per
+learning rate, the best of several initialisations, chosen on the validation set).
+"""
+
+import concurrent.futures as cf
+import itertools
+import math
+import multiprocessing
+import numbers
+import os
+import signal
+import threading
+import time
+
+import numpy as np
+
+from . import runs
+from .constructors import rnn
+from .constructors.rnn import INIT_SCHEMES
+from .optim import CURVATURES, OPTIMIZERS, STEP_RULES, make_optimizer
+from .tasks import make_task
+from .train import train
+
+__all__ = ["DEFAULTS", "TASK_DEFAULT_T", "check_config", "make_config", "run_config",
+           "resume_run", "run_dir_name", "sweep", "select_irnn", "SweepError",
+           "TABLE_COLUMNS"]
+
+#: The default of every run setting (the command line shows these in ``--help``).
+DEFAULTS = dict(task="adding", T=None, data=None, hidden=[100], init="irnn", steps=1000,
+                batch=64, clip=None, eval_every=100, log_every=10, engine="dense",
+                optimizer="path-sgd", curvature="kappa1", rule="backtracking", lr=1e-3,
+                seed=0, data_seed=None, diverge_factor=100.0, checkpoint_every=500,
+                threads=1)
+
+#: The default sequence length per task (None: fixed by the data).
+TASK_DEFAULT_T = {"adding": 100, "digits": None, "charlm": 50}
+
+
+class SweepError(ValueError):
+    """A sweep that cannot run as asked."""
+
+
+def _int(config, key, low):
+    v = config[key]
+    if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < low:
+        raise ValueError(f"{key} must be an integer >= {low}, got {v!r}")
+
+
+def _rate(config, key, low=0.0, allow_none=False):
+    v = config[key]
+    if v is None and allow_none:
+        return
+    if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v) \
+            or v <= low:
+        raise ValueError(f"{key} must be a finite number > {low:g}, got {v!r}")
+
+
+def check_config(config):
+    """Validate a run configuration (a dict with the keys of :data:`DEFAULTS`); return it
+    with ``T`` and ``data_seed`` filled in.  Every value is checked before any work, and a
+    setting the task or optimiser would ignore is refused."""
+    unknown = set(config) - set(DEFAULTS)
+    if unknown:
+        raise ValueError(f"unknown run settings {sorted(unknown)}; known: {sorted(DEFAULTS)}")
+    config = dict(DEFAULTS, **config)
+    task = config["task"]
+    if task not in TASK_DEFAULT_T:
+        raise ValueError(f"unknown task {task!r}; choose one of {sorted(TASK_DEFAULT_T)}")
+    if task == "digits":
+        if config["T"] is not None:
+            raise ValueError("the digits task has no T: its sequence length is fixed by the "
+                             "data (64 built in, 784 for MNIST or the 28x28 stand-in)")
+    else:
+        if config["T"] is None:
+            config["T"] = TASK_DEFAULT_T[task]
+        _int(config, "T", 2 if task == "adding" else 1)
+    if task == "adding" and config["data"] is not None:
+        raise ValueError("the adding task is generated: it takes no data directory (drop "
+                         "--data)")
+    hidden = config["hidden"]
+    if not isinstance(hidden, (list, tuple)) or not hidden or not all(
+            isinstance(h, numbers.Integral) and not isinstance(h, bool) and h >= 1
+            for h in hidden):
+        raise ValueError(f"hidden must be a list of positive integers, got {hidden!r}")
+    config["hidden"] = [int(h) for h in hidden]
+    if config["init"] not in INIT_SCHEMES:
+        raise ValueError(f"unknown init {config['init']!r}; choose one of "
+                         f"{sorted(INIT_SCHEMES)}")
+    _int(config, "steps", 0)
+    for key in ("batch", "eval_every", "log_every", "checkpoint_every", "threads"):
+        _int(config, key, 1)
+    _int(config, "seed", 0)
+    if config["data_seed"] is None:
+        config["data_seed"] = config["seed"]
+    _int(config, "data_seed", 0)
+    _rate(config, "lr")
+    _rate(config, "clip", allow_none=True)
+    _rate(config, "diverge_factor", low=1.0, allow_none=True)
+    if config["engine"] not in ("dense", "graph"):
+        raise ValueError(f"engine must be 'dense' or 'graph', got {config['engine']!r}")
+    opt = config["optimizer"]
+    if opt not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {opt!r}; choose one of {sorted(OPTIMIZERS)}")
+    if config["curvature"] not in CURVATURES:
+        raise ValueError(f"unknown curvature {config['curvature']!r}; choose one of "
+                         f"{sorted(CURVATURES)}")
+    if config["rule"] not in STEP_RULES:
+        raise ValueError(f"unknown rule {config['rule']!r}; choose one of "
+                         f"{sorted(STEP_RULES)}")
+    return config
+
+
+def make_config(**settings):
+    """A checked run configuration: :data:`DEFAULTS` updated with ``settings``."""
+    return check_config(settings)
+
+
+def _build(config):
+    """``(task, net, optimizer, p0, rng)`` of a checked configuration."""
+    task = config["task"]
+    if task == "adding":
+        t = make_task("adding", T=config["T"], seed=config["data_seed"])
+    elif task == "digits":
+        t = make_task("digits", source=config["data"] or "builtin", seed=config["data_seed"])
+    else:
+        t = make_task("charlm", corpus=config["data"] or "builtin", seq_len=config["T"],
+                      seed=config["data_seed"])
+    net = rnn(t.n_in, config["hidden"], t.n_out, t.T, outputs=t.outputs)
+    rng = np.random.default_rng(config["seed"])
+    p0 = net.init(rng, config["init"])
+    kwargs = {}
+    if config["optimizer"] != "sgd":
+        kwargs["curvature"] = config["curvature"]
+    if config["optimizer"] == "path-sgd":
+        kwargs["rule"] = config["rule"]
+    opt = make_optimizer(config["optimizer"], config["lr"], clip=config["clip"], **kwargs)
+    return t, net, opt, p0, rng
+
+
+def run_config(config, out_dir=None, progress=False, resume=False, overwrite=False,
+               should_stop=None, handle_signals=True):
+    """Train one run configuration; the result as a flat dict (a table row).
+
+    With ``out_dir`` the run directory gets ``run.json`` (the configuration, written first)
+    and everything :func:`pathgeom.train.train` writes; ``resume`` continues it.
+    """
+    config = check_config(config)
+    if out_dir is not None:  # checked before the task is built; created by train
+        out_dir = runs.prepare_run_dir(out_dir, resume=resume, overwrite=overwrite,
+                                       create=False)
+    task, net, opt, p0, rng = _build(config)
+    result = train(net, task, opt, config["steps"], batch_size=config["batch"], rng=rng,
+                   p0=p0, eval_every=config["eval_every"], out_dir=out_dir,
+                   progress=progress, engine=config["engine"],
+                   diverge_factor=config["diverge_factor"],
+                   checkpoint_every=config["checkpoint_every"], log_every=config["log_every"],
+                   resume=resume, overwrite=overwrite, threads=config["threads"],
+                   should_stop=should_stop, handle_signals=handle_signals,
+                   meta={"config": config})
+    row = dict(config, status=result.status, test_loss=float(result.test_loss),
+               test_metric=float(result.test_metric), valid_loss=result.valid_loss,
+               diverged=result.diverged, message=result.message, seconds=result.seconds,
+               steps_done=result.steps, resumed_from=result.resumed_from, out_dir=out_dir)
+    if out_dir is not None:
+        runs.atomic_write_json(os.path.join(out_dir, "run.json"),
+                               {"config": config, "result": row})
+    return row
+
+
+def read_run_config(run_dir):
+    """The configuration in ``run_dir/run.json``."""
+    stored = runs.read_json(os.path.join(os.fspath(run_dir), "run.json"),
+                            "the configuration of a run written by pathgeom train --out")
+    if not isinstance(stored, dict) or not isinstance(stored.get("config"), dict):
+        raise runs.RunDirError(f"{run_dir}/run.json is damaged: it has no 'config'")
+    return stored["config"]
+
+
+def resume_run(run_dir, steps=None, progress=False, should_stop=None, handle_signals=True):
+    """Continue the run in ``run_dir`` with its own configuration (``steps`` may extend
+    it); a run that never checkpointed starts again from its configuration."""
+    config = read_run_config(run_dir)
+    if steps is not None:
+        config = dict(config, steps=steps)
+    config = check_config(config)
+    resume = runs.has_checkpoint(run_dir)
+    if resume and steps is not None:
+        runs.atomic_write_json(os.path.join(run_dir, "run.json"), {"config": config})
+    return run_config(config, run_dir, progress=progress, resume=resume,
+                      overwrite=not resume, should_stop=should_stop,
+                      handle_signals=handle_signals)
+
+
+# ---------------------------------------------------------------------------- sweeps
+
+#: The columns of a sweep's ``table.csv``.
+TABLE_COLUMNS = ("run", "optimizer", "rule", "lr", "seed", "data_seed", "status", "steps",
+                 "test_loss", "test_metric", "valid_loss", "selected", "seconds")
+
+
+def run_dir_name(config):
+    """A directory name that differs for every (optimizer, lr, seed): the learning rate is
+    written with :func:`repr`, which tells apart any two different floats."""
+    return f"{config['optimizer']}-lr{config['lr']!r}-seed{config['seed']}"
+
+
+def select_irnn(rows, key="valid_loss"):
+    """The paper's IRNN protocol: among the SGD runs of one learning rate and data seed,
+    the run that did not diverge with the lowest ``key`` (the validation loss) is
+    selected; every other optimiser's runs are selected as they are.  Returns the rows
+    with a boolean ``selected``."""
+    out = [dict(r, selected=r["optimizer"] != "sgd") for r in rows]
+    cells = {}
+    for r in out:
+        if r["optimizer"] == "sgd":
+            cells.setdefault((r["lr"], r["data_seed"]), []).append(r)
+    for cell in cells.values():
+        ok = [r for r in cell if r["status"] == "finished"]
+        if ok:
+            def score(r):
+                v = r.get(key)
+                return math.inf if v is None or not math.isfinite(v) else v
+            min(ok, key=score)["selected"] = True
+    return out
+
+
+def _write_table(path, rows):
+    lines = [",".join(TABLE_COLUMNS)]
+    for r in sorted(rows, key=lambda r: r["run"]):
+        vals = []
+        for c in TABLE_COLUMNS:
+            v = r.get(c)
+            vals.append("" if v is None else repr(float(v)) if isinstance(v, float) else str(v))
+        lines.append(",".join(vals))
+    runs.atomic_write_text(path, "\n".join(lines) + "\n")
+
+
+def _row_from_dir(run_dir, name):
+    """The table row of a run directory with a result, or None."""
+    if not os.path.exists(os.path.join(run_dir, "result.json")):
+        return None
+    res = runs.read_result(run_dir)
+    config = read_run_config(run_dir)
+    return dict(run=name, optimizer=config["optimizer"], rule=config.get("rule"),
+                lr=config["lr"], seed=config["seed"], data_seed=config.get("data_seed"),
+                status=res["status"], steps=res["steps"], test_loss=res["test_loss"],
+                test_metric=res.get("test_metric"), valid_loss=res.get("valid_loss"),
+                seconds=res.get("seconds"), requested=config["steps"])
+
+
+def _sweep_job(config, run_dir, stop=None):
+    """One run of a sweep, in a worker: fresh, resumed, or left alone when it is done."""
+    if os.path.exists(os.path.join(run_dir, "result.json")):
+        res = runs.read_result(run_dir)
+        if res["status"] == "diverged" or (res["status"] == "finished"
+                                          and res["steps"] >= config["steps"]):
+            return os.path.basename(run_dir)
+    if runs.has_checkpoint(run_dir):
+        runs.atomic_write_json(os.path.join(run_dir, "run.json"), {"config": config})
+        run_config(config, run_dir, resume=True, should_stop=stop,
+                   handle_signals=stop is None)
+    else:
+        run_config(config, run_dir, overwrite=True, should_stop=stop,
+                   handle_signals=stop is None)
+    return os.path.basename(run_dir)
+
+
+class _DaskStop:
+    """``should_stop`` for runs on a Dask cluster: a distributed Event, polled at most
+    every ``every`` seconds (workers run tasks outside the main thread: no signals)."""
+
+    def __init__(self, name, every=2.0):
+        self.name, self.every, self._next, self._event = name, every, 0.0, None
+
+    def __call__(self):
+        now = time.monotonic()
+        if now < self._next:
+            return False
+        self._next = now + self.every
+        if self._event is None:
+            from distributed import Event
+            self._event = Event(self.name)
+        return self._event.is_set()
+
+    def __getstate__(self):
+        return {"name": self.name, "every": self.every}
+
+    def __setstate__(self, state):
+        self.__init__(state["name"], state["every"])
+
+
+def sweep(configs, out_dir, jobs=None, scheduler=None, resume=False, progress=None):
+    """Run the grid ``configs`` (run configurations) into ``out_dir``, one directory per
+    run (:func:`run_dir_name`), ``table.csv`` rewritten atomically as each run ends.
+
+    ``jobs`` worker processes run locally (default: the number of CPUs), or
+    ``scheduler`` names a Dask scheduler address (``"local"`` starts a ``LocalCluster``
+    with ``jobs`` single-threaded workers; needs the ``[dask]`` extra).  An existing
+    non-empty ``out_dir`` is refused unless ``resume``, which skips finished runs,
+    resumes interrupted ones from their checkpoints and starts the rest (``steps`` may
+    have grown).  SIGINT/SIGTERM stop the grid cleanly: running runs checkpoint and end
+    as interrupted, the table is written.  Returns the table rows (with ``selected`` from
+    :func:`select_irnn`).
+    """
+    configs = [check_config(c) for c in configs]
+    names = [run_dir_name(c) for c in configs]
+    seen = set()
+    for n in names:
+        if n in seen:
+            raise SweepError(f"the grid has run {n} twice: remove the duplicate learning "
+                             f"rate, optimiser or seed")
+        seen.add(n)
+    out_dir = os.fspath(out_dir)
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise SweepError(f"{out_dir} is a file, not a directory")
+    if os.path.isdir(out_dir) and os.listdir(out_dir) and not resume:
+        raise SweepError(f"{out_dir} exists and is not empty: resume the sweep (--resume) or "
+                         f"choose another output directory")
+    os.makedirs(out_dir, exist_ok=True)
+    runs.atomic_write_json(os.path.join(out_dir, "sweep.json"), {"configs": configs})
+    dirs = [os.path.join(out_dir, n) for n in names]
+    table = os.path.join(out_dir, "table.csv")
+    rows = {}
+
+    def record(name):
+        row = _row_from_dir(os.path.join(out_dir, name), name)
+        if row is not None:
+            rows[name] = row
+        _write_table(table, select_irnn(list(rows.values())))
+
+    for n in names:
+        row = _row_from_dir(os.path.join(out_dir, n), n)
+        if row is not None:
+            rows[n] = row
+    todo = [(c, d) for c, d, n in zip(configs, dirs, names)
+            if not (n in rows and (rows[n]["status"] == "diverged" or (
+                rows[n]["status"] == "finished" and rows[n]["steps"] >= c["steps"])))]
+    _write_table(table, select_irnn(list(rows.values())))
+    bar = None
+    if progress or (progress is None and len(todo) > 1):
+        from tqdm import tqdm
+        bar = tqdm(total=len(configs), initial=len(configs) - len(todo), unit="run",
+                   desc="sweep", dynamic_ncols=True)
+    try:
+        if scheduler:
+            _sweep_dask(todo, scheduler, jobs, record, bar)
+        else:
+            _sweep_local(todo, jobs, record, bar)
+    finally:
+        if bar is not None:
+            bar.close()
+    return select_irnn([rows[n] for n in names if n in rows])
+
+
+def _sweep_local(todo, jobs, record, bar):
+    jobs = jobs or os.cpu_count() or 1
+    ctx = multiprocessing.get_context("spawn")
+    stopping = threading.Event()
+    with cf.ProcessPoolExecutor(max_workers=jobs, mp_context=ctx,
+                                initializer=_ignore_sigint_until_run) as pool:
+        futures = {pool.submit(_sweep_job, c, d): d for c, d in todo}
+
+        def stop(signum, frame):
+            stopping.set()
+            for f in futures:
+                f.cancel()
+            for proc in list(getattr(pool, "_processes", {}).values()):
+                try:
+                    os.kill(proc.pid, signal.SIGTERM)
+                except (OSError, AttributeError):
+                    pass
+
+        old = {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                old[sig] = signal.signal(sig, stop)
+        try:
+            for f in cf.as_completed(futures):
+                if f.cancelled():
+                    continue
+                if f.exception() is not None:
+                    _report_failure(futures[f], f.exception())
+                    continue
+                record(os.path.basename(futures[f]))
+                if bar is not None:
+                    bar.update(1)
+        finally:
+            for sig, handler in old.items():
+                signal.signal(sig, handler)
+
+
+def _report_failure(run_dir, exc):
+    """A run that raised: named on stderr; the sweep goes on (the run keeps its checkpoint
+    and is retried by --resume)."""
+    import sys
+    print(f"pathgeom sweep: run {os.path.basename(run_dir)} failed: "
+          f"{type(exc).__name__}: {exc}", file=sys.stderr)
+
+
+def _ignore_sigint_until_run():
+    """Worker initializer: the run's own handler (installed by train) takes SIGINT and
+    SIGTERM; before and between runs a worker does not die of them with a traceback."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _sweep_dask(todo, scheduler, jobs, record, bar):
+    try:
+        from distributed import Client, Event, LocalCluster, as_completed
+    except ImportError:
+        raise ImportError("--scheduler needs dask.distributed: pip install "
+                          "'pathgeom[dask]'") from None
+    cluster = None
+    if scheduler == "local":
+        cluster = LocalCluster(n_workers=jobs or os.cpu_count() or 1, threads_per_worker=1,
+                               processes=True, dashboard_address=None)
+        scheduler = cluster
+    name = f"pathgeom-sweep-stop-{os.getpid()}-{time.time_ns()}"
+    try:
+        with Client(scheduler) as client:
+            event = Event(name, client=client)
+            stop = _DaskStop(name)
+            futures = [client.submit(_sweep_job, c, d, stop, pure=False, key=f"run-{i}-{name}")
+                       for i, (c, d) in enumerate(todo)]
+
+            def on_signal(signum, frame):
+                event.set()
+
+            old = {}
+            if threading.current_thread() is threading.main_thread():
+                for sig in (signal.SIGINT, signal.SIGTERM):
+                    old[sig] = signal.signal(sig, on_signal)
+            try:
+                for f in as_completed(futures):
+                    if f.status == "error":
+                        _report_failure(todo[futures.index(f)][1], f.exception())
+                        continue
+                    if f.status != "finished":
+                        continue
+                    record(f.result())
+                    if bar is not None:
+                        bar.update(1)
+            finally:
+                for sig, handler in old.items():
+                    signal.signal(sig, handler)
+    finally:
+        if cluster is not None:
+            cluster.close()
+
+
+def grid(base, optimizers, lrs, seeds, irnn_inits=1):
+    """The run configurations of a grid: every optimiser x learning rate x seed; with
+    ``irnn_inits > 1`` the SGD (IRNN) runs get that many initialisations per cell (seeds
+    ``seed * 1000 + k``), all scored on the seed's data (``data_seed``)."""
+    configs = []
+    for opt, lr, seed in itertools.product(optimizers, lrs, seeds):
+        if opt == "sgd" and irnn_inits > 1:
+            for k in range(irnn_inits):
+                configs.append(dict(base, optimizer=opt, lr=lr, seed=seed * 1000 + k,
+                                    data_seed=seed))
+        else:
+            configs.append(dict(base, optimizer=opt, lr=lr, seed=seed, data_seed=seed))
+    return configs

@@ -1,0 +1,395 @@
+"""Training you can trust: divergence reported, run directories that never lose data, exact
+resume, sweeps that survive, arguments checked before any work, the default Path-SGD rule."""
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+import pathgeom
+from pathgeom import cli, experiments, runs
+from pathgeom.optim import STEP_RULES, PathSGD
+from pathgeom.tasks import make_task
+from pathgeom.train import make_optimizer, train
+
+
+def run(*argv):
+    out, err = io.StringIO(), io.StringIO()
+    status = cli.main([str(a) for a in argv], out=out, err=err)
+    return status, out.getvalue(), err.getvalue()
+
+
+TINY = ["--T", "6", "--hidden", "4", "--batch", "8", "--eval-every", "10", "--quiet"]
+
+
+def snapshot(directory):
+    return {name: (directory / name).read_bytes() for name in sorted(os.listdir(directory))}
+
+
+# ---------------------------------------------------------------- the default rule
+
+
+class TestDefaultRule:
+    @pytest.mark.parametrize("lr", [1e-2, 1e-3, 1e-4])
+    def test_paper_grid_does_not_blow_up(self, lr):
+        """The paper's rates with the default rule, 400 steps at T = 50, H = 32 from the
+        IRNN initialisation: finite, never flagged, no worse than 1.5x the start (the raw
+        eq. (8) step blows the same network up at step 2 at every one of these rates)."""
+        task = make_task("adding", T=50, seed=0)
+        net = pathgeom.rnn(2, 32, 1, 50)
+        res = train(net, task, make_optimizer("path-sgd", lr), 400, rng=0, eval_every=100,
+                    progress=False, threads=1)
+        assert res.status == "finished"
+        assert res.test_loss <= 1.5 * res.history[0]["test_loss"]
+        raw = train(net, task, make_optimizer("path-sgd", lr, rule="raw"), 400, rng=0,
+                    eval_every=100, progress=False, threads=1)
+        assert raw.status == "diverged" and raw.steps < 5
+
+    def test_backtracking_halves_until_the_batch_loss_does_not_increase(self):
+        g = pathgeom.SharedGraph.from_edges([("x", "a", 0), ("a", "y", 1)], ["x"], ["y"])
+        losses = []
+
+        def loss(q):
+            losses.append(q.copy())
+            return (q[0] * q[1] - 3.0) ** 2
+
+        p = np.array([0.5, 2.0])
+        grad = np.array([2 * (1 - 3) * 2.0, 2 * (1 - 3) * 0.5])
+        opt = PathSGD(lr=10.0)  # a far too long first step
+        new = opt.step(p, grad, g, loss=loss)
+        tried = losses[1:]  # losses[0] is the loss at p
+        assert loss(new) <= loss(p)
+        full = PathSGD(lr=10.0, rule="calibrated").step(p, grad, g)
+        d = p - full
+        assert opt.s < 1 and opt.halvings >= 1
+        np.testing.assert_allclose(new, p - opt.s * d, rtol=1e-15)
+        # every larger scale that was tried increased the loss
+        assert len(tried) == opt.halvings + 1
+        for q in tried[:-1]:
+            assert (q[0] * q[1] - 3.0) ** 2 > (p[0] * p[1] - 3.0) ** 2
+        # the scale carries over and doubles back towards 1 when steps succeed
+        s = opt.s
+        opt.step(new, np.zeros(2), g, loss=loss)
+        assert opt.s == min(1.0, 2 * s)
+
+    def test_calibration_constant_is_fixed_at_the_first_step(self):
+        g = pathgeom.SharedGraph.from_edges([("x", "a", 0), ("a", "y", 1)], ["x"], ["y"])
+        opt = PathSGD(lr=0.1, rule="calibrated")
+        p, grad = np.array([0.5, 2.0]), np.array([1.0, -2.0])
+        new = opt.step(p, grad, g)
+        u = grad / np.array([4.0, 0.25])
+        assert opt.c == pytest.approx(np.linalg.norm(grad) / np.linalg.norm(u), rel=1e-15)
+        c = opt.c
+        opt.step(new, 3 * grad, g)
+        assert opt.c == c
+        opt.reset()
+        assert opt.c is None
+
+    def test_rescaling_commutes_with_the_calibrated_step_for_a_fixed_constant(self):
+        net = pathgeom.rnn(1, 3, 1, T=4)
+        rng = np.random.default_rng(2)
+        p = net.init(rng, "uniform", scale=0.7)
+        alpha = [rng.uniform(0.5, 2.0, 3)]
+        q = net.rescale(p, alpha)
+        X = rng.normal(size=(5, 4, 1))
+        Y = rng.normal(size=(5, 1))
+        grads = [net.backward(v, X, 2 * (net.forward(v, X) - Y) / Y.size) for v in (p, q)]
+        a = PathSGD(0.05, rule="calibrated", scale=3.0).step(p, grads[0], net)
+        b = PathSGD(0.05, rule="calibrated", scale=3.0).step(q, grads[1], net)
+        np.testing.assert_allclose(net.rescale(a, alpha), b, rtol=1e-12, atol=1e-15)
+
+    def test_state_dict_round_trip(self):
+        g = pathgeom.SharedGraph.from_edges([("x", "a", 0), ("a", "y", 1)], ["x"], ["y"])
+        for name in ("path-sgd", "path-adam", "sgd"):
+            opt = make_optimizer(name, 0.1)
+            p = np.array([0.5, 2.0])
+            loss = lambda q: float(q @ q)  # noqa: E731
+            p = opt.step(p, np.array([1.0, -1.0]), g, loss=loss)
+            state = opt.state_dict()
+            twin = make_optimizer(name, 0.1)
+            twin.load_state_dict(state)
+            np.testing.assert_array_equal(opt.step(p, np.ones(2), g, loss=loss),
+                                          twin.step(p, np.ones(2), g, loss=loss))
+
+
+# ---------------------------------------------------------------- divergence
+
+
+class TestDivergence:
+    def test_blow_up_is_flagged_and_exits_1(self, tmp_path):
+        status, out, _ = run("train", *TINY, "--steps", "200", "--optimizer", "sgd", "--lr",
+                             "30", "--out", tmp_path / "r")
+        assert status == 1 and "DIVERGED" in out
+        result = json.loads((tmp_path / "r" / "result.json").read_text())
+        assert result["status"] == "diverged" and result["diverged"] is True
+        bound = 100 * result["initial_test_loss"]
+        assert result["test_loss"] is not None and result["test_loss"] <= bound
+        net, p = pathgeom.load_params(tmp_path / "r" / "params.npz")
+        assert np.isfinite(p).all()
+
+    def test_factor_bound_stops_before_overflow(self):
+        task = make_task("adding", T=6, seed=0)
+        net = pathgeom.rnn(2, 4, 1, 6)
+        res = train(net, task, make_optimizer("sgd", 30.0), 200, batch_size=8, rng=0,
+                    progress=False, diverge_factor=10)
+        assert res.status == "diverged" and "above 10 x the initial test loss" in res.message
+        assert res.test_loss <= 10 * res.history[0]["test_loss"]
+        # the kept parameters' losses were all below the bound
+        assert all(h["train_loss"] is None or h["train_loss"] <= 10 * res.history[0]["test_loss"]
+                   for h in res.history)
+
+    def test_bad_factor(self):
+        task = make_task("adding", T=6, seed=0)
+        with pytest.raises(ValueError, match="diverge_factor must be a number > 1"):
+            train(pathgeom.rnn(2, 4, 1, 6), task, make_optimizer("sgd", 0.1), 1,
+                  diverge_factor=0.5, progress=False)
+
+
+# ---------------------------------------------------------------- run directories
+
+
+class TestRunDirectories:
+    def test_existing_out_is_refused_and_left_byte_identical(self, tmp_path):
+        out_dir = tmp_path / "r"
+        assert run("train", *TINY, "--steps", "20", "--out", out_dir)[0] == 0
+        before = snapshot(out_dir)
+        started = time.perf_counter()
+        status, _, err = run("train", *TINY, "--steps", "20000", "--out", out_dir)
+        assert status == 2 and "--resume" in err and "--overwrite" in err
+        assert time.perf_counter() - started < 5  # refused before any training
+        assert snapshot(out_dir) == before
+
+    def test_out_that_is_a_file_is_refused_at_once(self, tmp_path):
+        f = tmp_path / "file"
+        f.write_bytes(b"precious")
+        status, _, err = run("train", *TINY, "--steps", "20000", "--out", f)
+        assert status == 2 and "is a file" in err
+        assert f.read_bytes() == b"precious"
+
+    def test_overwrite(self, tmp_path):
+        out_dir = tmp_path / "r"
+        run("train", *TINY, "--steps", "10", "--out", out_dir)
+        (out_dir / "notes.txt").write_text("mine")
+        status, _, _ = run("train", *TINY, "--steps", "15", "--out", out_dir, "--overwrite")
+        assert status == 0 and (out_dir / "notes.txt").read_text() == "mine"
+        assert json.loads((out_dir / "result.json").read_text())["steps"] == 15
+
+    def test_checkpoints_are_written_during_the_run(self, tmp_path):
+        seen = []
+
+        def stop():
+            seen.append(runs.load_checkpoint(tmp_path)["step"]
+                        if runs.has_checkpoint(tmp_path) else None)
+            return False
+        task = make_task("adding", T=6, seed=0)
+        train(pathgeom.rnn(2, 4, 1, 6), task, make_optimizer("sgd", 0.01), 30, batch_size=4,
+              progress=False, out_dir=tmp_path, checkpoint_every=10, should_stop=stop)
+        # seen[k] is read after step k + 1
+        assert seen[8] is None and seen[9] == 10 and seen[24] == 20
+        assert json.loads((tmp_path / "result.json").read_text())["status"] == "finished"
+
+    def test_damaged_files_are_named(self, tmp_path):
+        out_dir = tmp_path / "r"
+        run("train", *TINY, "--steps", "5", "--out", out_dir)
+        (out_dir / "run.json").write_text("{not json")
+        status, _, err = run("evaluate", out_dir)
+        assert status == 2 and "run.json is damaged" in err
+        np.savez(tmp_path / "bad.npz", p=np.zeros(3))
+        with pytest.raises(runs.RunDirError, match=r"bad.npz has no 'kind'"):
+            runs.load_params(tmp_path / "bad.npz")
+        np.save(tmp_path / "single.npy", np.zeros(3))
+        os.rename(tmp_path / "single.npy", tmp_path / "single.npz")
+        with pytest.raises(runs.RunDirError, match="single.npz"):
+            runs.load_params(tmp_path / "single.npz")
+
+    def test_crafted_sizes_are_refused_before_allocating(self, tmp_path):
+        np.savez(tmp_path / "huge.npz", p=np.zeros(3), kind="rnn", n_in=1,
+                 hidden=np.array([2 ** 20]), n_out=1, T=5, outputs="last", bias=False)
+        with pytest.raises(runs.RunDirError, match="larger than load_params accepts"):
+            runs.load_params(tmp_path / "huge.npz")
+
+
+# ---------------------------------------------------------------- exact resume
+
+
+class TestResume:
+    @pytest.mark.parametrize("name", ["path-sgd", "path-adam", "sgd"])
+    @pytest.mark.parametrize("stop_at", [1, 37, 99])
+    def test_interrupted_then_resumed_equals_uninterrupted(self, tmp_path, name, stop_at):
+        task = make_task("adding", T=8, seed=0)
+        net = pathgeom.rnn(2, 5, 1, 8)
+        kw = dict(batch_size=8, eval_every=25, progress=False, checkpoint_every=30)
+        whole = train(net, task, make_optimizer(name, 1e-2), 100, rng=3,
+                      out_dir=tmp_path / "a", **kw)
+        calls = []
+        part = train(net, task, make_optimizer(name, 1e-2), 100, rng=3,
+                     out_dir=tmp_path / "b", should_stop=lambda: calls.append(1) or
+                     len(calls) == stop_at, **kw)
+        assert part.status == "interrupted" and part.steps == stop_at
+        result = json.loads((tmp_path / "b" / "result.json").read_text())
+        assert result["status"] == "interrupted" and result["test_loss"] is not None
+        resumed = train(net, task, make_optimizer(name, 1e-2), 100, out_dir=tmp_path / "b",
+                        resume=True, **kw)
+        assert resumed.status == "finished" and resumed.resumed_from == stop_at
+        np.testing.assert_array_equal(resumed.p, whole.p)
+        assert resumed.history == whole.history
+        assert json.loads((tmp_path / "b" / "result.json").read_text())["resumed_from"] \
+            == stop_at
+
+    def test_resume_checks_the_configuration(self, tmp_path):
+        task = make_task("adding", T=8, seed=0)
+        net = pathgeom.rnn(2, 5, 1, 8)
+        train(net, task, make_optimizer("sgd", 1e-2), 10, batch_size=4, progress=False,
+              out_dir=tmp_path)
+        with pytest.raises(runs.RunDirError, match="optimizer"):
+            train(net, task, make_optimizer("sgd", 1e-3), 20, batch_size=4, progress=False,
+                  out_dir=tmp_path, resume=True)
+
+    def test_resuming_a_finished_run_changes_nothing(self, tmp_path):
+        out_dir = tmp_path / "r"
+        run("train", *TINY, "--steps", "20", "--out", out_dir)
+        before = snapshot(out_dir)
+        status, out, _ = run("train", "--resume", out_dir, "--quiet")
+        assert status == 0 and "finished" in out
+        assert snapshot(out_dir) == before
+
+    def test_resume_extends_with_steps_and_refuses_other_flags(self, tmp_path):
+        out_dir = tmp_path / "r"
+        run("train", *TINY, "--steps", "20", "--out", out_dir, "--optimizer", "path-adam")
+        status, _, err = run("train", "--resume", out_dir, "--lr", "0.5")
+        assert status == 2 and "--lr cannot be changed" in err
+        status, out, _ = run("train", "--resume", out_dir, "--steps", "30", "--quiet")
+        assert status == 0 and "resumed from step 20" in out
+        whole = tmp_path / "w"
+        run("train", *TINY, "--steps", "30", "--out", whole, "--optimizer", "path-adam")
+        _, a = pathgeom.load_params(out_dir / "params.npz")
+        _, b = pathgeom.load_params(whole / "params.npz")
+        np.testing.assert_array_equal(a, b)
+
+    @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+    def test_a_real_signal_mid_run_then_resume(self, tmp_path, sig):
+        """The command line under SIGINT/SIGTERM: no traceback, status interrupted, exit 130,
+        and the resumed run equals the uninterrupted one bit for bit."""
+        args = ["--T", "30", "--hidden", "16", "--batch", "16", "--steps", "3000",
+                "--eval-every", "500", "--checkpoint-every", "200", "--quiet",
+                "--optimizer", "path-sgd", "--lr", "0.01"]
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        proc = subprocess.Popen([sys.executable, "-m", "pathgeom", "train", *args, "--out",
+                                 str(tmp_path / "b")], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, env=env)
+        deadline = time.time() + 120
+        while not runs.has_checkpoint(tmp_path / "b") and time.time() < deadline:
+            time.sleep(0.05)
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 130, err
+        assert "Traceback" not in err and "INTERRUPTED" in out
+        result = json.loads((tmp_path / "b" / "result.json").read_text())
+        assert result["status"] == "interrupted" and 0 < result["steps"] < 3000
+        assert run("train", "--resume", tmp_path / "b", "--quiet")[0] == 0
+        assert run("train", *args, "--out", tmp_path / "a")[0] == 0
+        _, a = pathgeom.load_params(tmp_path / "a" / "params.npz")
+        _, b = pathgeom.load_params(tmp_path / "b" / "params.npz")
+        np.testing.assert_array_equal(a, b)
+
+
+# ---------------------------------------------------------------- arguments
+
+
+class TestArguments:
+    @pytest.mark.parametrize("argv, match", [
+        (["--T", "0"], "T must be an integer >= 2"),
+        (["--task", "adding", "--data", "x"], "takes no data directory"),
+        (["--task", "digits", "--T", "10"], "digits task has no T"),
+        (["--optimizer", "sgd", "--rule", "raw"], "--rule applies to path-sgd only"),
+        (["--optimizer", "sgd", "--curvature", "kappa"], "--curvature applies"),
+        (["--hidden", "0"], "hidden must be a list of positive integers"),
+        (["--lr", "nan"], "lr must be a finite number"),
+        (["--batch", "0"], "batch must be an integer >= 1"),
+        (["--threads", "0"], "threads must be an integer >= 1"),
+        (["--diverge-factor", "1"], "diverge_factor must be a finite number > 1"),
+    ])
+    def test_refused_before_training(self, tmp_path, argv, match):
+        status, _, err = run("train", *argv, "--steps", "100000", "--out", tmp_path / "r")
+        assert status == 2 and match in err
+        assert not (tmp_path / "r").exists()
+
+    def test_every_default_is_in_help(self, capsys):
+        with pytest.raises(SystemExit):
+            cli.main(["train", "--help"])
+        text = " ".join(capsys.readouterr().out.split())
+        for key, value in experiments.DEFAULTS.items():
+            if key in ("data_seed",):
+                continue
+            flag = "--" + key.replace("_", "-")
+            assert flag in text, flag
+        for shown in ("(default: 0.001)", "(default: path-sgd)", "(default: backtracking)",
+                      "(default: 100.0)", "(default: 500)", "(default: 1)"):
+            assert shown in text
+        assert all(rule in text for rule in STEP_RULES)
+
+    def test_thread_setting_is_recorded(self, tmp_path):
+        run("train", *TINY, "--steps", "3", "--threads", "2", "--out", tmp_path / "r")
+        result = json.loads((tmp_path / "r" / "result.json").read_text())
+        assert result["config"]["threads"] == 2
+
+
+# ---------------------------------------------------------------- sweeps
+
+
+class TestSweep:
+    def test_near_equal_rates_get_separate_directories(self, tmp_path):
+        status, out, _ = run("sweep", *TINY, "--steps", "5", "--lrs", "0.001,0.0010000001",
+                             "--optimizers", "sgd", "--jobs", "1", "--out", tmp_path / "s")
+        assert status == 0
+        dirs = sorted(d for d in os.listdir(tmp_path / "s") if d.startswith("sgd-"))
+        assert dirs == ["sgd-lr0.001-seed0", "sgd-lr0.0010000001-seed0"]
+        for d in dirs:
+            config = json.loads((tmp_path / "s" / d / "run.json").read_text())["config"]
+            assert repr(config["lr"]) == d.split("-lr")[1].split("-seed")[0]
+
+    def test_duplicates_refused(self, tmp_path):
+        status, _, err = run("sweep", *TINY, "--lrs", "0.001,0.001", "--out", tmp_path / "s")
+        assert status == 2 and "twice" in err
+
+    def test_existing_sweep_refused_then_resumed(self, tmp_path):
+        base = ["sweep", *TINY, "--lrs", "0.01,0.001", "--optimizers", "sgd", "--jobs", "2",
+                "--out", tmp_path / "s"]
+        assert run(*base, "--steps", "10")[0] == 0
+        table = (tmp_path / "s" / "table.csv").read_bytes()
+        status, _, err = run(*base, "--steps", "10")
+        assert status == 2 and "--resume" in err
+        assert (tmp_path / "s" / "table.csv").read_bytes() == table
+        # resuming a finished grid runs nothing and keeps every run's files
+        before = snapshot(tmp_path / "s" / "sgd-lr0.01-seed0")
+        assert run("sweep", "--out", tmp_path / "s", "--resume", "--quiet")[0] == 0
+        assert snapshot(tmp_path / "s" / "sgd-lr0.01-seed0") == before
+        # --steps extends every run from its checkpoint, equal to a longer fresh run
+        assert run("sweep", "--out", tmp_path / "s", "--resume", "--steps", "20",
+                   "--quiet")[0] == 0
+        rows = (tmp_path / "s" / "table.csv").read_text().splitlines()[1:]
+        assert len(rows) == 2 and all(",finished,20," in r for r in rows)
+        fresh = tmp_path / "fresh"
+        run("train", *TINY, "--optimizer", "sgd", "--lr", "0.01", "--steps", "20", "--out",
+            fresh)
+        _, a = pathgeom.load_params(fresh / "params.npz")
+        _, b = pathgeom.load_params(tmp_path / "s" / "sgd-lr0.01-seed0" / "params.npz")
+        np.testing.assert_array_equal(a, b)
+
+    def test_interrupted_run_in_a_sweep_is_resumed(self, tmp_path):
+        configs = [experiments.make_config(T=6, hidden=[4], batch=8, steps=40, optimizer="sgd",
+                                           lr=0.01, checkpoint_every=10)]
+        d = tmp_path / "s" / experiments.run_dir_name(configs[0])
+        calls = []
+        experiments.run_config(configs[0], d, should_stop=lambda: calls.append(1) or
+                               len(calls) == 15)
+        assert json.loads((d / "result.json").read_text())["status"] == "interrupted"
+        rows = experiments.sweep(configs, tmp_path / "s", jobs=1, resume=True, progress=False)
+        assert rows[0]["status"] == "finished" and rows[0]["steps"] == 40
+        assert json.loads((d / "result.json").read_text())["resumed_from"] == 15
