@@ -13,7 +13,7 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed
-	$(PIP) install -e '.[test]'
+	$(PIP) install -e '.[test,onnx]'
 	touch $@
 
 $(VENV)/.installed-bench: $(VENV)/.installed
