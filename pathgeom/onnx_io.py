@@ -207,9 +207,14 @@ class OnnxNetwork:
         """Length of :attr:`p`."""
         return self.graph.n_params
 
-    def node_label(self, position):
-        """A readable label of the node at ``position`` in ``graph.nodes``, e.g. ``'h[3, 0]'``."""
-        return self._labels(self.graph.nodes[position])
+    def node_label(self, node):
+        """A readable name of ``node`` (an entry of ``graph.nodes``, ``graph.inputs``, ...).
+
+        The ONNX tensor that made the node and the element's index in one example (batch
+        axis removed), e.g. ``'x[0, 3]'``; an RNN operator's units are ``'Y[t, j]'`` (its
+        first output's name, time step, unit); the bias node is ``'1'``.
+        """
+        return self._labels(int(node))
 
     def graph_inputs(self, X):
         """An ONNX-shaped batch as the graph's input rows.
@@ -317,14 +322,17 @@ class _Importer:
 
     # ------------------------------------------------------------------ bookkeeping
 
-    def _alloc(self, shape, kind, name):
+    def _alloc(self, shape, kind, name, batch=None):
+        """``prod(shape)`` new nodes as ids of that shape; ``batch`` names the size-1 batch
+        axis, left out of the labels."""
         count = math.prod(shape)
         while self.n + count > self.kind.size:
             self.kind = np.concatenate([self.kind, np.zeros_like(self.kind)])
         start = self.n
         self.kind[start:start + count] = kind
         self.n += count
-        self.origins.append((start, name, tuple(shape)))
+        label_shape = tuple(s for k, s in enumerate(shape) if k != batch)
+        self.origins.append((start, name, label_shape))
         return np.arange(start, start + count, dtype=np.int64).reshape(shape)
 
     def _bias_node(self):
@@ -371,7 +379,7 @@ class _Importer:
     def _rnn_x_layout(self, name):
         """1 when the model input feeds an RNN operator's X in layout 0 directly, else 0."""
         for node in self.model.graph.node:
-            if node.op_type == "RNN" and node.input and node.input[0] == name:
+            if node.op_type in ("RNN", "LSTM", "GRU") and node.input and node.input[0] == name:
                 layout = next((a.i for a in node.attribute if a.name == "layout"), 0)
                 return 1 if layout == 0 else 0
         return 0
@@ -775,7 +783,7 @@ class _Importer:
         if A.ids.shape[-1] != K:
             self._fail(node, f"shapes {A.ids.shape} (batch axis {A.batch} per example) and "
                              f"{W.shape} do not match")
-        out = self._alloc(A.ids.shape[:-1] + (M,), _LINEAR, node.output[0])
+        out = self._alloc(A.ids.shape[:-1] + (M,), _LINEAR, node.output[0], A.batch)
         self._add_edges(A.ids[..., None, :], out[..., :, None], W.T)
         return [_Units(out, A.batch)]
 
@@ -807,7 +815,7 @@ class _Importer:
         K, M = W.shape
         if a.shape[1] != K:
             self._fail(node, f"A has {a.shape[1]} features per example but B has {K} rows")
-        out = self._alloc((1, M), _LINEAR, node.output[0])
+        out = self._alloc((1, M), _LINEAR, node.output[0], 0)
         if len(inputs) > 2 and inputs[2]:
             C = self._params(node, inputs[2], "C")
             self._bias(node, out, C, 0)
@@ -870,7 +878,7 @@ class _Importer:
             o = (o[:, None] * n_out + oa[ok]).ravel()
             j = (j[:, None] * K[a] + ja[ok]).ravel()
             i = (i[:, None] * S[a] + ia[ok]).ravel()
-        out = self._alloc((1, M) + tuple(out_shape), _LINEAR, node.output[0])
+        out = self._alloc((1, M) + tuple(out_shape), _LINEAR, node.output[0], 0)
         if len(inputs) > 2 and inputs[2]:
             B = self._params(node, inputs[2], "the bias B")
             if B.shape != (M,):
