@@ -184,11 +184,11 @@ class OnnxNetwork:
            [10.  , 10.25]])
     """
 
-    def __init__(self, graph, p, param_names, input_names, input_shapes, batch_axes,
+    def __init__(self, graph, p, input_names, input_shapes, batch_axes,
                  output_names, output_shapes, has_bias, blocks, labels):
         self.graph = graph
         self.p = p
-        self.param_names = param_names
+        self._param_names = None
         self.input_names = input_names
         self.input_shapes = input_shapes
         self.batch_axes = batch_axes
@@ -201,6 +201,16 @@ class OnnxNetwork:
     def __repr__(self):
         return (f"OnnxNetwork(inputs={self.input_names}, outputs={self.output_names}, "
                 f"graph={self.graph!r})")
+
+    @property
+    def param_names(self):
+        """``(initializer_name, index_tuple)`` of each parameter (a list, built on first use)."""
+        if self._param_names is None:
+            names = []
+            for name, (_, shape) in self._blocks.items():
+                names.extend((name, tuple(int(i) for i in idx)) for idx in np.ndindex(*shape))
+            self._param_names = names
+        return self._param_names
 
     @property
     def n_params(self):
@@ -347,7 +357,7 @@ class _Importer:
 
     def _read_initializers(self, g):
         numpy_helper = self.onnx.numpy_helper
-        self.blocks, names, self.p_parts = {}, [], []
+        self.blocks, self.p_parts = {}, []
         offset = 0
         for init in g.initializer:
             arr = numpy_helper.to_array(init)
@@ -356,12 +366,9 @@ class _Importer:
                     np.arange(offset, offset + arr.size, dtype=np.int64).reshape(arr.shape))
                 self.blocks[init.name] = (offset, tuple(arr.shape))
                 self.p_parts.append(np.asarray(arr, dtype=np.float64).ravel())
-                names.extend((init.name, tuple(int(i) for i in idx))
-                             for idx in np.ndindex(*arr.shape))
                 offset += arr.size
             else:
                 self.values[init.name] = arr
-        self.param_names = names
         self.n_params = offset
 
     # ------------------------------------------------------------------ errors
@@ -1026,7 +1033,7 @@ class _Importer:
             where = np.unravel_index(old - start, shape) if shape else ()
             return f"{name}[{', '.join(str(int(w)) for w in where)}]"
 
-        return OnnxNetwork(graph, p, self.param_names, self.input_names, self.input_shapes,
+        return OnnxNetwork(graph, p, self.input_names, self.input_shapes,
                            self.batch_axes, self.output_names, self.output_shapes,
                            self.bias is not None, self.blocks, label)
 
