@@ -24,7 +24,7 @@ from onnx.reference import ReferenceEvaluator
 from onnx.reference.ops.op_rnn import RNN_14
 
 import pathgeom
-from pathgeom import GraphError, cli
+from pathgeom import GraphError, cli, onnx_io
 from pathgeom.constructors.cnn import Conv1d, Conv2d, Dense
 
 from helpers import assert_close
@@ -510,6 +510,12 @@ class TestRefusals:
         for w in words:
             assert w in msg, msg
         return msg
+
+    @pytest.mark.parametrize("op", sorted(onnx_io._ADVICE) + ["Einsum"])
+    def test_every_refused_operator_names_node_op_and_advice(self, op):
+        advice = onnx_io._ADVICE.get(op, onnx_io._GENERIC_ADVICE)
+        self.refuse(one_op(op), "ONNX node 'the_node'", f"({op})",
+                    f"operator {op} is not supported", advice)
 
     @pytest.mark.parametrize("op", REFUSED_ACTIVATIONS)
     def test_other_activations(self, op):
