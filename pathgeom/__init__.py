@@ -8,6 +8,7 @@ train; :func:`rescaling_group`, :func:`rescale`, :func:`verify_lemma1` and
 :func:`verify_invariance` check Definition 2, Theorems 1-2 and Lemma 1;
 :func:`path_sgd_step` / :class:`PathSGD` take the Path-SGD step of eq. (8), and
 :func:`train` runs SGD, Path-SGD or path-Adam on the paper's tasks (:mod:`pathgeom.tasks`).
+:func:`from_onnx` / :func:`to_onnx` read and write ONNX models (optional ``[onnx]`` extra).
 :mod:`pathgeom.reference` holds the slow, exact definitions.
 """
 
@@ -19,6 +20,7 @@ from .invariance import (InvarianceReport, Lemma1Report, RescalingGroup, rescale
                          rescaling_group, verify_invariance, verify_lemma1)
 from .optim import SGD, PathSGD, path_sgd_step, sgd_step
 from .constructors import CNN, MLP, RNN, Conv1d, Conv2d, Dense, cnn, mlp, rnn
+from .onnx_io import OnnxNetwork, from_onnx, to_onnx
 from .tasks import AddingProblem, CharLM, SequentialDigits, make_task
 from .train import (PathAdam, TrainResult, accuracy, bits_per_char, evaluate, load_params,
                     make_optimizer, mse_loss, save_params, softmax_cross_entropy, train)
@@ -36,6 +38,7 @@ __all__ = [
     "InvarianceReport",
     "Lemma1Report",
     "MLP",
+    "OnnxNetwork",
     "PathAdam",
     "PathOverflowError",
     "PathQuantities",
@@ -50,6 +53,7 @@ __all__ = [
     "bits_per_char",
     "cnn",
     "evaluate",
+    "from_onnx",
     "gamma2",
     "kappa",
     "kappa1",
@@ -69,6 +73,7 @@ __all__ = [
     "sgd_step",
     "softmax_cross_entropy",
     "squared_network",
+    "to_onnx",
     "train",
     "verify_invariance",
     "verify_lemma1",

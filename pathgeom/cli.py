@@ -224,7 +224,9 @@ def _add_network_arguments(parser):
                        help="a built-in network (default: rnn)")
     which.add_argument("--graph", metavar="FILE",
                        help="an edge-list file: 'inputs a b', 'outputs y' and 'u v param' "
-                            "lines, '#' comments (docs/concepts/invariance.md)")
+                            "lines, '#' comments (docs/concepts/invariance.md); or an ONNX "
+                            "model, FILE.onnx (docs/concepts/own-model.md; needs the [onnx] "
+                            "extra)")
     sizes = parser.add_argument_group("sizes of --net")
     sizes.add_argument("--T", type=_positive_int, default=4, help="rnn: time steps (4)")
     sizes.add_argument("--H", type=_int_list, default=[3],
@@ -251,8 +253,14 @@ def _add_network_arguments(parser):
 def _network_from_args(args):
     """``(graph, description)`` for ``--graph FILE`` or ``--net NAME`` (see ``_NETS``)."""
     if args.graph is not None:
-        g = read_edge_list(args.graph)
-        return g, {"net": "file", "summary": f"edge-list file {args.graph}: {g!r}",
+        if str(args.graph).lower().endswith(".onnx"):   # needs the optional [onnx] extra
+            from .onnx_io import from_onnx
+            g = from_onnx(args.graph).graph
+            kind = "ONNX model"
+        else:
+            g = read_edge_list(args.graph)
+            kind = "edge-list file"
+        return g, {"net": "file", "summary": f"{kind} {args.graph}: {g!r}",
                    "group_dim_theory": None, "theory": None}
     return _NETS[args.net or "rnn"](args)
 
