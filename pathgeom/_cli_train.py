@@ -179,6 +179,21 @@ def add_commands(sub):
                         "it)")
     p.set_defaults(handler=_cmd_sweep)
 
+    p = sub.add_parser(
+        "export", help="copy the selected runs of sweeps as small evidence and a table",
+        description="For each sweep directory: the runs that finished (for SGD, the "
+                    "initialisation selected on the validation set) are copied to "
+                    "--dest/SWEEP/RUN (result.json, params.npz, run.json, a thinned "
+                    "history.csv) and listed in --table: T,method,lr,steps,test_mse,run "
+                    "(test_error = 1 - accuracy for the digits task).")
+    p.add_argument("sweeps", nargs="+", help="sweep directories")
+    p.add_argument("--dest", required=True, help="directory for the copied runs")
+    p.add_argument("--table", required=True, help="the CSV table to write")
+    p.add_argument("--keep-every", type=int, default=1000,
+                   help="history rows kept: multiples of this step, and every evaluation "
+                        "(default: 1000)")
+    p.set_defaults(handler=_cmd_export)
+
 
 def _cmd_train(args, out, err):
     if args.resume:
@@ -301,6 +316,26 @@ def _cmd_sweep(args, out, err):
           f"this time); table in {os.path.join(args.out, 'table.csv')}", file=out)
     unfinished = [r for r in rows if r["status"] == "interrupted"]
     return _INTERRUPTED if unfinished or len(rows) < len(configs) else 0
+
+
+def _cmd_export(args, out, err):
+    if args.keep_every < 1:
+        raise ValueError(f"--keep-every must be >= 1, got {args.keep_every}")
+    rows = []
+    for sweep_dir in args.sweeps:
+        dest = os.path.join(args.dest, os.path.basename(os.path.normpath(sweep_dir)))
+        rows += experiments.export_runs(sweep_dir, dest, keep_every=args.keep_every)
+    tasks = {experiments.read_run_config(os.path.join(
+        args.sweeps[0], os.path.basename(r["run"])))["task"] for r in rows[:1]}
+    if tasks == {"digits"}:
+        for r in rows:
+            r["test_error"] = 1.0 - r["test_metric"]
+        columns = ("T", "method", "lr", "steps", "test_error", "run")
+    else:
+        columns = experiments.EXPORT_COLUMNS
+    experiments.write_export_table(args.table, rows, columns)
+    print(f"{len(rows)} runs exported to {args.dest}; table {args.table}", file=out)
+    return 0
 
 
 def _metric_name(task):

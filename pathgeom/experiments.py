@@ -36,8 +36,9 @@ from .tasks import make_task
 from .train import train
 
 __all__ = ["DEFAULTS", "TASK_DEFAULT_T", "check_config", "make_config", "run_config",
-           "resume_run", "run_dir_name", "sweep", "select_irnn", "SweepError",
-           "TABLE_COLUMNS"]
+           "resume_run", "run_dir_name", "sweep", "select_irnn", "SweepError", "grid",
+           "TABLE_COLUMNS", "read_run_config", "method_name", "export_runs",
+           "write_export_table", "EXPORT_COLUMNS"]
 
 #: The default of every run setting (the command line shows these in ``--help``).
 DEFAULTS = dict(task="adding", T=None, data=None, hidden=[100], init="irnn", steps=1000,
@@ -474,3 +475,68 @@ def grid(base, optimizers, lrs, seeds, irnn_inits=1):
         else:
             configs.append(dict(base, optimizer=opt, lr=lr, seed=seed, data_seed=seed))
     return configs
+
+
+# ---------------------------------------------------------------------------- evidence
+
+#: The columns of an exported results table (``export_table``).
+EXPORT_COLUMNS = ("T", "method", "lr", "steps", "test_mse", "run")
+
+
+def method_name(config):
+    """The name of a run's method in a results table: ``path-sgd``, ``path-adam``, or for
+    SGD its initialisation (``irnn``, ``np-rnn``, ...)."""
+    if config["optimizer"] == "sgd":
+        return config["init"]
+    return config["optimizer"]
+
+
+def export_runs(sweep_dir, dest, keep_every=1000, repo_root=None):
+    """Copy the selected, finished runs of ``sweep_dir`` into ``dest`` as small evidence:
+    ``result.json``, ``params.npz`` and a thinned ``history.csv`` (the rows at multiples of
+    ``keep_every`` and every evaluation); return one table row per run (``EXPORT_COLUMNS``
+    plus ``test_metric``), ``run`` relative to ``repo_root`` (default: ``dest``'s parent's
+    parent's ... the current directory)."""
+    import csv
+    import io
+    import shutil
+    sweep_dir, dest = os.fspath(sweep_dir), os.fspath(dest)
+    stored = runs.read_json(os.path.join(sweep_dir, "sweep.json"), "the grid of a sweep")
+    names = [run_dir_name(c) for c in stored["configs"]]
+    rows = [r for r in (_row_from_dir(os.path.join(sweep_dir, n), n) for n in names)
+            if r is not None]
+    out = []
+    for r in select_irnn(rows):
+        if not r["selected"] or r["status"] == "diverged" or r["test_loss"] is None:
+            continue
+        src = os.path.join(sweep_dir, r["run"])
+        config = read_run_config(src)
+        target = os.path.join(dest, r["run"])
+        os.makedirs(target, exist_ok=True)
+        for name in ("result.json", "params.npz", "run.json"):
+            shutil.copyfile(os.path.join(src, name), os.path.join(target, name))
+        history = runs.read_history(src)
+        kept = [h for h in history if h["step"] % keep_every == 0
+                or h.get("test_loss") is not None or h is history[-1]]
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(("step", "train_loss", "test_loss", "test_metric"))
+        for h in kept:
+            w.writerow([h["step"]] + ["" if h.get(k) is None else repr(float(h[k]))
+                                      for k in ("train_loss", "test_loss", "test_metric")])
+        runs.atomic_write_text(os.path.join(target, "history.csv"), buf.getvalue())
+        rel = os.path.relpath(target, repo_root or os.getcwd())
+        out.append(dict(T=config["T"], method=method_name(config), lr=config["lr"],
+                        steps=r["steps"], test_mse=r["test_loss"], run=rel,
+                        test_metric=r["test_metric"], status=r["status"],
+                        requested=config["steps"]))
+    return out
+
+
+def write_export_table(path, rows, columns=EXPORT_COLUMNS):
+    """``rows`` (from :func:`export_runs`) as CSV with full-precision numbers."""
+    lines = [",".join(columns)]
+    for r in sorted(rows, key=lambda r: (r["T"], r["method"], -r["lr"])):
+        lines.append(",".join(repr(r[c]) if isinstance(r[c], float) else str(r[c])
+                              for c in columns))
+    runs.atomic_write_text(path, "\n".join(lines) + "\n")

@@ -4,6 +4,7 @@ resume, sweeps that survive, arguments checked before any work, the default Path
 import io
 import json
 import os
+import pathlib
 import signal
 import subprocess
 import sys
@@ -393,3 +394,27 @@ class TestSweep:
         rows = experiments.sweep(configs, tmp_path / "s", jobs=1, resume=True, progress=False)
         assert rows[0]["status"] == "finished" and rows[0]["steps"] == 40
         assert json.loads((d / "result.json").read_text())["resumed_from"] == 15
+
+    def test_export_selected_runs_as_evidence(self, tmp_path):
+        sweep_dir = tmp_path / "s"
+        assert run("sweep", *TINY, "--steps", "30", "--lrs", "0.01", "--optimizers",
+                   "path-sgd,sgd", "--irnn-inits", "3", "--jobs", "2", "--log-every", "1",
+                   "--out", sweep_dir)[0] == 0
+        status, out, _ = run("export", sweep_dir, "--dest", tmp_path / "ev", "--table",
+                             tmp_path / "t.csv", "--keep-every", "10")
+        assert status == 0 and "2 runs exported" in out
+        lines = (tmp_path / "t.csv").read_text().splitlines()
+        assert lines[0] == "T,method,lr,steps,test_mse,run"
+        rows = [dict(zip(lines[0].split(","), line.split(","))) for line in lines[1:]]
+        assert sorted(r["method"] for r in rows) == ["irnn", "path-sgd"]
+        table = (sweep_dir / "table.csv").read_text().splitlines()
+        chosen = [line.split(",")[0] for line in table[1:] if ",True," in line]
+        for r in rows:
+            run_dir = pathlib.Path(r["run"]) if os.path.isabs(r["run"]) else \
+                pathlib.Path(os.getcwd()) / r["run"]
+            result = json.loads((run_dir / "result.json").read_text())
+            assert float(r["test_mse"]) == result["test_loss"]  # full precision
+            assert run_dir.name in chosen
+            steps = [int(line.split(",")[0]) for line in
+                     (run_dir / "history.csv").read_text().splitlines()[1:]]
+            assert steps == [0, 10, 20, 30]
