@@ -803,9 +803,12 @@ class _Loop:
         """A finished or diverged run resumed: nothing to do; its result as it was."""
         stored = runs.read_result(self.out_dir) if runs.os.path.exists(
             runs.os.path.join(self.out_dir, "result.json")) else {}
+        def value(key):
+            v = stored.get(key)
+            return float(st[key] if v is None else v)
+
         return TrainResult(p=st["p"], history=st["history"],
-                           test_loss=float(stored.get("test_loss") or st["test_loss"]),
-                           test_metric=float(stored.get("test_metric") or st["test_metric"]),
+                           test_loss=value("test_loss"), test_metric=value("test_metric"),
                            diverged=st["status"] == "diverged",
                            message=stored.get("message", f"{st['status']} (unchanged)"),
                            seconds=st["seconds"], steps=st["step"], status=st["status"],
