@@ -306,11 +306,13 @@ def _group(args, out, err):
     seconds = time.perf_counter() - t0
     theory = desc.get("group_dim_theory")
     nodes = g.nodes
-    vectors = []
-    for row in G.basis:
-        nz = np.flatnonzero(row)
-        vectors.append({str(nodes[k]): float(row[k]) for k in nz.tolist()})
+    B = G.basis_sparse
     if args.json:
+        vectors = []
+        for k in range(G.dim):
+            lo, hi = B.indptr[k], B.indptr[k + 1]
+            vectors.append({str(nodes[c]): float(v) for c, v in
+                            zip(B.indices[lo:hi].tolist(), B.data[lo:hi].tolist())})
         _emit_json({"network": desc, "dim": G.dim, "agrees_with_theory":
                     None if theory is None else G.dim == theory, "seconds": seconds,
                     "basis": vectors}, out)
@@ -324,10 +326,12 @@ def _group(args, out, err):
     if G.dim:
         print(f"basis of log(beta) (integer vectors; inputs and outputs stay at 0), "
               f"first {min(G.dim, args.show)}:", file=out)
-    for k, row in enumerate(G.basis[:args.show]):
+    for k in range(min(G.dim, args.show)):
+        cols = B.indices[B.indptr[k]:B.indptr[k + 1]]
+        vals = B.data[B.indptr[k]:B.indptr[k + 1]]
         parts = []
-        for value in np.unique(row[row != 0]):
-            labels = [nodes[i] for i in np.flatnonzero(row == value).tolist()]
+        for value in np.unique(vals[vals != 0]):
+            labels = [nodes[i] for i in np.sort(cols[vals == value]).tolist()]
             parts.append(f"{value:+g} on {_names(labels, 6)}")
         print(f"  b{k + 1}: " + "; ".join(parts), file=out)
     if G.dim > args.show:
@@ -425,7 +429,7 @@ def _draw(args, out, err):
     if args.rescale:
         G = rescaling_group(g)
         z = rng.choice([-1.0, 1.0], G.dim)
-        beta = np.exp2(z @ G.basis) if G.dim else np.ones(g.n_nodes)
+        beta = np.exp2(G.basis_sparse.T @ z) if G.dim else np.ones(g.n_nodes)
         pt = rescale(g, p, beta)
         _draw_panel(axes[1], g, pt, xy, colours,
                     "after a feasible rescaling: T_β(p), w ← w β_v / β_u"

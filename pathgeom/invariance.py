@@ -36,16 +36,20 @@ from fractions import Fraction
 from typing import Optional
 
 import numpy as np
-from scipy.sparse import coo_matrix
+from scipy.sparse import coo_matrix, csr_matrix
 from scipy.sparse.csgraph import connected_components
 
 from . import geometry, reference
 from ._errors import PathOverflowError
-from ._validation import as_params
+from ._validation import as_params, as_real_array, check_scale
 from .geometry import _check_graph
 
 __all__ = ["RescalingGroup", "rescaling_group", "rescale", "Lemma1Report", "verify_lemma1",
            "InvarianceReport", "verify_invariance"]
+
+#: Largest |log beta| :meth:`RescalingGroup.sample` accepts: beta, 1/beta and the ratios
+#: beta_v / beta_u (|log| up to twice this) then stay well inside float64.
+_LOG_BETA_MAX = 300.0
 
 #: Default relative tolerance, in log space, of the feasibility checks (see
 #: :meth:`RescalingGroup.contains`).
@@ -185,7 +189,10 @@ def _primitive(vec):
 
 
 def _group_basis(g, merge=True):
-    """Exact integer basis (dim, n_nodes) of the feasible log-rescalings, as Python ints.
+    """Exact integer basis (dim, n_nodes) of the feasible log-rescalings, sparse (CSR).
+
+    Memory is linear in the graph plus the non-zeros of the basis (one per node for RNNs,
+    CNNs and MLPs); the dimension is decided in exact arithmetic.
 
     ``merge=False`` skips the union-find and hands every row to the rational elimination
     (slower; kept as a check of the fast route).
@@ -229,22 +236,53 @@ def _group_basis(g, merge=True):
             d = -d
         rows.add(tuple(sorted((c, s // d) for c, s in row.items())))
     pivots, where = _rref(dict(r) for r in sorted(rows))
-    vectors = []
+    # the kernel: one vector per free class column, stored as (vector, class, value) triplets
+    tri_k, tri_c, tri_v = [], [], []
+    k = 0
     for f in range(classes.size):
         if f in pivots:
             continue
-        vec = {f: Fraction(1)}
-        for pc in where.get(f, ()):
-            vec[pc] = -pivots[pc][f]
-        vectors.append(_primitive(vec))
-    V = np.zeros((len(vectors), classes.size), dtype=object)   # Python ints: exact
-    for k, vec in enumerate(vectors):
-        for c, v in vec.items():
-            V[k, c] = v
+        touched = where.get(f)
+        if not touched:                      # the common case: a class no row constrains
+            tri_k.append(k)
+            tri_c.append(f)
+            tri_v.append(1.0)
+        else:
+            vec = {f: Fraction(1)}
+            for pc in touched:
+                vec[pc] = -pivots[pc][f]
+            for c, v in _primitive(vec).items():
+                tri_k.append(k)
+                tri_c.append(c)
+                tri_v.append(float(v))
+        k += 1
+    dim = k
+    tri_k = np.asarray(tri_k, dtype=np.int64)
+    tri_c = np.asarray(tri_c, dtype=np.int64)
+    tri_v = np.asarray(tri_v, dtype=np.float64)
+    # every node of a class gets the class's entries, times the node's sign: nnz is the
+    # sum over nodes of the number of vectors holding its class (n_nodes when rows are
+    # all merged, as on RNNs, CNNs and MLPs)
     live = np.flatnonzero(root[:n] != ground)
-    basis = np.zeros((len(vectors), n), dtype=object)
-    basis[:, live] = V[:, np.searchsorted(classes, root[live])] * sign[live].astype(object)
-    return basis.tolist()
+    node_cls = np.searchsorted(classes, root[live])
+    by_class = np.argsort(tri_c, kind="stable")
+    counts = np.bincount(tri_c, minlength=classes.size)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    reps = counts[node_cls]
+    node_rep = np.repeat(live, reps)
+    first = np.repeat(starts[node_cls], reps)
+    within = np.arange(node_rep.size) - np.repeat(np.cumsum(reps) - reps, reps)
+    t = by_class[first + within]
+    values = tri_v[t] * sign[node_rep]
+    basis = csr_matrix((values, (tri_k[t], node_rep)), shape=(dim, n))
+    basis.sum_duplicates()
+    basis.sort_indices()
+    return basis
+
+
+#: Largest dense :attr:`RescalingGroup.basis` (entries) built on request; beyond it use
+#: :attr:`RescalingGroup.basis_sparse`.
+DENSE_BASIS_LIMIT = 50_000_000
 
 
 class RescalingGroup:
@@ -269,10 +307,38 @@ class RescalingGroup:
     def __init__(self, g, basis):
         self._graph = g
         self.nodes = g.nodes
-        self.dim = len(basis)
-        arr = np.array(basis, dtype=np.float64).reshape(self.dim, g.n_nodes)
-        arr.flags.writeable = False
-        self.basis = arr
+        basis = csr_matrix(basis, dtype=np.float64, shape=None)
+        if basis.shape[1] != g.n_nodes:
+            raise ValueError(f"basis has {basis.shape[1]} columns; the graph has "
+                             f"{g.n_nodes} nodes")
+        self.dim = int(basis.shape[0])
+        for arr in (basis.data, basis.indices, basis.indptr):
+            arr.flags.writeable = False
+        self._sparse = basis
+        self._dense = None
+
+    @property
+    def basis_sparse(self):
+        """The basis as a ``scipy.sparse`` CSR matrix (dim, n_nodes): memory linear in the graph."""
+        return self._sparse
+
+    @property
+    def basis(self):
+        """The basis as a dense read-only float64 array (dim, n_nodes), built on first use.
+
+        Refused (ValueError) beyond :data:`DENSE_BASIS_LIMIT` entries: use
+        :attr:`basis_sparse` for large graphs.
+        """
+        if self._dense is None:
+            size = self.dim * len(self.nodes)
+            if size > DENSE_BASIS_LIMIT:
+                raise ValueError(f"the dense basis would hold {self.dim} x {len(self.nodes)} "
+                                 f"= {size:,} entries (more than {DENSE_BASIS_LIMIT:,}); use "
+                                 f"RescalingGroup.basis_sparse, a scipy.sparse matrix")
+            arr = self._sparse.toarray()
+            arr.flags.writeable = False
+            self._dense = arr
+        return self._dense
 
     def __repr__(self):
         return f"RescalingGroup(dim={self.dim}, n_nodes={len(self.nodes)})"
@@ -291,15 +357,28 @@ class RescalingGroup:
         ndarray, shape (n_nodes,)
             :math:`\beta > 0`, exactly 1 on inputs and outputs (and everywhere when
             ``dim == 0``).
+
+        Raises
+        ------
+        ValueError
+            ``scale`` not a finite number >= 0, or so large that some
+            :math:`\beta_v` or :math:`\beta_v / \beta_u` leaves the float64 range.
         """
         if not isinstance(rng, np.random.Generator):
             raise TypeError(f"rng must be a numpy.random.Generator (np.random.default_rng"
                             f"(seed)), got {type(rng).__name__}")
-        if (not isinstance(scale, numbers.Real) or isinstance(scale, bool)
-                or not np.isfinite(scale) or scale < 0):
-            raise ValueError(f"scale must be a finite number >= 0, got {scale!r}")
+        scale = check_scale(scale, "scale")
         z = rng.standard_normal(self.dim)
-        return np.exp(float(scale) * (z @ self.basis)).reshape(len(self.nodes))
+        b = float(scale) * (self._sparse.T @ z)
+        b = np.asarray(b, dtype=np.float64).reshape(len(self.nodes))
+        top = float(np.max(np.abs(b), initial=0.0))
+        if top > _LOG_BETA_MAX:
+            raise ValueError(f"scale={scale!r} is too large: the sampled log-rescaling "
+                             f"reaches |log beta| = {top:.3g}, but beta and the ratios "
+                             f"beta_v / beta_u stay inside float64 only for |log beta| <= "
+                             f"{_LOG_BETA_MAX:g}; use a scale of at most about "
+                             f"{scale * _LOG_BETA_MAX / top:.3g}")
+        return np.exp(b)
 
     def contains(self, beta, rtol=RTOL):
         r"""Whether ``beta`` is a feasible rescaling (up to rounding).
@@ -367,11 +446,7 @@ def rescaling_group(g):
 
 
 def _log_beta(g, beta):
-    arr = np.asarray(beta)
-    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.floating)
-                                   or np.issubdtype(arr.dtype, np.integer)):
-        raise ValueError(f"beta must be a real numeric array, got dtype {arr.dtype}")
-    arr = arr.astype(np.float64)
+    arr = as_real_array(beta, "beta")
     if arr.shape != (g.n_nodes,):
         raise ValueError(f"beta has shape {arr.shape}; pass one value per node, shape "
                          f"({g.n_nodes},), in g.nodes order")
@@ -729,7 +804,8 @@ def verify_lemma1(g, p, max_paths=LEMMA1_MAX_PATHS):
         k_def, k_err = _numerical_kappa(g, p)
         eq10 = r.kappa2 / 2.0
         eq11 = r.kappa2 / 4.0
-        printed_source = (f"derived as kappa2 / 2 and kappa2 / 4 (THEORY.md), not from the "
+        printed_source = (f"derived as kappa2 / 2 and kappa2 / 4 (docs/concepts/"
+                          f"path-regularizer.md), not from the "
                           f"printed formulas: {why}")
     total = r.kappa1 + r.kappa2
     diff = np.abs(total - k_def)
@@ -847,8 +923,19 @@ def verify_invariance(g, p, rng, scale=1.0, batch=8, lr=0.1):
 
     _check_graph(g)
     p = as_params(p, g.n_params)
+    if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or batch < 1:
+        raise ValueError(f"batch must be an integer >= 1, got {batch!r}")
+    lr = check_scale(lr, "lr", allow_zero=False)
     group = rescaling_group(g)
     beta = group.sample(rng, scale)
+    with np.errstate(over="ignore", under="ignore"):
+        pt = p * _param_ratios(g, beta)
+    lost = ~np.isfinite(pt) | ((pt == 0) & (p != 0))
+    if lost.any():
+        i = int(np.flatnonzero(lost)[0])
+        raise ValueError(f"scale={scale!r} is too large for these weights: the sampled "
+                         f"rescaling takes p[{i}] = {p[i]!r} to {pt[i]!r}, outside the float64 "
+                         f"range; use a smaller scale")
     pt = rescale(g, p, beta)
     ratio = _param_ratios(g, beta)
     used = g.param_edge_counts() > 0

@@ -8,8 +8,8 @@ For layers :math:`l = 1, \dots, d-1` of widths :math:`H_l` and times :math:`t = 
     h^l_t = \mathrm{relu}\big(W^l_{in} h^{l-1}_t + W^l_{rec} h^l_{t-1} + b^l\big), \qquad
     y_t = W_{out} h^{d-1}_t + b_{out},
 
-with no time-0 nodes (:math:`h^l_0 = 0` adds no path; THEORY.md explains why free time-0
-nodes would break Theorem 1).  The graph is built by :func:`pathgeom._builders.rnn_arrays`.
+with no time-0 nodes (:math:`h^l_0 = 0` adds no path; free time-0 nodes would add rescaling
+freedom and break Theorem 1).  The graph is built by :func:`pathgeom._builders.rnn_arrays`.
 
 Structured quantities.  With :math:`q = p^2` the squared network on the all-ones input has
 layer values :math:`h^l_t = A_l h^{l-1}_t + R_l h^l_{t-1} + a_l` (:math:`A = W_{in}^{\odot 2}`,
@@ -19,7 +19,7 @@ sensitivities :math:`\delta^l_t = A_{l+1}^\top \delta^{l+1}_t + R_l^\top \delta^
 Then :math:`\kappa^{(1)}` of every block is a sum over time of outer products, e.g.
 :math:`\kappa^{(1)}(W_{rec})[j,k] = \sum_{t=2}^{T} \delta_t[j] h_{t-1}[k]`, and only
 :math:`W_{rec}` can have :math:`\kappa^{(2)} \ne 0`.  A path between two nodes of one
-layer stays in that layer, so (THEORY.md; derived again in :meth:`RNN._kappa2_rec`)
+layer stays in that layer, so (derived in :meth:`RNN._kappa2_rec`)
 
 .. math::
 
@@ -38,7 +38,7 @@ import numpy as np
 from .. import geometry
 from .._builders import rnn_arrays, rnn_param_blocks
 from .._errors import PathOverflowError
-from .._validation import as_params
+from .._validation import as_params, as_real_array, check_scale
 from ..graph import SharedGraph
 from ._base import Layout, Network
 
@@ -174,6 +174,7 @@ class RNN(Network):
             raise TypeError("rng must be a numpy.random.Generator (np.random.default_rng(seed))")
         if scheme not in _SCHEMES:
             raise ValueError(f"unknown scheme {scheme!r}; choose one of {_SCHEMES}")
+        scale = check_scale(scale, "scale")
         rec, nonrec = {"irnn": (None, 0.01), "lm": (0.01, 0.2),
                        "uniform": (scale, scale)}[scheme]
         p = np.zeros(self.n_params)
@@ -190,7 +191,7 @@ class RNN(Network):
     # ------------------------------------------------------------------ dense passes
 
     def _check_X(self, X):
-        X = np.asarray(X, dtype=np.float64)
+        X = as_real_array(X, "X")
         if X.ndim == 2:
             X = X[None]
             squeeze = True
@@ -295,7 +296,7 @@ class RNN(Network):
         X, squeeze = self._check_X(X)
         B = X.shape[0]
         want = (B, self.n_out) if self.outputs == "last" else (B, self.T, self.n_out)
-        dY = np.asarray(dY, dtype=np.float64)
+        dY = as_real_array(dY, "dY")
         if squeeze:
             dY = dY[None]
         if dY.shape != want:
@@ -436,7 +437,7 @@ class RNN(Network):
         lagged sums at all.  Every term is :math:`\ge 0`, so the result has the
         elementwise relative accuracy of a sum of positive numbers.
 
-        ``method="lagged"``: THEORY.md's form, :math:`S = \sum_s (R^s)^\top \odot C_s`
+        ``method="lagged"``: the lagged form, :math:`S = \sum_s (R^s)^\top \odot C_s`
         with the lagged sums :math:`C_s = \sum_u \delta_{u+s+2} h_u^\top` by one matrix
         product per lag: :math:`O(T H^3 + T^2 H^2)`.
 
@@ -554,7 +555,7 @@ class RNN(Network):
                              f"got {len(alpha)}")
         out = []
         for l, (a, H) in enumerate(zip(alpha, self.hidden)):
-            a = np.asarray(a, dtype=np.float64)
+            a = as_real_array(a, f"alpha[{l}]")
             if a.shape != (H,):
                 raise ValueError(f"alpha[{l}] has shape {a.shape}, expected ({H},)")
             if not (np.isfinite(a).all() and (a > 0).all()):
