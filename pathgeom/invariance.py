@@ -57,6 +57,14 @@ RTOL = 1e-9
 
 #: :func:`verify_lemma1` enumerates paths exactly up to this many (``max_paths``).
 LEMMA1_MAX_PATHS = 2000
+#: Largest :func:`pathgeom.reference.dag_cost` (edge visits) for the exact dynamic
+#: programme in :func:`verify_lemma1`, and largest visits x longest path (the integers grow
+#: with the path length); beyond them the definition is taken numerically.
+LEMMA1_EXACT_BUDGET = 2_000_000
+LEMMA1_EXACT_WORK = 200_000_000
+#: Enumerate paths (the definition itself, :mod:`pathgeom.reference`) only when
+#: paths x (longest path + 1) x (n_params + (longest path + 1)**2) is at most this.
+ENUMERATION_BUDGET = 2_000_000
 #: Budget (pairs of edges on one parameter times paths) for the printed eq. (11) in exact
 #: rationals, whose reference enumerates path sums per pair of edges; above it eq. (11) is
 #: derived as kappa2 / 4.
@@ -605,10 +613,16 @@ class Lemma1Report:
         derived as :math:`\kappa^{(2)}/2` and :math:`\kappa^{(2)}/4`.
     rel_error : ndarray
         :math:`|\kappa^{(1)} + \kappa^{(2)} - \kappa_{def}| / |\kappa_{def}|` (0 where both
-        are 0).
+        are 0; nan where ``underflow`` is set: no relative comparison is meaningful there).
     max_rel_error : float
+        Over the entries not flagged by ``underflow`` (nan if every entry is flagged).
     n_paths : int or None
-        Number of input-output paths when enumerated.
+        Number of input-output paths (counted exactly) on the exact routes.
+    underflow : ndarray of bool, shape (n_params,)
+        Entries whose values lie below the normal float64 range (:math:`\gamma^2` or
+        :math:`\kappa` underflowed), so float64 cannot represent them to relative accuracy.
+    underflow_note : str or None
+        What underflowed, in words, and what to do (scale the weights up).
     """
 
     exact: bool
@@ -623,6 +637,8 @@ class Lemma1Report:
     rel_error: np.ndarray
     max_rel_error: float
     n_paths: Optional[int]
+    underflow: Optional[np.ndarray] = None
+    underflow_note: Optional[str] = None
 
     def to_dict(self):
         """The fields as a dict (arrays stay arrays; see ``pathgeom.cli`` for JSON)."""
@@ -661,7 +677,11 @@ class Lemma1Report:
                  "engine's kappa1 + kappa2", f"definition computed by: {self.method}",
                  self.table(), ""]
         lines.append(f"largest relative error of kappa1 + kappa2 against the definition: "
-                     f"{self.max_rel_error:.2g}")
+                     f"{self.max_rel_error:.2g}"
+                     + (" (over the entries that did not underflow)"
+                        if self.underflow is not None and self.underflow.any() else ""))
+        if self.underflow_note:
+            lines.append(f"note: {self.underflow_note}")
         if not self.exact:
             with np.errstate(divide="ignore", invalid="ignore"):
                 rel_err = np.where(self.kappa_def != 0,
@@ -736,21 +756,27 @@ def verify_lemma1(g, p, max_paths=LEMMA1_MAX_PATHS):
     r"""Lemma 1 on one graph: :math:`\kappa^{(1)} + \kappa^{(2)}` against the definition of :math:`\kappa`.
 
     The definition :math:`\kappa_i = \tfrac12 \partial^2\gamma^2/\partial p_i^2` (eq. 8) is
-    computed independently of the engine's passes: in exact rationals by path enumeration
-    (:func:`pathgeom.reference.kappa`) when the graph has at most ``max_paths``
-    input-output paths, otherwise by central differences of :func:`pathgeom.gamma2` with
-    Richardson extrapolation and an error estimate.  Beside it: the engine's
-    :math:`\kappa^{(1)}` and exact :math:`\kappa^{(2)}`, and the paper's printed eq. (10)
-    and (11), which are :math:`\kappa^{(2)}/2` and :math:`\kappa^{(2)}/4` (from their own
-    formulas in exact rationals when the paths were enumerated; otherwise derived and
-    labelled so).
+    computed independently of the engine's passes, in exact rationals: by path
+    enumeration (:func:`pathgeom.reference.kappa`, the definition itself) on small graphs
+    with at most ``max_paths`` input-output paths, otherwise by exact dynamic programming
+    over the DAG (:func:`pathgeom.reference.kappa_dag`: second-order differentiation in
+    big integers, no recursion, about linear in the graph times the path length).  Only
+    graphs beyond :data:`LEMMA1_EXACT_BUDGET` fall back to central differences of
+    :func:`pathgeom.gamma2` with Richardson extrapolation and an error estimate.  Beside
+    it: the engine's :math:`\kappa^{(1)}` and exact :math:`\kappa^{(2)}`, and the paper's
+    printed eq. (10) and (11), which are :math:`\kappa^{(2)}/2` and :math:`\kappa^{(2)}/4`
+    (from their own formulas in exact rationals when the paths were enumerated; otherwise
+    derived and labelled so).  Entries that float64 cannot hold to relative accuracy
+    (:math:`\gamma^2` or :math:`\kappa` below the normal range) are flagged in
+    ``underflow`` and explained in ``underflow_note`` instead of reported as violations.
 
     Parameters
     ----------
     g : SharedGraph
     p : array_like, shape (n_params,)
     max_paths : int, default :data:`LEMMA1_MAX_PATHS`
-        Enumerate paths exactly up to this many; 0 forces the numerical derivative.
+        Enumerate paths (the definition) up to this many; beyond, the exact dynamic
+        programme.  0 forces the numerical derivative.
 
     Returns
     -------
@@ -770,51 +796,115 @@ def verify_lemma1(g, p, max_paths=LEMMA1_MAX_PATHS):
     """
     _check_graph(g)
     p = as_params(p, g.n_params)
-    if not (isinstance(max_paths, (int, np.integer)) and max_paths >= 0):
+    if (isinstance(max_paths, bool) or not isinstance(max_paths, (int, np.integer))
+            or max_paths < 0):
         raise ValueError(f"max_paths must be an integer >= 0, got {max_paths!r}")
     r = geometry.path_quantities(g, p)
     floats = lambda xs: np.array([float(x) for x in xs], dtype=np.float64)
     n_paths = None
+    exact = False
     if max_paths > 0:
-        try:
-            n_paths = len(reference.paths(g, max_paths=max_paths))
-        except ValueError:
-            n_paths = None
-    if n_paths is not None:
-        exact = True
-        method = (f"exact rationals, enumerating the {n_paths} input-output "
-                  f"path{'' if n_paths == 1 else 's'}")
-        k_def = floats(reference.kappa(g, p, max_paths=max_paths))
-        k_err = np.zeros(g.n_params)
-        eq10 = floats(reference.kappa2_printed_eq10(g, p, max_paths=max_paths))
-        counts = g.param_edge_counts()
-        if int(np.sum(counts * (counts - 1))) * max(n_paths, 1) <= EQ11_BUDGET:
-            eq11 = floats(reference.kappa2_printed_eq11(g, p, max_paths=max_paths))
-            printed_source = "eq.(10), (11) from their printed formulas, exact rationals"
+        cost = reference.dag_cost(g)
+        longest = int(np.max(g.depth, initial=0))
+        exact = cost <= LEMMA1_EXACT_BUDGET and cost * max(longest, 1) <= LEMMA1_EXACT_WORK
+        n_paths = reference.path_count(g) if exact else None
+    if exact:
+        enumerate_ok = (n_paths <= max_paths and n_paths * (longest + 1)
+                        * (g.n_params + (longest + 1) ** 2) <= ENUMERATION_BUDGET)
+        plural = "" if n_paths == 1 else "s"
+        if enumerate_ok:
+            method = f"exact rationals, enumerating the {n_paths} input-output path{plural}"
+            k_def = floats(reference.kappa(g, p, max_paths=max_paths))
         else:
+            method = (f"exact rationals by dynamic programming over the DAG ({n_paths} "
+                      f"input-output path{plural}; enumerating them would be too slow)")
+            k_def = floats(reference.kappa_dag(g, p))
+        k_err = np.zeros(g.n_params)
+        counts = g.param_edge_counts()
+        if enumerate_ok:
+            eq10 = floats(reference.kappa2_printed_eq10(g, p, max_paths=max_paths))
+            if int(np.sum(counts * (counts - 1))) * max(n_paths, 1) <= EQ11_BUDGET:
+                eq11 = floats(reference.kappa2_printed_eq11(g, p, max_paths=max_paths))
+                printed_source = "eq.(10), (11) from their printed formulas, exact rationals"
+            else:
+                eq11 = r.kappa2 / 4.0
+                printed_source = ("eq.(10) from its printed formula in exact rationals; "
+                                  "eq.(11) derived as kappa2 / 4 (its reference is too slow "
+                                  "here)")
+        else:
+            eq10 = r.kappa2 / 2.0
             eq11 = r.kappa2 / 4.0
-            printed_source = ("eq.(10) from its printed formula in exact rationals; eq.(11) "
-                              "derived as kappa2 / 4 (its reference is too slow here)")
+            printed_source = ("derived as kappa2 / 2 and kappa2 / 4, not from the printed "
+                              "formulas (they enumerate paths: too many here)")
     else:
-        exact = False
-        why = (f"the graph has more than {max_paths} input-output paths" if max_paths
-               else "max_paths = 0")
+        why = ("max_paths = 0" if not max_paths else
+               f"the exact dynamic programme would take {cost:,} edge visits on integers of "
+               f"up to {longest} x 2 x (bits of the weights) bits, beyond the budget")
         method = (f"central differences of gamma^2 with Richardson extrapolation ({why}); "
                   f"the +/- column is the estimated error")
         k_def, k_err = _numerical_kappa(g, p)
         eq10 = r.kappa2 / 2.0
         eq11 = r.kappa2 / 4.0
         printed_source = (f"derived as kappa2 / 2 and kappa2 / 4 (docs/concepts/"
-                          f"path-regularizer.md), not from the "
-                          f"printed formulas: {why}")
+                          f"path-regularizer.md), not from the printed formulas: {why}")
     total = r.kappa1 + r.kappa2
     diff = np.abs(total - k_def)
     with np.errstate(divide="ignore", invalid="ignore"):
         rel = np.where(k_def != 0, diff / np.abs(k_def), np.where(diff == 0, 0.0, np.inf))
+    underflow, note = _lemma1_underflow(g, p, r, k_def, total, exact)
+    rel[underflow] = np.nan
+    kept = rel[~underflow]
+    max_rel = float(np.max(kept, initial=0.0)) if kept.size or not underflow.any() else math.nan
     return Lemma1Report(exact=exact, method=method, kappa_def=k_def, kappa_def_err=k_err,
                         kappa1=r.kappa1, kappa2=r.kappa2, eq10=eq10, eq11=eq11,
                         printed_source=printed_source, rel_error=rel,
-                        max_rel_error=float(np.max(rel, initial=0.0)), n_paths=n_paths)
+                        max_rel_error=max_rel, n_paths=n_paths, underflow=underflow,
+                        underflow_note=note)
+
+
+#: Values below this have lost relative accuracy to float64's gradual underflow.
+_SMALL = np.finfo(np.float64).tiny / np.finfo(np.float64).eps
+
+
+def _weighted_path_exists(g, p):
+    """Whether some input-output path has every weight non-zero (then gamma^2 > 0 exactly)."""
+    src, dst, par = g.edges()
+    ok = np.zeros(g.n_nodes, dtype=bool)
+    ok[g._c.inputs] = True
+    nonzero = (p[par] != 0).tolist()
+    for u, v, w in zip(src.tolist(), dst.tolist(), nonzero):   # sorted by destination
+        if w and ok[u]:
+            ok[v] = True
+    return bool(ok[g._c.outputs].any())
+
+
+def _lemma1_underflow(g, p, r, k_def, total, exact):
+    """Entries where float64 underflow, not Lemma 1, decides the comparison; and a note."""
+    m = g.n_params
+    flags = np.zeros(m, dtype=bool)
+    g2_under = r.gamma2 < _SMALL and _weighted_path_exists(g, p)
+    small = (np.abs(k_def) < _SMALL) & (np.abs(total) < _SMALL) & ((k_def != 0) | (total != 0))
+    if exact:
+        flags |= small
+    else:
+        flags |= small
+        if g2_under:   # the central differences of an underflowed gamma^2 say nothing
+            flags |= (k_def == 0) | (total == 0) | ~np.isfinite(k_def)
+    if not flags.any() and not g2_under:
+        return flags, None
+    parts = []
+    if g2_under:
+        parts.append(f"gamma^2 = {r.gamma2:.3g} underflows float64 (values below "
+                     f"{_SMALL:.2g} lose relative accuracy) although some path has only "
+                     f"non-zero weights")
+    if flags.any():
+        idx = np.flatnonzero(flags)
+        shown = ", ".join(str(i) for i in idx[:8].tolist()) + (" ..." if idx.size > 8 else "")
+        parts.append(f"{idx.size} entr{'y' if idx.size == 1 else 'ies'} of kappa lie below "
+                     f"the normal float64 range and are not compared (parameters {shown})")
+    return flags, ("; ".join(parts) + "; this is float64 underflow, not a violation of "
+                   "Lemma 1: scale the weights up (rescaling p by c multiplies each path "
+                   "term by c**(2 * path length))")
 
 
 # --------------------------------------------------------------------------- invariance
