@@ -628,7 +628,7 @@ class SharedGraph:
         G = np.zeros_like(H)
         G[c.outputs] = dY.T
         grad = np.zeros(self.n_params)
-        _kernels.backward(c.indptr, c.src, c.par, c.relu, p, H, G, grad)
+        _kernels.backward(c.optr, c.dst, c.opar, c.relu, p, H, G, grad)
         if not np.isfinite(grad).all():
             bad = int(np.flatnonzero(~np.isfinite(grad))[0])
             raise PathOverflowError(f"the gradient of parameter {bad} overflowed float64; "
