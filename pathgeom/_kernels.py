@@ -583,3 +583,73 @@ def param_extents(indptr, src, par, depth, sdepth, n_params):
             out[5, i] = min(out[5, i], v)
             out[6, i] = max(out[6, i], v)
     return out
+
+
+# --------------------------------------------------------------------------- squared network, careful
+#
+# Used only when the fast kernels above met a non-finite value: a weight whose square
+# overflows, or a path sum beyond float64 somewhere.  Here a term with a zero factor is
+# exactly 0 (an inf in float64 stands for a finite, merely huge, value, and 0 times it is
+# 0), so a huge weight on paths that carry a zero weight leaves every quantity finite.
+
+
+@numba.njit(cache=True)
+def sq_forward_careful(indptr, src, par, q, h):
+    """:func:`sq_forward` with 0 * (anything) = 0."""
+    for v in range(h.shape[0]):
+        s = 0.0
+        for e in range(indptr[v], indptr[v + 1]):
+            a = q[par[e]]
+            b = h[src[e]]
+            if a != 0.0 and b != 0.0:
+                s += a * b
+        if indptr[v] < indptr[v + 1]:
+            h[v] = s
+
+
+@numba.njit(cache=True)
+def sq_backward_careful(optr, dst, opar, q, h, delta, kappa1):
+    """:func:`sq_backward` with 0 * (anything) = 0."""
+    for u in range(h.shape[0] - 1, -1, -1):
+        lo = optr[u]
+        hi = optr[u + 1]
+        if lo == hi:
+            continue
+        s = 0.0
+        hu = h[u]
+        for e in range(lo, hi):
+            i = opar[e]
+            d = delta[dst[e]]
+            if d != 0.0:
+                if q[i] != 0.0:
+                    s += q[i] * d
+                if hu != 0.0:
+                    kappa1[i] += hu * d
+        delta[u] = s
+
+
+@numba.njit(cache=True)
+def tangent_careful(indptr, src, par, q, h, delta, i, start, stop):
+    """``sum_{(u->v) in E_i} t_u delta_v`` for one parameter, with 0 * (anything) = 0."""
+    t = np.zeros(stop - start)
+    out = 0.0
+    for v in range(start, stop):
+        s = 0.0
+        dv = delta[v]
+        for e in range(indptr[v], indptr[v + 1]):
+            u = src[e]
+            if u < start:
+                if par[e] == i and h[u] != 0.0:
+                    s += h[u]
+                continue
+            tu = t[u - start]
+            a = q[par[e]]
+            if a != 0.0 and tu != 0.0:
+                s += a * tu
+            if par[e] == i:
+                if tu != 0.0 and dv != 0.0:
+                    out += tu * dv
+                if h[u] != 0.0:
+                    s += h[u]
+        t[v - start] = s
+    return out

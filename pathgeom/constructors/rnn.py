@@ -45,6 +45,9 @@ from ._base import Layout, Network
 __all__ = ["rnn", "RNN"]
 
 _SCHEMES = ("irnn", "lm", "uniform")
+#: Relative accuracy per entry that ``path_quantities(method="fft")`` guarantees (else it
+#: falls back to the exact recursive sum).
+FFT_RTOL = 1e-10
 
 
 def rnn(n_in, hidden, n_out, T, outputs="last", bias=False):
@@ -442,9 +445,13 @@ class RNN(Network):
         product per lag: :math:`O(T H^3 + T^2 H^2)`.
 
         ``method="fft"``: the lagged sums as cross-correlations by FFT,
-        :math:`O(H^2 T \log T)` for that part (memory :math:`\approx 24 T H^2` bytes); its
+        :math:`O(H^2 T \log T)` for that part (memory :math:`\approx 24 T H^2` bytes).  Its
         error is absolute, about machine epsilon times the largest :math:`C_s`, so small
-        entries lose relative accuracy (measured in ``benchmarks/bench_rnn.py``).
+        entries could lose relative accuracy; every result is therefore certified entry by
+        entry against an error bound (:meth:`_fft_certified`), and when any entry could be
+        off by more than :data:`FFT_RTOL` relative (weights spread over many decades, say)
+        the exact ``"recursive"`` sum is returned instead.  So every method is exact to
+        :data:`FFT_RTOL` per entry on every input.
         """
         T, H = h.shape
         if T < 3:
@@ -469,10 +476,37 @@ class RNN(Network):
             raise ValueError(f"method must be 'recursive', 'lagged' or 'fft', got {method!r}")
         total = np.zeros((H, H))
         power = np.eye(H)  # R^s
+        psum = np.zeros((H, H))
         for C in lagged:
             total += power.T * C
+            psum += power.T
             power = power @ R
+        if method == "fft" and not RNN._fft_certified(total, psum, h, delta, n):
+            # the FFT's error is absolute (about eps * |delta_j| |h_k| per lag); where the
+            # entries span a wide dynamic range it swamps the small ones: use the exact sum
+            return RNN._kappa2_rec(R, h, delta, "recursive")
         return 4.0 * R * total
+
+    @staticmethod
+    def _fft_certified(total, psum, h, delta, n):
+        r"""Whether every FFT entry is within :data:`FFT_RTOL` of the exact sum.
+
+        A cross-correlation by FFT of length :math:`n` has an absolute error of at most
+        about :math:`c\, \epsilon \log_2 n\, \|\delta_{\cdot j}\|_2 \|h_{\cdot k}\|_2`
+        per lag (taken here with a generous :math:`c = 8`); summed against
+        :math:`(R^s)^\top \ge 0` that bounds each entry's error by that factor times
+        :math:`\sum_s (R^s)^\top`.  Every exact entry is a sum of non-negative terms, so
+        the FFT result is accepted only where the bound is below ``FFT_RTOL`` times the
+        entry's certified lower bound.
+        """
+        eps = np.finfo(np.float64).eps
+        with np.errstate(over="ignore", invalid="ignore"):
+            nd = np.sqrt(np.einsum("tj,tj->j", delta, delta))
+            nh = np.sqrt(np.einsum("tk,tk->k", h, h))
+            bound = 8.0 * eps * np.log2(n) * nd[:, None] * nh[None, :] * psum
+            ok = np.isfinite(total).all() and np.isfinite(bound).all() and bool(
+                np.all(bound <= FFT_RTOL * (total - bound)))
+        return ok
 
     def _gamma2_from(self, q, hs):
         _, _, O, _, a_out = self._blocks(q)
@@ -485,10 +519,7 @@ class RNN(Network):
 
     def gamma2(self, p):
         r""":math:`\gamma^2(p)` (eqs. 2-3) by the dense squared network: one forward sweep."""
-        p = as_params(p, self.n_params)
-        q = geometry._setup(self.graph, p)
-        with np.errstate(over="ignore", invalid="ignore"):
-            return self._gamma2_from(q, self._squared_forward(q))
+        return self.path_quantities(p, with_kappa2=False).gamma2
 
     def path_quantities(self, p, with_kappa2=True, method="recursive"):
         r""":math:`\gamma^2, \kappa^{(1)}, \kappa^{(2)}, \kappa` from the dense squared network.
@@ -502,7 +533,20 @@ class RNN(Network):
         ``"lagged"`` or ``"fft"``).
         """
         p = as_params(p, self.n_params)
+        if method not in ("recursive", "lagged", "fft"):
+            raise ValueError(f"method must be 'recursive', 'lagged' or 'fft', got {method!r}")
         q = geometry._setup(self.graph, p)
+        if not np.isfinite(q).all():   # a weight whose square overflows: the generic
+            return geometry.path_quantities(self.graph, p, with_kappa2)  # engine decides
+        try:
+            return self._path_quantities(p, q, with_kappa2, method)
+        except PathOverflowError as dense_error:   # may be an intermediate that only
+            try:                                   # meets zero weights
+                return geometry.path_quantities(self.graph, p, with_kappa2)
+            except PathOverflowError:
+                raise dense_error from None        # names the layer and time step
+
+    def _path_quantities(self, p, q, with_kappa2, method):
         with np.errstate(over="ignore", invalid="ignore"):  # checked: PathOverflowError
             hs = self._squared_forward(q)
             gamma2 = self._gamma2_from(q, hs)
