@@ -519,7 +519,18 @@ class RNN(Network):
 
     def gamma2(self, p):
         r""":math:`\gamma^2(p)` (eqs. 2-3) by the dense squared network: one forward sweep."""
-        return self.path_quantities(p, with_kappa2=False).gamma2
+        p = as_params(p, self.n_params)
+        q = geometry._setup(self.graph, p)
+        if not np.isfinite(q).all():
+            return geometry.gamma2(self.graph, p)
+        try:
+            with np.errstate(over="ignore", invalid="ignore"):
+                return self._gamma2_from(q, self._squared_forward(q))
+        except PathOverflowError as dense_error:
+            try:
+                return geometry.gamma2(self.graph, p)
+            except PathOverflowError:
+                raise dense_error from None
 
     def path_quantities(self, p, with_kappa2=True, method="recursive"):
         r""":math:`\gamma^2, \kappa^{(1)}, \kappa^{(2)}, \kappa` from the dense squared network.
