@@ -266,7 +266,18 @@ def gamma2(g, p):
     >>> pathgeom.gamma2(g, [2.0])  # one path, p**4
     16.0
     """
-    return path_quantities(g, p, with_kappa2=False).gamma2
+    q = _setup(g, p)
+    if np.isfinite(q).all():
+        try:
+            return _gamma2_from(g, _squared_forward(g, q))
+        except PathOverflowError:
+            pass
+    h = _squared_forward(g, q, careful=True)   # 0 * (anything) = 0: decides what overflows
+    with np.errstate(over="ignore"):
+        total = float(h[g._c.outputs].sum())
+    if not np.isfinite(total):
+        _overflow(g, first_nonfinite_row(h), "gamma^2")
+    return total
 
 
 def kappa1(g, p):
