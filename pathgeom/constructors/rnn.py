@@ -305,7 +305,9 @@ class RNN(Network):
         if dY.shape != want:
             raise ValueError(f"dY has shape {dY.shape}; expected {want}")
         if not np.isfinite(dY).all():
-            raise ValueError("dY has non-finite entries; the output gradient must be finite")
+            where = [int(i) for i in np.argwhere(~np.isfinite(dY))[0]]
+            raise ValueError(f"dY{where} = {dY[tuple(where)]} is not finite; the output "
+                             f"gradient must be finite")
         with np.errstate(over="ignore", invalid="ignore"):  # checked below
             return self._backward(p, X, dY, states)
 
