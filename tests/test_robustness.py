@@ -215,3 +215,25 @@ def test_charlm_one_hot_without_identity(tmp_path):
     assert peak < 4 * X.nbytes                     # no n_in x n_in identity (288 MB)
     np.testing.assert_array_equal(X.argmax(axis=2)[:, 1:], Y[:, :-1])
     assert X.sum() == 40
+
+
+# ---------------------------------------------------------------- 7: crafted .npz headers
+
+def test_crafted_npz_refused_before_loading(tmp_path):
+    import zipfile
+    from pathgeom._npzcheck import check_npz
+    header = {"descr": "<f8", "fortran_order": False, "shape": (2 ** 34,)}
+    path = tmp_path / "params.npz"
+    with zipfile.ZipFile(path, "w") as zf:
+        with zf.open("p.npy", "w") as fh:
+            np.lib.format.write_array_header_1_0(fh, header)
+    tracemalloc.start()
+    with pytest.raises(ValueError, match="'p' declares shape"):
+        check_npz(path, "p")
+    with pytest.raises(ValueError, match="parameters"):
+        check_npz(path, "p", n_expected=10)
+    assert tracemalloc.get_traced_memory()[1] < 10 * 2 ** 20
+    tracemalloc.stop()
+    np.savez(tmp_path / "c.npz", p=np.zeros(3, dtype=complex))
+    with pytest.raises(ValueError, match="complex"):
+        check_npz(tmp_path / "c.npz", "p")
