@@ -149,6 +149,23 @@ def _setup(g, p):
     return q
 
 
+def _blame_overflow(g, q, h, what):
+    """Raise for an overflowed quantity: name a parameter whose square overflows and that
+    carries a non-zero value, if there is one, else the first non-finite node."""
+    c = g._c
+    if not np.isfinite(q).all():
+        hit = np.flatnonzero(~np.isfinite(q[c.par]) & (h[c.src] != 0))
+        if hit.size:
+            i = int(c.par[hit[0]])
+            raise PathOverflowError(
+                f"p[{i}]**2 overflows float64 and p[{i}] lies on a path whose other "
+                f"weights are non-zero, so {what} does too; scale the weights down")
+    if np.isfinite(h).all():
+        raise PathOverflowError(f"{what} overflowed float64 in the sum over the outputs "
+                                f"(each output's path sum is finite); scale the weights down")
+    _overflow(g, first_nonfinite_row(h), what)
+
+
 def _q_overflow(q, p=None):
     i = int(np.flatnonzero(~np.isfinite(q))[0])
     where = "" if p is None else f" (p[{i}] = {p[i]})"
@@ -164,7 +181,7 @@ def _careful_quantities(g, q, with_kappa2):
     with np.errstate(over="ignore"):
         total = float(h[g._c.outputs].sum())
     if not np.isfinite(total):
-        _overflow(g, first_nonfinite_row(h), "gamma^2")
+        _blame_overflow(g, q, h, "gamma^2")
     if not np.isfinite(k1).all():
         i = int(np.flatnonzero(~np.isfinite(k1))[0])
         if not np.isfinite(q[i]):
@@ -276,7 +293,7 @@ def gamma2(g, p):
     with np.errstate(over="ignore"):
         total = float(h[g._c.outputs].sum())
     if not np.isfinite(total):
-        _overflow(g, first_nonfinite_row(h), "gamma^2")
+        _blame_overflow(g, q, h, "gamma^2")
     return total
 
 
