@@ -75,6 +75,8 @@ def parse_edge_list(text, source="<string>"):
     ...
     pathgeom._edgelist.EdgeListError: net.txt:3: parameter 'zero' is not an integer; an edge line is 'u v param' with param an integer index >= 0
     """
+    if text.startswith("\ufeff"):   # a UTF-8 byte-order mark, as some editors write
+        text = text[1:]
     inputs, outputs = [], []
     seen = {"inputs": None, "outputs": None}
     edges, edge_lines = [], []
@@ -142,7 +144,7 @@ def read_edge_list(path):
     """A :class:`~pathgeom.SharedGraph` from an edge-list file (see :func:`parse_edge_list`)."""
     path = str(path)
     try:
-        with open(path, encoding="utf-8") as fh:
+        with open(path, encoding="utf-8-sig") as fh:   # accepts a leading BOM
             text = fh.read()
     except OSError as exc:
         raise EdgeListError(path, None, f"cannot read the file: {exc.strerror or exc}") from None

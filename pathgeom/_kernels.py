@@ -115,67 +115,241 @@ def longest_path_depth(n, src, dst):
 
 
 # --------------------------------------------------------------------------- real network
+#
+# The real network's sums can cancel exactly (a*x and -a*x arriving on two edges), and
+# there relu'(0) = 0 decides the gradient, so these kernels reproduce exact cancellation:
+# no fused multiply-add (no fastmath: every product is rounded on its own, then summed in
+# the fixed CSR order), and every sum whose float result is not certainly accurate --
+# |sum| <= n * 2**-23 * sum(|terms|), which covers every sum that cancels to 0 -- is
+# recomputed exactly: each product split into two floats (Dekker), the pieces added into a
+# nonoverlapping expansion (Shewchuk), the expansion rounded.  The result is then 0 exactly
+# when the products of the node's (float) inputs cancel exactly, and within about 1e-9
+# relative of their exact sum otherwise.  Terms with a zero weight are skipped (they are
+# exactly 0, and 0 * inf must not become nan).
+
+_SPLIT = 134217729.0          # 2**27 + 1, Dekker's splitter for float64
+_LOOSE = 2.0 ** -23           # certainty threshold: n * _LOOSE * sum|terms|
 
 
-@numba.njit(cache=True, fastmath=_FM)
+@numba.njit(cache=True, inline="always")
+def _two_product(a, b):
+    """``(x, y)`` with ``x = fl(a * b)`` and ``x + y = a * b`` exactly (no overflow)."""
+    x = a * b
+    c = _SPLIT * a
+    ah = c - (c - a)
+    al = a - ah
+    c = _SPLIT * b
+    bh = c - (c - b)
+    bl = b - bh
+    y = ((ah * bh - x) + ah * bl + al * bh) + al * bl
+    return x, y
+
+
+@numba.njit(cache=True, inline="always")
+def _grow(buf, n, x):
+    """Add ``x`` to the nonoverlapping expansion ``buf[:n]`` (increasing magnitude)."""
+    q = x
+    m = 0
+    for k in range(n):
+        a = q
+        b = buf[k]
+        s = a + b
+        bv = s - a
+        av = s - bv
+        err = (a - av) + (b - bv)
+        q = s
+        if err != 0.0:
+            buf[m] = err
+            m += 1
+    if q != 0.0:
+        buf[m] = q
+        m += 1
+    return m
+
+
+@numba.njit(cache=True)
+def _round_expansion(buf, n):
+    s = 0.0
+    for k in range(n):
+        s += buf[k]
+    return s
+
+
+@numba.njit(cache=True)
+def _exact_in_sum(lo, hi, src, par, p, H, b):
+    """Exact sum over the incoming edges ``lo..hi-1`` of ``p[par] * H[src, b]``, rounded."""
+    buf = np.empty(2 * (hi - lo) + 2)
+    n = 0
+    for e in range(lo, hi):
+        w = p[par[e]]
+        x = H[src[e], b]
+        if w == 0.0 or x == 0.0:
+            continue
+        t, r = _two_product(w, x)
+        n = _grow(buf, n, t)
+        if r != 0.0:
+            n = _grow(buf, n, r)
+    return _round_expansion(buf, n)
+
+
+@numba.njit(cache=True)
 def forward(indptr, src, par, relu, p, H):
     """``H[v] = act_v(sum_{u->v} p[par] * H[u])`` for every node with incoming edges.
 
-    ``H`` arrives holding the inputs' rows and zeros elsewhere.
+    ``H`` arrives holding the inputs' rows and zeros elsewhere.  Exact cancellation is
+    reproduced (see the section comment).
     """
     B = H.shape[1]
+    mag = np.empty(B)
     for v in range(H.shape[0]):
         lo = indptr[v]
         hi = indptr[v + 1]
         if lo == hi:
             continue
         row = H[v]
+        for b in range(B):
+            mag[b] = 0.0
+        n = 0
         for e in range(lo, hi):
             w = p[par[e]]
+            if w == 0.0:
+                continue
+            n += 1
             hu = H[src[e]]
             for b in range(B):
-                row[b] += w * hu[b]
+                t = w * hu[b]
+                row[b] += t
+                mag[b] += abs(t)
+        if n >= 2:
+            tol = n * _LOOSE
+            for b in range(B):
+                if abs(row[b]) <= tol * mag[b] and mag[b] > 0.0 and mag[b] < np.inf:
+                    row[b] = _exact_in_sum(lo, hi, src, par, p, H, b)
         if relu[v]:
             for b in range(B):
                 if row[b] < 0.0:  # nan (from inf - inf) stays nan and reaches the checks
                     row[b] = 0.0
 
 
-@numba.njit(cache=True, fastmath=_FM)
-def backward(indptr, src, par, relu, p, H, G, grad):
-    """Reverse pass: ``G`` holds dL/dh (the seeds at outputs); ``grad`` accumulates dL/dp.
+@numba.njit(cache=True)
+def _exact_out_sum(lo, hi, dst, opar, p, G, b):
+    """Exact sum over the outgoing edges ``lo..hi-1`` of ``p[opar] * G[dst, b]``, rounded."""
+    buf = np.empty(2 * (hi - lo) + 2)
+    n = 0
+    for e in range(lo, hi):
+        w = p[opar[e]]
+        x = G[dst[e], b]
+        if w == 0.0 or x == 0.0:
+            continue
+        t, r = _two_product(w, x)
+        n = _grow(buf, n, t)
+        if r != 0.0:
+            n = _grow(buf, n, r)
+    return _round_expansion(buf, n)
 
-    For internal nodes ``dL/dz_v = dL/dh_v * [h_v > 0]`` (relu'(0) = 0).
+
+@numba.njit(cache=True)
+def backward(optr, dst, opar, relu, p, H, G, grad):
+    """Reverse pass in pull form over the outgoing CSR.
+
+    ``G`` arrives with dL/dy on the output rows and zeros elsewhere and leaves holding
+    ``dL/dz`` (``dL/dh`` masked by ``relu'``, with relu'(0) = 0); ``grad`` (zeros) gets
+    ``dL/dp_i = sum_b sum_{(u->v) in E_i} dL/dz_v h_u``.  Both kinds of sums reproduce
+    exact cancellation (see the section comment): the per-node sums at once, the
+    per-parameter sums by an exact second pass over the parameters whose float sum is
+    uncertain.
     """
-    B = H.shape[1]
-    for v in range(H.shape[0] - 1, -1, -1):
-        lo = indptr[v]
-        hi = indptr[v + 1]
+    n_nodes, B = H.shape
+    n_params = grad.shape[0]
+    gmag = np.zeros(n_params)
+    gcount = np.zeros(n_params, dtype=np.int64)
+    mag = np.empty(B)
+    for u in range(n_nodes - 1, -1, -1):
+        lo = optr[u]
+        hi = optr[u + 1]
         if lo == hi:
-            continue
-        g = G[v]
-        if relu[v]:
-            hv = H[v]
-            for b in range(B):
-                if not hv[b] > 0.0:
-                    g[b] = 0.0
-        nonzero = False
+            continue   # outputs (their G rows are the seeds) and nodes leading nowhere
+        g = G[u]
+        hu = H[u]
+        h_any = False
         for b in range(B):
-            if g[b] != 0.0:
-                nonzero = True
-                break
-        if not nonzero:
-            continue
+            mag[b] = 0.0
+            if hu[b] != 0.0:
+                h_any = True
+        n = 0
         for e in range(lo, hi):
-            u = src[e]
-            w = p[par[e]]
-            hu = H[u]
-            gu = G[u]
-            s = 0.0
+            w = p[opar[e]]
+            gv = G[dst[e]]
+            if h_any:        # h is finite here, so y * x is nan only for an inf y (reported)
+                i = opar[e]
+                s = 0.0
+                a = 0.0
+                for b in range(B):
+                    t = gv[b] * hu[b]
+                    s += t
+                    a += abs(t)
+                grad[i] += s
+                gmag[i] += a
+                gcount[i] += B
+            if w == 0.0:
+                continue
+            n += 1
             for b in range(B):
-                s += g[b] * hu[b]
-                gu[b] += w * g[b]
-            grad[par[e]] += s
+                t = w * gv[b]
+                g[b] += t
+                mag[b] += abs(t)
+        if n >= 2:
+            tol = n * _LOOSE
+            for b in range(B):
+                if abs(g[b]) <= tol * mag[b] and mag[b] > 0.0 and mag[b] < np.inf:
+                    g[b] = _exact_out_sum(lo, hi, dst, opar, p, G, b)
+        if relu[u]:
+            for b in range(B):
+                if not hu[b] > 0.0:
+                    g[b] = 0.0
+    # parameters whose float gradient is not certainly accurate: exactly, edge by edge
+    unsure = np.zeros(n_params, dtype=np.bool_)
+    any_unsure = False
+    for i in range(n_params):
+        if (gcount[i] >= 2 and gmag[i] > 0.0 and gmag[i] < np.inf
+                and abs(grad[i]) <= gcount[i] * _LOOSE * gmag[i]):
+            unsure[i] = True
+            any_unsure = True
+    if not any_unsure:
+        return
+    E = dst.shape[0]
+    count = np.zeros(n_params + 1, dtype=np.int64)
+    for e in range(E):
+        if unsure[opar[e]]:
+            count[opar[e] + 1] += 1
+    for i in range(n_params):
+        count[i + 1] += count[i]
+    fill = count[:-1].copy()
+    edges = np.empty(count[n_params], dtype=np.int64)
+    tails = np.empty(count[n_params], dtype=np.int64)
+    for u in range(n_nodes):
+        for e in range(optr[u], optr[u + 1]):
+            i = opar[e]
+            if unsure[i]:
+                edges[fill[i]] = e
+                tails[fill[i]] = u
+                fill[i] += 1
+    for i in range(n_params):
+        if not unsure[i]:
+            continue
+        k = count[i + 1] - count[i]
+        buf = np.empty(2 * k * B + 2)
+        m = 0
+        for j in range(count[i], count[i + 1]):
+            hu = H[tails[j]]
+            gv = G[dst[edges[j]]]
+            for b in range(B):
+                if hu[b] != 0.0 and gv[b] != 0.0:
+                    t, r = _two_product(gv[b], hu[b])
+                    m = _grow(buf, m, t)
+                    if r != 0.0:
+                        m = _grow(buf, m, r)
+        grad[i] = _round_expansion(buf, m)
 
 
 # --------------------------------------------------------------------------- squared network
@@ -408,4 +582,74 @@ def param_extents(indptr, src, par, depth, sdepth, n_params):
             out[4, i] = min(out[4, i], sdepth[u])
             out[5, i] = min(out[5, i], v)
             out[6, i] = max(out[6, i], v)
+    return out
+
+
+# --------------------------------------------------------------------------- squared network, careful
+#
+# Used only when the fast kernels above met a non-finite value: a weight whose square
+# overflows, or a path sum beyond float64 somewhere.  Here a term with a zero factor is
+# exactly 0 (an inf in float64 stands for a finite, merely huge, value, and 0 times it is
+# 0), so a huge weight on paths that carry a zero weight leaves every quantity finite.
+
+
+@numba.njit(cache=True)
+def sq_forward_careful(indptr, src, par, q, h):
+    """:func:`sq_forward` with 0 * (anything) = 0."""
+    for v in range(h.shape[0]):
+        s = 0.0
+        for e in range(indptr[v], indptr[v + 1]):
+            a = q[par[e]]
+            b = h[src[e]]
+            if a != 0.0 and b != 0.0:
+                s += a * b
+        if indptr[v] < indptr[v + 1]:
+            h[v] = s
+
+
+@numba.njit(cache=True)
+def sq_backward_careful(optr, dst, opar, q, h, delta, kappa1):
+    """:func:`sq_backward` with 0 * (anything) = 0."""
+    for u in range(h.shape[0] - 1, -1, -1):
+        lo = optr[u]
+        hi = optr[u + 1]
+        if lo == hi:
+            continue
+        s = 0.0
+        hu = h[u]
+        for e in range(lo, hi):
+            i = opar[e]
+            d = delta[dst[e]]
+            if d != 0.0:
+                if q[i] != 0.0:
+                    s += q[i] * d
+                if hu != 0.0:
+                    kappa1[i] += hu * d
+        delta[u] = s
+
+
+@numba.njit(cache=True)
+def tangent_careful(indptr, src, par, q, h, delta, i, start, stop):
+    """``sum_{(u->v) in E_i} t_u delta_v`` for one parameter, with 0 * (anything) = 0."""
+    t = np.zeros(stop - start)
+    out = 0.0
+    for v in range(start, stop):
+        s = 0.0
+        dv = delta[v]
+        for e in range(indptr[v], indptr[v + 1]):
+            u = src[e]
+            if u < start:
+                if par[e] == i and h[u] != 0.0:
+                    s += h[u]
+                continue
+            tu = t[u - start]
+            a = q[par[e]]
+            if a != 0.0 and tu != 0.0:
+                s += a * tu
+            if par[e] == i:
+                if tu != 0.0 and dv != 0.0:
+                    out += tu * dv
+                if h[u] != 0.0:
+                    s += h[u]
+        t[v - start] = s
     return out

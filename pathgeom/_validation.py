@@ -2,16 +2,56 @@
 
 import numpy as np
 
-__all__ = ["as_params", "as_batch", "first_nonfinite_row"]
+__all__ = ["as_params", "as_batch", "as_real_array", "check_scale", "first_nonfinite_row",
+           "real_dtype_problem"]
+
+
+def real_dtype_problem(dtype):
+    """None if ``dtype`` is a real number type pathgeom accepts, else why not (one rule).
+
+    Accepted: floating, integer and bool.  Refused: complex (even with a zero imaginary
+    part: silently dropping it would change the numbers), object, strings, dates and
+    time spans, structured and void types.
+    """
+    if np.issubdtype(dtype, np.complexfloating):
+        return (f"dtype {dtype} is complex; pathgeom works in real numbers only (pass the "
+                f"real part explicitly, e.g. a.real, if that is what you mean)")
+    if dtype.kind in "mM":
+        return f"dtype {dtype} holds dates or time spans, not numbers"
+    if dtype == object or not (np.issubdtype(dtype, np.floating)
+                               or np.issubdtype(dtype, np.integer) or dtype == bool):
+        return f"got dtype {dtype}, not a real numeric type (float, int or bool)"
+    return None
 
 
 def _as_float_array(a, name):
-    arr = np.asarray(a)
-    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.floating)
-                                   or np.issubdtype(arr.dtype, np.integer)
-                                   or arr.dtype == bool):
-        raise ValueError(f"{name} must be a real numeric array, got dtype {arr.dtype}")
-    return np.ascontiguousarray(arr, dtype=np.float64)
+    """``a`` as a C-contiguous float64 array; complex, object and other odd dtypes refused."""
+    if isinstance(a, (str, bytes)):
+        raise ValueError(f"{name} must be a real numeric array, got the string {a!r}")
+    try:
+        arr = np.asarray(a)
+    except (ValueError, TypeError) as exc:   # ragged nesting, unconvertible objects
+        raise ValueError(f"{name} must be a rectangular real numeric array: {exc}") from None
+    problem = real_dtype_problem(arr.dtype)
+    if problem is not None:
+        raise ValueError(f"{name} must be a real numeric array: {problem}")
+    with np.errstate(over="ignore"):         # float128 beyond float64: inf, caught by callers
+        return np.ascontiguousarray(arr, dtype=np.float64)
+
+
+def as_real_array(a, name):
+    """Public form of the dtype rule: ``a`` as float64, refusing complex/object/odd dtypes."""
+    return _as_float_array(a, name)
+
+
+def check_scale(value, name, allow_zero=True):
+    """A finite real number >= 0 (> 0 when ``allow_zero`` is False), as a float."""
+    import numbers
+    if (not isinstance(value, numbers.Real) or isinstance(value, (bool, np.bool_))
+            or not np.isfinite(value) or value < 0 or (value == 0 and not allow_zero)):
+        raise ValueError(f"{name} must be a finite number {'>=' if allow_zero else '>'} 0, "
+                         f"got {value!r}")
+    return float(value)
 
 
 def as_params(p, n_params, name="p"):

@@ -193,6 +193,16 @@ def _positive_int(text):
     return value
 
 
+def _nonnegative_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+    return value
+
+
 def _int_list(text):
     """``3`` or ``3,2``: a list of positive integers."""
     try:
@@ -247,7 +257,7 @@ def _add_network_arguments(parser):
                        help="chain: number of edges (3)")
     sizes.add_argument("--share", action="store_true",
                        help="chain: put every edge on one parameter")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (0)")
+    parser.add_argument("--seed", type=_nonnegative_int, default=0, help="random seed (0)")
 
 
 def _network_from_args(args):
@@ -315,11 +325,13 @@ def _group(args, out, err):
     seconds = time.perf_counter() - t0
     theory = desc.get("group_dim_theory")
     nodes = g.nodes
-    vectors = []
-    for row in G.basis:
-        nz = np.flatnonzero(row)
-        vectors.append({str(nodes[k]): float(row[k]) for k in nz.tolist()})
+    B = G.basis_sparse
     if args.json:
+        vectors = []
+        for k in range(G.dim):
+            lo, hi = B.indptr[k], B.indptr[k + 1]
+            vectors.append({str(nodes[c]): float(v) for c, v in
+                            zip(B.indices[lo:hi].tolist(), B.data[lo:hi].tolist())})
         _emit_json({"network": desc, "dim": G.dim, "agrees_with_theory":
                     None if theory is None else G.dim == theory, "seconds": seconds,
                     "basis": vectors}, out)
@@ -333,10 +345,12 @@ def _group(args, out, err):
     if G.dim:
         print(f"basis of log(beta) (integer vectors; inputs and outputs stay at 0), "
               f"first {min(G.dim, args.show)}:", file=out)
-    for k, row in enumerate(G.basis[:args.show]):
+    for k in range(min(G.dim, args.show)):
+        cols = B.indices[B.indptr[k]:B.indptr[k + 1]]
+        vals = B.data[B.indptr[k]:B.indptr[k + 1]]
         parts = []
-        for value in np.unique(row[row != 0]):
-            labels = [nodes[i] for i in np.flatnonzero(row == value).tolist()]
+        for value in np.unique(vals[vals != 0]):
+            labels = [nodes[i] for i in np.sort(cols[vals == value]).tolist()]
             parts.append(f"{value:+g} on {_names(labels, 6)}")
         print(f"  b{k + 1}: " + "; ".join(parts), file=out)
     if G.dim > args.show:
@@ -345,6 +359,8 @@ def _group(args, out, err):
 
 
 # --------------------------------------------------------------------------- draw
+
+_DRAW_DEFAULT = "pathgeom-graph.png"
 
 _INSTALL_PLOT = ("pathgeom draw needs matplotlib, which is not installed. Install the "
                  "optional extra:\n    pip install 'pathgeom[plot]'")
@@ -390,20 +406,48 @@ def _draw_panel(ax, g, p, xy, colours, title, beta=None):
             d = xy[v] - xy[u]
             at = xy[u] + 0.4 * d + rad / 2.0 * np.array([d[1], -d[0]])
             ax.text(at[0], at[1], f"{p[i]:.3g}", fontsize=7, color=colours[i],
-                    ha="center", va="center", zorder=5,
+                    ha="center", va="center", zorder=5, parse_math=False,
                     bbox=dict(boxstyle="round,pad=0.1", fc="white", ec="none", alpha=0.85))
     ax.scatter(xy[:, 0], xy[:, 1], s=30, c="white", edgecolors="black", zorder=3)
     if g.n_nodes <= 80:
         for k, label in enumerate(g.nodes):
+            # labels are drawn as written: '$' in a label is not mathtext
             ax.text(xy[k, 0], xy[k, 1] + 0.12, str(label), fontsize=6, ha="center",
-                    va="bottom", zorder=4)
+                    va="bottom", zorder=4, parse_math=False)
             if beta is not None and g._c.relu[k]:
                 ax.text(xy[k, 0], xy[k, 1] - 0.12, f"β={beta[k]:.3g}", fontsize=6,
                         ha="center", va="top", color="dimgray", zorder=4)
-    ax.set_title(title, fontsize=9)
+    ax.set_title(title, fontsize=9, parse_math=False)
     ax.set_axis_off()
     ax.set_xlim(xy[:, 0].min() - 0.4, xy[:, 0].max() + 0.4)
     ax.set_ylim(xy[:, 1].min() - 0.6, xy[:, 1].max() + 0.6)
+
+
+def _draw_target(out):
+    """``(path, format)`` that ``draw --out OUT`` writes: exactly the path written, or the
+    default file name inside a directory; ValueError naming OUT otherwise."""
+    import os
+    from matplotlib.figure import Figure
+    if out == "":
+        raise ValueError("--out is empty; give a file name such as graph.png")
+    if out.endswith(("/", os.sep)) or os.path.isdir(out):
+        if not os.path.isdir(out):
+            raise ValueError(f"--out {out!r} names a directory that does not exist; create "
+                             f"it first or give a file name")
+        out = os.path.join(out, _DRAW_DEFAULT)
+    parent = os.path.dirname(out) or "."
+    if not os.path.isdir(parent):
+        raise ValueError(f"--out {out!r}: the directory {parent!r} does not exist")
+    stem, suffix = os.path.splitext(os.path.basename(out))
+    if not stem:
+        raise ValueError(f"--out {out!r} has no file name before the suffix; give e.g. "
+                         f"graph{suffix or '.png'}")
+    fmt = suffix[1:].lower() if suffix else "png"
+    supported = Figure().canvas.get_supported_filetypes()
+    if fmt not in supported:
+        raise ValueError(f"--out {out!r}: unknown image format {fmt!r}; use one of "
+                         f"{', '.join(sorted(supported))}")
+    return out, fmt
 
 
 def _draw(args, out, err):
@@ -415,6 +459,7 @@ def _draw(args, out, err):
     from matplotlib import colormaps
     from matplotlib.lines import Line2D
 
+    path, fmt = _draw_target(args.out)
     g, desc = _network_from_args(args)
     rng = np.random.default_rng(args.seed)
     p = np.round(rng.choice([-1.0, 1.0], g.n_params) * rng.uniform(0.5, 2.0, g.n_params), 2)
@@ -434,7 +479,7 @@ def _draw(args, out, err):
     if args.rescale:
         G = rescaling_group(g)
         z = rng.choice([-1.0, 1.0], G.dim)
-        beta = np.exp2(z @ G.basis) if G.dim else np.ones(g.n_nodes)
+        beta = np.exp2(G.basis_sparse.T @ z) if G.dim else np.ones(g.n_nodes)
         pt = rescale(g, p, beta)
         _draw_panel(axes[1], g, pt, xy, colours,
                     "after a feasible rescaling: T_β(p), w ← w β_v / β_u"
@@ -445,9 +490,9 @@ def _draw(args, out, err):
         fig.legend(handles=handles, loc="outside lower center", ncol=min(used.size, 6),
                    fontsize=7, frameon=False)
     fig.suptitle(f"{desc['summary']}\nedges coloured by shared parameter, laid out by "
-                 f"depth{note}", fontsize=8)
-    fig.savefig(args.out, dpi=args.dpi)
-    print(f"wrote {args.out} ({g.n_nodes} nodes, {g.n_edges} edges, {used.size} parameters "
+                 f"depth{note}", fontsize=8, parse_math=False)
+    fig.savefig(path, dpi=args.dpi, format=fmt)
+    print(f"wrote {path} ({g.n_nodes} nodes, {g.n_edges} edges, {used.size} parameters "
           f"in use{', before and after rescaling' if args.rescale else ''})", file=out)
     return 0
 
@@ -459,14 +504,20 @@ def _parser():
     parser = argparse.ArgumentParser(prog="pathgeom", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="Lemma 1 on a small RNN graph, and timings")
-    demo.add_argument("--T", type=int, default=5, help="time steps of the checked RNN")
-    demo.add_argument("--H", type=int, default=2, help="hidden units of the checked RNN")
-    demo.add_argument("--big-T", type=int, default=100, help="time steps of the timed RNN")
-    demo.add_argument("--big-H", type=int, default=64, help="hidden units of the timed RNN")
-    demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--race-T", type=int, default=30, help="adding-problem length (30)")
-    demo.add_argument("--race-H", type=int, default=32, help="hidden units in the race (32)")
-    demo.add_argument("--race-steps", type=int, default=8000,
+    demo.add_argument("--T", type=_positive_int, default=5,
+                      help="time steps of the checked RNN")
+    demo.add_argument("--H", type=_positive_int, default=2,
+                      help="hidden units of the checked RNN")
+    demo.add_argument("--big-T", type=_positive_int, default=100,
+                      help="time steps of the timed RNN")
+    demo.add_argument("--big-H", type=_positive_int, default=64,
+                      help="hidden units of the timed RNN")
+    demo.add_argument("--seed", type=_nonnegative_int, default=0)
+    demo.add_argument("--race-T", type=_positive_int, default=30,
+                      help="adding-problem length (30)")
+    demo.add_argument("--race-H", type=_positive_int, default=32,
+                      help="hidden units in the race (32)")
+    demo.add_argument("--race-steps", type=_nonnegative_int, default=8000,
                       help="training steps per run; 0 skips the race (8000)")
     demo.add_argument("--race-plot", default=os.path.join("build", "demo", "demo-race.png"),
                       help="learning-curve figure of the race ([plot] extra)")
@@ -477,8 +528,10 @@ def _parser():
                                         "numerical derivative) against the engine's kappa1 + "
                                         "kappa2, with the paper's printed eq. (10) and (11).")
     _add_network_arguments(lemma1)
-    lemma1.add_argument("--max-paths", type=int, default=2000, metavar="N",
-                        help="enumerate paths exactly up to this many (2000)")
+    lemma1.add_argument("--max-paths", type=_nonnegative_int, default=2000, metavar="N",
+                        help="enumerate paths (the definition) up to this many, beyond "
+                             "that exact dynamic programming; 0: numerical derivative "
+                             "(2000)")
     invariance = sub.add_parser("invariance", help="a random feasible rescaling: what changes",
                                 description="Theorem 2: a random feasible node-wise "
                                             "rescaling leaves f and gamma^2 unchanged and "
@@ -501,7 +554,10 @@ def _parser():
                                       "nodes laid out by depth; --rescale shows it before and "
                                       "after a feasible rescaling (the paper's Figure 1).")
     _add_network_arguments(draw)
-    draw.add_argument("--out", default="pathgeom-graph.png", help="output PNG file")
+    draw.add_argument("--out", default=_DRAW_DEFAULT,
+                      help="output image file (format from its suffix, PNG without one); "
+                           f"an existing directory or a path ending in '/' gets "
+                           f"{_DRAW_DEFAULT} inside it")
     draw.add_argument("--rescale", action="store_true",
                       help="two panels: p and T_beta(p), weights and beta labelled")
     draw.add_argument("--dpi", type=_positive_int, default=120)
@@ -524,7 +580,19 @@ def main(argv=None, out=None, err=None):
         "demo": _demo, "lemma1": _lemma1, "invariance": _invariance, "group": _group,
         "draw": _draw}[args.command]
     try:
-        return command(args, out, err)
+        status = command(args, out, err)
+        if out is sys.stdout:
+            out.flush()      # a closed pipe shows up here, not at interpreter exit
+        return status
+    except BrokenPipeError:
+        # the reader went away (``pathgeom ... --json | head``): stop quietly; point
+        # stdout at devnull so that the interpreter's final flush does not complain
+        import os
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        return 1             # the output was cut short
     except (EdgeListError, GraphError, FileNotFoundError, ValueError) as exc:
         print(f"pathgeom {args.command}: error: {exc}", file=err)
         return 2

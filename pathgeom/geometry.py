@@ -88,26 +88,38 @@ def _overflow(g, row, what):
         f"(scaling p by c < 1 multiplies each path's term by c**(2 * path length))")
 
 
-def _squared_forward(g, q):
-    """Node values ``h`` of the squared network; nodes that reach no output are zeroed."""
+def _squared_forward(g, q, careful=False):
+    """Node values ``h`` of the squared network; nodes that reach no output are zeroed.
+
+    With ``careful=True`` (the rerun after a non-finite value) a term with a zero factor
+    is exactly 0 and non-finite values are left for the caller to judge.
+    """
     c = g._c
     h = np.zeros(g.n_nodes)
     h[c.inputs] = 1.0
-    _kernels.sq_forward(c.indptr, c.src, c.par, q, h)
+    if careful:
+        _kernels.sq_forward_careful(c.indptr, c.src, c.par, q, h)
+    else:
+        _kernels.sq_forward(c.indptr, c.src, c.par, q, h)
     h[~c.live] = 0.0  # they feed nothing that is summed; zeroing keeps inf*0 out of kappa
-    if not np.isfinite(h).all():
+    if not careful and not np.isfinite(h).all():
         _overflow(g, first_nonfinite_row(h), "gamma^2")
     return h
 
 
-def _squared_backward(g, q, h):
+def _squared_backward(g, q, h, careful=False):
     """``delta = dg/dh`` and ``kappa1 = dg/dq``."""
     c = g._c
     delta = np.zeros(g.n_nodes)
     delta[c.outputs] = 1.0
     k1 = np.zeros(g.n_params)
-    _kernels.sq_backward(c.optr, c.dst, c.opar, q, h, delta, k1)
+    if careful:
+        _kernels.sq_backward_careful(c.optr, c.dst, c.opar, q, h, delta, k1)
+    else:
+        _kernels.sq_backward(c.optr, c.dst, c.opar, q, h, delta, k1)
     delta[~c.reached] = 0.0  # h = 0 there: these sensitivities multiply nothing
+    if careful:
+        return delta, k1
     if not np.isfinite(delta).all():
         _overflow(g, first_nonfinite_row(delta), "the output sensitivity delta")
     if not np.isfinite(k1).all():
@@ -127,15 +139,83 @@ def _gamma2_from(g, h):
 
 
 def _setup(g, p):
+    """Validated ``p`` squared.  Entries of ``q`` may be inf (a weight whose square
+    overflows): the callers decide whether that matters (it does not when every path
+    through the parameter also carries a zero weight)."""
     _check_graph(g)
     p = as_params(p, g.n_params)
     with np.errstate(over="ignore"):
         q = p * p
-    if not np.isfinite(q).all():
-        i = int(np.flatnonzero(~np.isfinite(q))[0])
-        raise PathOverflowError(f"p[{i}]**2 overflows float64 (p[{i}] = {p[i]}); scale the "
-                                f"weights down")
     return q
+
+
+def _blame_overflow(g, q, h, what):
+    """Raise for an overflowed quantity: name a parameter whose square overflows and that
+    carries a non-zero value, if there is one, else the first non-finite node."""
+    c = g._c
+    if not np.isfinite(q).all():
+        hit = np.flatnonzero(~np.isfinite(q[c.par]) & (h[c.src] != 0))
+        if hit.size:
+            i = int(c.par[hit[0]])
+            raise PathOverflowError(
+                f"p[{i}]**2 overflows float64 and p[{i}] lies on a path whose other "
+                f"weights are non-zero, so {what} does too; scale the weights down")
+    if np.isfinite(h).all():
+        raise PathOverflowError(f"{what} overflowed float64 in the sum over the outputs "
+                                f"(each output's path sum is finite); scale the weights down")
+    _overflow(g, first_nonfinite_row(h), what)
+
+
+def _q_overflow(q, p=None):
+    i = int(np.flatnonzero(~np.isfinite(q))[0])
+    where = "" if p is None else f" (p[{i}] = {p[i]})"
+    raise PathOverflowError(f"p[{i}]**2 overflows float64{where} and p[{i}] lies on a path "
+                            f"whose other weights are non-zero; scale the weights down")
+
+
+def _careful_quantities(g, q, with_kappa2):
+    """All quantities with 0 * (anything) = 0; PathOverflowError only for a result that is
+    itself beyond float64, naming the first node or parameter where it went."""
+    h = _squared_forward(g, q, careful=True)
+    delta, k1 = _squared_backward(g, q, h, careful=True)
+    with np.errstate(over="ignore"):
+        total = float(h[g._c.outputs].sum())
+    if not np.isfinite(total):
+        _blame_overflow(g, q, h, "gamma^2")
+    if not np.isfinite(k1).all():
+        i = int(np.flatnonzero(~np.isfinite(k1))[0])
+        if not np.isfinite(q[i]):
+            _q_overflow(q)
+        raise PathOverflowError(f"kappa1[{i}] overflowed float64; scale the weights down")
+    if not with_kappa2:
+        return PathQuantities(total, k1, None, None)
+    c = g._c
+    support = _support_and_blocks(g)[0]
+    k2 = np.zeros(g.n_params)
+    vmin, vmax = _param_head_range(g)
+    for i in support.tolist():
+        out = _kernels.tangent_careful(c.indptr, c.src, c.par, q, h, delta, i,
+                                       int(vmin[i]), int(vmax[i]) + 1)
+        if out != 0.0:
+            with np.errstate(over="ignore"):
+                k2[i] = 4.0 * q[i] * out
+    with np.errstate(over="ignore"):
+        k = k1 + k2
+    if not np.isfinite(k).all():
+        i = int(np.flatnonzero(~np.isfinite(k))[0])
+        raise PathOverflowError(f"kappa2[{i}] overflowed float64; scale the weights down")
+    return PathQuantities(total, k1, k2, k)
+
+
+def _param_head_range(g):
+    """Per parameter, the first and last head position of its edges."""
+    c = g._c
+    heads = np.repeat(np.arange(g.n_nodes), np.diff(c.indptr))
+    vmin = np.full(g.n_params, g.n_nodes, dtype=np.int64)
+    vmax = np.full(g.n_params, -1, dtype=np.int64)
+    np.minimum.at(vmin, c.par, heads)
+    np.maximum.at(vmax, c.par, heads)
+    return vmin, vmax
 
 
 def squared_network(g, p):
@@ -170,6 +250,8 @@ def squared_network(g, p):
     (array([ 1.,  9., 81.]), array([81.,  9.,  1.]))
     """
     q = _setup(g, p)
+    if not np.isfinite(q).all():
+        _q_overflow(q)
     h = _squared_forward(g, q)
     delta, _ = _squared_backward(g, q, h)
     return h, delta
@@ -202,7 +284,17 @@ def gamma2(g, p):
     16.0
     """
     q = _setup(g, p)
-    return _gamma2_from(g, _squared_forward(g, q))
+    if np.isfinite(q).all():
+        try:
+            return _gamma2_from(g, _squared_forward(g, q))
+        except PathOverflowError:
+            pass
+    h = _squared_forward(g, q, careful=True)   # 0 * (anything) = 0: decides what overflows
+    with np.errstate(over="ignore"):
+        total = float(h[g._c.outputs].sum())
+    if not np.isfinite(total):
+        _blame_overflow(g, q, h, "gamma^2")
+    return total
 
 
 def kappa1(g, p):
@@ -371,7 +463,9 @@ def path_quantities(g, p, with_kappa2=True):
     ValueError
         ``p`` of the wrong shape or not finite.
     PathOverflowError
-        A path sum beyond the float64 range; the message names the node or parameter.
+        A returned quantity beyond the float64 range; the message names the node or
+        parameter.  A huge weight (even one whose square overflows) on paths that all
+        carry an exact zero weight is no overflow: those terms are exactly 0.
 
     Examples
     --------
@@ -382,14 +476,23 @@ def path_quantities(g, p, with_kappa2=True):
     (16.0, array([8.]), array([16.]), array([24.]))
     """
     q = _setup(g, p)
-    h = _squared_forward(g, q)
-    g2 = _gamma2_from(g, h)
-    delta, k1 = _squared_backward(g, q, h)
-    if not with_kappa2:
-        return PathQuantities(g2, k1, None, None)
-    k2 = _kappa2_from(g, q, h, delta)
-    k = k1 + k2
-    if not np.isfinite(k).all():
-        i = int(np.flatnonzero(~np.isfinite(k))[0])
-        raise PathOverflowError(f"kappa[{i}] overflowed float64; scale the weights down")
+    if not np.isfinite(q).all():
+        return _careful_quantities(g, q, with_kappa2)
+    try:
+        h = _squared_forward(g, q)
+        g2 = _gamma2_from(g, h)
+        delta, k1 = _squared_backward(g, q, h)
+        if not with_kappa2:
+            return PathQuantities(g2, k1, None, None)
+        k2 = _kappa2_from(g, q, h, delta)
+        with np.errstate(over="ignore"):
+            k = k1 + k2
+        if not np.isfinite(k).all():
+            i = int(np.flatnonzero(~np.isfinite(k))[0])
+            raise PathOverflowError(f"kappa[{i}] overflowed float64; scale the weights down")
+    except PathOverflowError:
+        # an intermediate went beyond float64; it may only ever meet zero weights (then
+        # every quantity is finite): decide with the careful kernels, which re-raise
+        # when a quantity really overflows
+        return _careful_quantities(g, q, with_kappa2)
     return PathQuantities(g2, k1, k2, k)

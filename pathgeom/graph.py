@@ -30,6 +30,12 @@ from ._validation import as_batch, as_params, first_nonfinite_row
 __all__ = ["SharedGraph"]
 
 _INT32_MAX = np.iinfo(np.int32).max
+#: Nodes that touch no edge and parameters on no edge beyond these counts are refused:
+#: memory follows what the graph uses (every per-node / per-parameter array is sized by
+#: n_nodes / n_params), so a stray huge id must not allocate gigabytes.
+MAX_UNUSED = 1 << 22
+#: A cycle error lists at most this many of the cycle's nodes.
+CYCLE_SHOWN = 12
 
 
 # --------------------------------------------------------------------------- the validator
@@ -46,16 +52,46 @@ def _edge_name(labels, src, dst, par, e):
 
 
 def _check_index_array(a, what):
-    a = np.asarray(a)
+    """``a`` as int64 node ids / parameter indices, refusing what does not fit (GraphError).
+
+    Values are checked against the int32 range *before* any conversion, so uint64 ids,
+    floats like 1e300 and Python ints >= 2**63 are reported, not wrapped or overflowed.
+    """
+    if isinstance(a, (str, bytes)):
+        raise GraphError(f"{what} must be a 1-D array of integers, got the string {a!r}")
+    try:
+        a = np.asarray(a)
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise GraphError(f"{what} must be a 1-D array of integers: {exc}") from None
     if a.ndim != 1:
         raise GraphError(f"{what} must be 1-D, got shape {a.shape}")
-    if a.size and not np.issubdtype(a.dtype, np.integer):
-        if a.dtype == bool or not np.issubdtype(a.dtype, np.number):
-            raise GraphError(f"{what} must hold integers, got dtype {a.dtype}")
-        bad = np.flatnonzero(a != np.round(a)) if np.issubdtype(a.dtype, np.floating) else []
+    if not a.size:
+        return np.zeros(0, dtype=np.int64)
+    if a.dtype == object:    # e.g. Python ints beyond int64
+        if not all(isinstance(x, numbers.Integral) and not isinstance(x, bool) for x in a):
+            k = next(k for k, x in enumerate(a)
+                     if not isinstance(x, numbers.Integral) or isinstance(x, bool))
+            raise GraphError(f"{what} must hold integers, got {type(a[k]).__name__} "
+                             f"{a[k]!r} at entry {k}")
+        big = [k for k, x in enumerate(a) if not -_INT32_MAX <= x <= _INT32_MAX]
+        raise GraphError(f"{what}[{big[0]}] = {a[big[0]]} is beyond 2**31 - 1, the largest "
+                         f"node id or parameter index a graph may use; renumber densely")
+    if a.dtype == bool or not (np.issubdtype(a.dtype, np.integer)
+                               or np.issubdtype(a.dtype, np.floating)) or a.dtype.kind in "mM":
+        raise GraphError(f"{what} must hold integers, got dtype {a.dtype}")
+    if np.issubdtype(a.dtype, np.floating):
+        finite = np.isfinite(a)
+        bad = np.flatnonzero(~finite | (a != np.round(np.where(finite, a, 0))))
         where = f" (entry {int(bad[0])} is {a[bad[0]].item()!r})" if len(bad) else ""
         raise GraphError(f"{what} must hold integers, got dtype {a.dtype}{where}; "
                          f"convert with .astype(np.int64) if the values are whole numbers")
+    if a.dtype.itemsize >= 8 or a.dtype.kind == "u":
+        big = np.flatnonzero(a > _INT32_MAX) if a.dtype.kind == "u" else np.flatnonzero(
+            (a > _INT32_MAX) | (a < -_INT32_MAX))
+        if big.size:
+            k = int(big[0])
+            raise GraphError(f"{what}[{k}] = {a[k].item()} is beyond 2**31 - 1, the largest "
+                             f"node id or parameter index a graph may use; renumber densely")
     return a.astype(np.int64, copy=False)
 
 
@@ -80,15 +116,36 @@ def _build(src, dst, par, inputs, outputs, n_nodes, n_params, labels):
     if not (dst.shape[0] == n_edges == par.shape[0]):
         raise GraphError(f"src, dst and param must have one entry per edge; got lengths "
                          f"{src.shape[0]}, {dst.shape[0]}, {par.shape[0]}")
+    if n_edges:
+        bad = np.flatnonzero(par < 0)
+        if bad.size:
+            e = bad[0]
+            raise GraphError(f"{_edge_name(labels, src, dst, par, e)}: parameter index "
+                             f"{int(par[e])} is out of range: indices must be >= 0")
+    used_max = int(par.max()) if n_edges else -1
     if n_params is None:
-        n_params = int(par.max()) + 1 if n_edges else 0
+        n_params = used_max + 1
     elif not isinstance(n_params, numbers.Integral) or isinstance(n_params, bool) or n_params < 0:
         raise GraphError(f"n_params must be a non-negative integer, got {n_params!r}")
     n_params = int(n_params)
     if n_nodes > _INT32_MAX or n_params > _INT32_MAX:
-        raise GraphError("graphs are limited to 2**31 - 1 nodes and parameters")
+        raise GraphError(f"graphs are limited to 2**31 - 1 nodes and parameters (got "
+                         f"n_nodes = {n_nodes}, n_params = {n_params})")
+    # memory follows what the graph uses: bound the unused parameters and isolated nodes
+    if n_params > 2 * n_edges + MAX_UNUSED:
+        n_used = int(np.unique(par).size) if n_edges else 0
+        culprit = (f"the largest parameter index is {used_max}" if n_params == used_max + 1
+                   else f"n_params = {n_params} was declared")
+        raise GraphError(f"{culprit}, but the {n_edges} edge(s) use only {n_used} distinct "
+                         f"parameter(s): more than {MAX_UNUSED} parameters on no edge would "
+                         f"only allocate memory; number the parameters densely from 0")
+    mentioned = n_edges * 2 + inputs.shape[0] + outputs.shape[0]
+    if n_nodes > mentioned + MAX_UNUSED:
+        raise GraphError(f"n_nodes = {n_nodes} but the edges, inputs and outputs mention at "
+                         f"most {mentioned} node ids: more than {MAX_UNUSED} isolated nodes "
+                         f"would only allocate memory; number the nodes densely from 0")
     if n_edges:
-        bad = np.flatnonzero((par < 0) | (par >= n_params))
+        bad = np.flatnonzero(par >= n_params)
         if bad.size:
             e = bad[0]
             raise GraphError(f"{_edge_name(labels, src, dst, par, e)}: parameter index "
@@ -129,7 +186,14 @@ def _build(src, dst, par, inputs, outputs, n_nodes, n_params, labels):
     depth = _kernels.longest_path_depth(n_nodes, src, dst)
     if n_nodes and depth.min() < 0:
         cycle = _find_cycle(labels, src, dst, depth)
-        names = " -> ".join(_name(labels, v) for v in cycle + cycle[:1])
+        if len(cycle) <= CYCLE_SHOWN:
+            names = " -> ".join(_name(labels, v) for v in cycle + cycle[:1])
+        else:
+            half = CYCLE_SHOWN // 2
+            names = (" -> ".join(_name(labels, v) for v in cycle[:half]) + " -> ... -> "
+                     + " -> ".join(_name(labels, v) for v in cycle[-half:] + cycle[:1])
+                     + f" ({len(cycle)} nodes in the cycle, {len(cycle) - 2 * half} not "
+                       f"shown)")
         raise GraphError(f"the graph has a cycle: {names}; a network must be a DAG "
                          f"(unroll recurrences over time)")
     order = np.argsort(depth, kind="stable")  # topological: depth increases along edges
@@ -254,6 +318,10 @@ class SharedGraph:
             if not isinstance(i, numbers.Integral) or isinstance(i, bool):
                 raise GraphError(f"edge #{k} ({u!r} -> {v!r}) has parameter index {i!r} "
                                  f"of type {type(i).__name__}; indices must be integers")
+            if i >= _INT32_MAX:
+                raise GraphError(f"edge #{k} ({u!r} -> {v!r}) has parameter index {i}, "
+                                 f"beyond 2**31 - 2, the largest a graph may use; number "
+                                 f"the parameters densely from 0")
             src.append(node_id(u, f"edge #{k}"))
             dst.append(node_id(v, f"edge #{k}"))
             par.append(int(i))
@@ -304,6 +372,9 @@ class SharedGraph:
                               default=-1)
         elif not isinstance(n_nodes, numbers.Integral) or isinstance(n_nodes, bool) or n_nodes < 0:
             raise GraphError(f"n_nodes must be a non-negative integer, got {n_nodes!r}")
+        if n_params is not None and (not isinstance(n_params, numbers.Integral)
+                                     or isinstance(n_params, bool) or n_params < 0):
+            raise GraphError(f"n_params must be a non-negative integer, got {n_params!r}")
         compiled, order = _build(src, dst, par, inputs, outputs, int(n_nodes), n_params, None)
         return cls._make(compiled, order, None)
 
@@ -350,6 +421,9 @@ class SharedGraph:
             if not isinstance(i, numbers.Integral) or isinstance(i, bool):
                 raise GraphError(f"edge {u!r} -> {v!r} has {param}={i!r}; parameter indices "
                                  f"must be integers")
+            if i >= _INT32_MAX:
+                raise GraphError(f"edge {u!r} -> {v!r} has {param}={i}, beyond 2**31 - 2, "
+                                 f"the largest a graph may use; number the parameters densely")
             src.append(index[u])
             dst.append(index[v])
             par.append(int(i))
@@ -554,7 +628,7 @@ class SharedGraph:
         G = np.zeros_like(H)
         G[c.outputs] = dY.T
         grad = np.zeros(self.n_params)
-        _kernels.backward(c.indptr, c.src, c.par, c.relu, p, H, G, grad)
+        _kernels.backward(c.optr, c.dst, c.opar, c.relu, p, H, G, grad)
         if not np.isfinite(grad).all():
             bad = int(np.flatnonzero(~np.isfinite(grad))[0])
             raise PathOverflowError(f"the gradient of parameter {bad} overflowed float64; "

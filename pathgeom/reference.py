@@ -52,11 +52,15 @@ The smallest witness that the printed constants are not the exact term: the chai
 ([Fraction(18, 1)], [Fraction(9, 1)])
 """
 
+import math
 from collections import defaultdict
 from fractions import Fraction
 
+import numpy as np
+
 __all__ = ["paths", "gamma2", "kappa", "kappa1", "kappa2", "kappa2_printed_eq10",
-           "kappa2_printed_eq11", "forward", "backward"]
+           "kappa2_printed_eq11", "forward", "backward", "path_count", "dag_cost",
+           "gamma2_dag", "kappa_dag"]
 
 #: Refuse graphs with more input-to-output paths than this (pass ``max_paths`` to change).
 MAX_PATHS = 200_000
@@ -75,24 +79,36 @@ def _edge_list(g):
 
 
 def _paths_between(g, edges, starts, is_end, max_paths):
+    """Every path from a node of ``starts`` to a node where ``is_end`` holds.
+
+    Depth-first with an explicit stack (no recursion: a chain of any length works), in
+    the order a recursive walk would list them.
+    """
     out_edges = defaultdict(list)
     for k, (u, v, _) in enumerate(edges):
         out_edges[u].append(k)
     found = []
-
-    def walk(node, path):
-        if is_end(node) and path:
-            found.append(tuple(path))
-            if len(found) > max_paths:
-                raise ValueError(f"more than {max_paths} paths: the reference enumerates "
-                                 f"paths explicitly and is meant for small graphs")
-        for k in out_edges[node]:
-            path.append(k)
-            walk(edges[k][1], path)
-            path.pop()
-
     for s in starts:
-        walk(s, [])
+        path = []
+        stack = [(s, 0)]          # (node, index of the next outgoing edge to try)
+        while stack:
+            node, nxt = stack[-1]
+            out = out_edges[node]
+            if nxt == len(out):
+                stack.pop()
+                if path:
+                    path.pop()
+                continue
+            stack[-1] = (node, nxt + 1)
+            k = out[nxt]
+            path.append(k)
+            child = edges[k][1]
+            if is_end(child):
+                found.append(tuple(path))
+                if len(found) > max_paths:
+                    raise ValueError(f"more than {max_paths} paths: the reference enumerates "
+                                     f"paths explicitly and is meant for small graphs")
+            stack.append((child, 0))
     return found
 
 
@@ -284,3 +300,209 @@ def backward(g, p, x, dy, max_paths=MAX_PATHS):
                     rest *= w[edges[k][2]]
             grad[i] += coef * n * w[i] ** (n - 1) * rest
     return grad
+
+
+# --------------------------------------------------------------------------- exact DP
+#
+# The same definitions without enumerating paths: dynamic programming over the DAG in
+# exact integer arithmetic.  All parameters are put over one denominator D (a power of
+# two for floats): p_i = A_i / D with A_i an integer, so q_i = Q_i / D**2 with Q_i = A_i**2.
+# A node at longest-path depth d holds H_v = h_v * D**(2 d), an integer (a path of length
+# l <= d contributes prod Q * D**(2 (d - l))), and likewise Delta_u = delta_u *
+# D**(2 sinkdepth(u)).  kappa_i = 1/2 d^2 gamma^2 / dp_i^2 is taken by second-order
+# forward differentiation along A_i (p_i = A_i / D, so d/dp_i = D d/dA_i): the second
+# derivative of H is driven by the "sources" of the edges of E_i, and those sources are
+# summed against the exact adjoint Delta.  Nothing recurses; the integers grow like the
+# longest path times the bits of the weights.
+
+
+def _common_denominator(p):
+    """``(A, D, shift)``: integers A_i = p_i * D, and log2(D) when D is a power of two."""
+    D = 1
+    for x in p:
+        D = D * x.denominator // math.gcd(D, x.denominator)
+    A = [int(x * D) for x in p]
+    shift = D.bit_length() - 1 if D & (D - 1) == 0 else None
+    return A, D, shift
+
+
+def _dyadic_fraction(num, k, D, shift):
+    """``num / D**k`` as a Fraction, cheaply when D is a power of two (no big gcd)."""
+    if shift is None:
+        return Fraction(num, D ** k)
+    e = shift * k
+    if num == 0:
+        return Fraction(0)
+    tz = min((num & -num).bit_length() - 1, e)
+    num >>= tz
+    e -= tz
+    if hasattr(Fraction, "_from_coprime_ints"):                      # Python >= 3.12
+        return Fraction._from_coprime_ints(num, 1 << e)
+    return Fraction(num, 1 << e, _normalize=False)                   # coprime already
+
+
+class _Dag:
+    """Edges, depths and the scaling helpers shared by the exact DP functions."""
+
+    def __init__(self, g, p):
+        from . import _kernels
+        self.p = _fractions(p, "p")
+        if len(self.p) != g.n_params:
+            raise ValueError(f"p has {len(self.p)} entries; the graph has {g.n_params} "
+                             f"parameters")
+        self.A, self.D, self.shift = _common_denominator(self.p)
+        src, dst, par = g.edges()
+        self.src, self.dst, self.par = src.tolist(), dst.tolist(), par.tolist()
+        c = g._c
+        self.n = g.n_nodes
+        self.depth = g.depth.tolist()
+        self.sdepth = _kernels.sink_depth(c.optr, c.dst).tolist()
+        self.inputs = c.inputs.tolist()
+        self.outputs = c.outputs.tolist()
+        self.Q = [a * a for a in self.A]
+        self.L = max((self.depth[v] for v in self.outputs), default=0)
+        self.Lpath = max((a + b for a, b in zip(self.depth, self.sdepth)), default=0)
+
+    def up(self, x, k):
+        """``x * D**(2k)``."""
+        if k == 0 or x == 0:
+            return x
+        if self.shift is not None:
+            return x << (2 * self.shift * k)
+        return x * self.D ** (2 * k)
+
+    def forward(self):
+        """Scaled squared-network values H (edges are sorted by destination)."""
+        H = [0] * self.n
+        for v in self.inputs:
+            H[v] = 1
+        d, Q, up = self.depth, self.Q, self.up
+        for u, v, i in zip(self.src, self.dst, self.par):
+            if H[u] and Q[i]:
+                H[v] += up(Q[i] * H[u], d[v] - d[u] - 1)
+        return H
+
+    def backward(self):
+        """Scaled sensitivities Delta (outputs 1), by a reverse sweep over the edges."""
+        Delta = [0] * self.n
+        for v in self.outputs:
+            Delta[v] = 1
+        order = sorted(range(len(self.src)), key=lambda e: -self.src[e])
+        sd, Q, up = self.sdepth, self.Q, self.up
+        for e in order:
+            u, v, i = self.src[e], self.dst[e], self.par[e]
+            if Delta[v] and Q[i]:
+                Delta[u] += up(Q[i] * Delta[v], sd[u] - sd[v] - 1)
+        return Delta
+
+
+def path_count(g):
+    """The number of input-to-output paths, by dynamic programming (an exact int)."""
+    src, dst, _ = g.edges()
+    count = [0] * g.n_nodes
+    for v in g._c.inputs.tolist():
+        count[v] = 1
+    for u, v in zip(src.tolist(), dst.tolist()):   # sorted by destination: topological
+        count[v] += count[u]
+    return sum(count[v] for v in g._c.outputs.tolist())
+
+
+def dag_cost(g):
+    """Edge visits of :func:`kappa_dag` on ``g``: two sweeps, plus for each parameter with
+    two or more edges one sweep over the edges between its first head and last tail."""
+    c = g._c
+    src, dst, par = g.edges()
+    E = int(src.size)
+    if not E:
+        return 0
+    counts = np.bincount(par, minlength=g.n_params)
+    first_head = np.full(g.n_params, g.n_nodes, dtype=np.int64)
+    np.minimum.at(first_head, par, dst)
+    last_tail = np.full(g.n_params, -1, dtype=np.int64)
+    np.maximum.at(last_tail, par, src)
+    multi = np.flatnonzero((counts >= 2) & (last_tail >= first_head))
+    span = c.indptr[last_tail[multi] + 1] - c.indptr[first_head[multi]]
+    return 2 * E + int(span.sum())
+
+
+def gamma2_dag(g, p):
+    r""":math:`\gamma^2(p)` exactly, by dynamic programming over the DAG (no path enumeration).
+
+    Examples
+    --------
+    >>> import pathgeom
+    >>> from pathgeom import reference
+    >>> g = pathgeom.SharedGraph.from_edges([("in", "a", 0), ("a", "out", 0)], ["in"], ["out"])
+    >>> reference.gamma2_dag(g, [0.5]) == reference.gamma2(g, [0.5]) == Fraction(1, 16)
+    True
+    """
+    dag = _Dag(g, p)
+    H = dag.forward()
+    L = dag.L
+    num = sum(dag.up(H[v], L - dag.depth[v]) for v in dag.outputs)
+    return _dyadic_fraction(num, 2 * L, dag.D, dag.shift)
+
+
+def kappa_dag(g, p):
+    r""":math:`\kappa_i = \tfrac12 \partial^2 \gamma^2 / \partial p_i^2` exactly, by dynamic programming.
+
+    Equal to :func:`kappa` (which enumerates paths) on every graph, in time roughly
+    :math:`O(|E|)` big-integer operations plus, for each parameter with two or more
+    edges, one sweep over the edges between its first and its last edge
+    (:func:`dag_cost`), instead of (number of paths) x (path length) x (parameters).
+
+    With :math:`H` the scaled node values, :math:`T` their derivative along
+    :math:`A_i` (zero before the first edge of :math:`E_i`) and :math:`\Delta` the scaled
+    adjoint, the second derivative of :math:`\gamma^2` along :math:`A_i` is
+    :math:`\sum_{(u \to v) \in E_i} (2 Q'_i T_u + Q''_i H_u)\, \Delta_v` up to powers of
+    :math:`D`, with :math:`Q'_i = 2 A_i`, :math:`Q''_i = 2`.
+
+    Examples
+    --------
+    >>> import pathgeom
+    >>> from pathgeom import reference
+    >>> g = pathgeom.SharedGraph.from_edges([("in", "a", 0), ("a", "out", 0)], ["in"], ["out"])
+    >>> reference.kappa_dag(g, [3]), reference.kappa(g, [3])
+    ([Fraction(54, 1)], [Fraction(54, 1)])
+    """
+    dag = _Dag(g, p)
+    H = dag.forward()
+    Delta = dag.backward()
+    d, sd, up = dag.depth, dag.sdepth, dag.up
+    by_param = defaultdict(list)
+    for e, i in enumerate(dag.par):
+        by_param[i].append(e)
+    indptr = g._c.indptr.tolist()
+    result = [Fraction(0)] * g.n_params
+    for i, edges_i in by_param.items():
+        Q, A = dag.Q[i], dag.A[i]
+        tails = [dag.src[e] for e in edges_i]
+        heads = [dag.dst[e] for e in edges_i]
+        first, last = min(heads), max(tails)
+        T = {}
+        if len(edges_i) >= 2 and last >= first:   # the tangent along A_i, where it matters
+            on_i = set(edges_i)
+            for v in range(first, last + 1):
+                t = 0
+                for e in range(indptr[v], indptr[v + 1]):
+                    u = dag.src[e]
+                    gap = d[v] - d[u] - 1
+                    tu = T.get(u, 0)
+                    if tu and dag.Q[dag.par[e]]:
+                        t += up(dag.Q[dag.par[e]] * tu, gap)
+                    if e in on_i and H[u]:
+                        t += up(2 * A * H[u], gap)
+                if t:
+                    T[v] = t
+        num = 0
+        for e in edges_i:
+            u, v = dag.src[e], dag.dst[e]
+            if not Delta[v]:
+                continue
+            inner = 2 * A * T.get(u, 0) + H[u]     # (Q' T_u + Q''/2 H_u) with the 1/2
+            if inner:
+                k = d[u] + 1 + sd[v]                # the power of D**2 under this term
+                num += up(inner * Delta[v], dag.Lpath - k)
+        if num:
+            result[i] = _dyadic_fraction(up(num, 1), 2 * dag.Lpath, dag.D, dag.shift)
+    return result

@@ -187,7 +187,7 @@ class TestGroupDimension:
 
     @given(graphs(max_nodes=9, max_edges=18, max_used_params=3))
     def test_rational_elimination_alone_agrees(self, g):
-        slow = invariance._group_basis(g, merge=False)
+        slow = invariance._group_basis(g, merge=False).toarray()
         assert len(slow) == rescaling_group(g).dim == independent_group_dim(g)
         assert all(is_feasible_exactly(g, np.array(b)) for b in slow)
 
@@ -485,12 +485,22 @@ class TestVerifyLemma1:
         assert_close(r.eq11, r.kappa2 / 4, 1e-12)
         np.testing.assert_array_equal(r.kappa_def_err, 0.0)
 
-    def test_numerical_route_on_a_long_rnn(self):
+    def test_exact_dynamic_programme_on_a_long_rnn(self):
+        g = rnn_graph(1, 3, 1, 10)
+        p = np.random.default_rng(0).uniform(-1, 1, g.n_params)
+        r = verify_lemma1(g, p)
+        assert r.exact and r.n_paths == reference.path_count(g) > 2000
+        assert "dynamic programming" in r.method and "derived" in r.printed_source
+        assert r.max_rel_error < 1e-12
+        np.testing.assert_array_equal(r.kappa_def_err, 0.0)
+
+    def test_numerical_route_on_a_long_rnn(self, monkeypatch):
+        monkeypatch.setattr(invariance, "LEMMA1_EXACT_BUDGET", 0)
         g = rnn_graph(1, 3, 1, 10)
         p = np.random.default_rng(0).uniform(-1, 1, g.n_params)
         r = verify_lemma1(g, p)
         assert not r.exact and r.n_paths is None
-        assert "more than 2000" in r.method and "derived" in r.printed_source
+        assert "beyond the budget" in r.method and "derived" in r.printed_source
         total = r.kappa1 + r.kappa2
         assert np.all(np.abs(total - r.kappa_def) <= r.kappa_def_err)  # the estimate holds
         assert r.max_rel_error < 1e-7

@@ -10,7 +10,7 @@ computation that gives the same numbers).
 import numpy as np
 
 from .. import geometry
-from .._validation import as_params
+from .._validation import as_params, as_real_array
 
 __all__ = ["Layout", "Network"]
 
@@ -75,7 +75,8 @@ class Layout:
                     raise ValueError(f"{name} must be a list of {self._lists[name]} arrays, "
                                      f"got {len(value)}")
                 value = value[index]
-            value = np.asarray(value, dtype=np.float64)
+            where = name if index is None else f"{name}[{index}]"
+            value = as_real_array(value, where)
             if value.shape != shape:
                 where = name if index is None else f"{name}[{index}]"
                 raise ValueError(f"{where} has shape {value.shape}, expected {shape}")

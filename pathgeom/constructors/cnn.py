@@ -469,7 +469,9 @@ class FeedForward(Network):
             raise ValueError(f"dY has shape {dY.shape}; expected {expected} for X of shape "
                              f"{X.shape[1:] if squeeze else X.shape}")
         if not np.isfinite(dY).all():
-            raise ValueError("dY must be finite")
+            where = [int(i) for i in np.argwhere(~np.isfinite(dY))[0]]
+            raise ValueError(f"dY{where} = {dY[tuple(where)]} is not finite; the output "
+                             f"gradient must be finite")
         dA = dY.reshape(X.shape[0], self.n_out)
         Zs, As = self._forward_all(p, X)
         grad = np.zeros(self.n_params)

@@ -8,8 +8,8 @@ For layers :math:`l = 1, \dots, d-1` of widths :math:`H_l` and times :math:`t = 
     h^l_t = \mathrm{relu}\big(W^l_{in} h^{l-1}_t + W^l_{rec} h^l_{t-1} + b^l\big), \qquad
     y_t = W_{out} h^{d-1}_t + b_{out},
 
-with no time-0 nodes (:math:`h^l_0 = 0` adds no path; THEORY.md explains why free time-0
-nodes would break Theorem 1).  The graph is built by :func:`pathgeom._builders.rnn_arrays`.
+with no time-0 nodes (:math:`h^l_0 = 0` adds no path; free time-0 nodes would add rescaling
+freedom and break Theorem 1).  The graph is built by :func:`pathgeom._builders.rnn_arrays`.
 
 Structured quantities.  With :math:`q = p^2` the squared network on the all-ones input has
 layer values :math:`h^l_t = A_l h^{l-1}_t + R_l h^l_{t-1} + a_l` (:math:`A = W_{in}^{\odot 2}`,
@@ -19,7 +19,7 @@ sensitivities :math:`\delta^l_t = A_{l+1}^\top \delta^{l+1}_t + R_l^\top \delta^
 Then :math:`\kappa^{(1)}` of every block is a sum over time of outer products, e.g.
 :math:`\kappa^{(1)}(W_{rec})[j,k] = \sum_{t=2}^{T} \delta_t[j] h_{t-1}[k]`, and only
 :math:`W_{rec}` can have :math:`\kappa^{(2)} \ne 0`.  A path between two nodes of one
-layer stays in that layer, so (THEORY.md; derived again in :meth:`RNN._kappa2_rec`)
+layer stays in that layer, so (derived in :meth:`RNN._kappa2_rec`)
 
 .. math::
 
@@ -38,7 +38,7 @@ import numpy as np
 from .. import geometry
 from .._builders import rnn_arrays, rnn_param_blocks
 from .._errors import PathOverflowError
-from .._validation import as_params
+from .._validation import as_params, as_real_array, check_scale
 from ..graph import SharedGraph
 from ._base import Layout, Network
 
@@ -51,6 +51,9 @@ INIT_SCHEMES = {"irnn": "W_rec = I, other weights U[-0.01, 0.01] (adding problem
                 "np-rnn": "W_rec = A^T A / H scaled to largest eigenvalue 1, A ~ N(0, 1) "
                           "(Talathi & Vartak's np-RNN); other weights U[-0.01, 0.01]"}
 _SCHEMES = tuple(INIT_SCHEMES)
+#: Relative accuracy per entry that ``path_quantities(method="fft")`` guarantees (else it
+#: falls back to the exact recursive sum).
+FFT_RTOL = 1e-10
 
 
 def _normalised_positive_definite(rng, H):
@@ -195,6 +198,7 @@ class RNN(Network):
             raise TypeError("rng must be a numpy.random.Generator (np.random.default_rng(seed))")
         if scheme not in _SCHEMES:
             raise ValueError(f"unknown scheme {scheme!r}; choose one of {_SCHEMES}")
+        scale = check_scale(scale, "scale")
         rec, nonrec = {"irnn": (None, 0.01), "lm": (0.01, 0.2), "np-rnn": (None, 0.01),
                        "uniform": (scale, scale)}[scheme]
         p = np.zeros(self.n_params)
@@ -214,7 +218,7 @@ class RNN(Network):
     # ------------------------------------------------------------------ dense passes
 
     def _check_X(self, X):
-        X = np.asarray(X, dtype=np.float64)
+        X = as_real_array(X, "X")
         if X.ndim == 2:
             X = X[None]
             squeeze = True
@@ -319,13 +323,15 @@ class RNN(Network):
         X, squeeze = self._check_X(X)
         B = X.shape[0]
         want = (B, self.n_out) if self.outputs == "last" else (B, self.T, self.n_out)
-        dY = np.asarray(dY, dtype=np.float64)
+        dY = as_real_array(dY, "dY")
         if squeeze:
             dY = dY[None]
         if dY.shape != want:
             raise ValueError(f"dY has shape {dY.shape}; expected {want}")
         if not np.isfinite(dY).all():
-            raise ValueError("dY has non-finite entries; the output gradient must be finite")
+            where = [int(i) for i in np.argwhere(~np.isfinite(dY))[0]]
+            raise ValueError(f"dY{where} = {dY[tuple(where)]} is not finite; the output "
+                             f"gradient must be finite")
         with np.errstate(over="ignore", invalid="ignore"):  # checked below
             return self._backward(p, X, dY, states)
 
@@ -460,14 +466,18 @@ class RNN(Network):
         lagged sums at all.  Every term is :math:`\ge 0`, so the result has the
         elementwise relative accuracy of a sum of positive numbers.
 
-        ``method="lagged"``: THEORY.md's form, :math:`S = \sum_s (R^s)^\top \odot C_s`
+        ``method="lagged"``: the lagged form, :math:`S = \sum_s (R^s)^\top \odot C_s`
         with the lagged sums :math:`C_s = \sum_u \delta_{u+s+2} h_u^\top` by one matrix
         product per lag: :math:`O(T H^3 + T^2 H^2)`.
 
         ``method="fft"``: the lagged sums as cross-correlations by FFT,
-        :math:`O(H^2 T \log T)` for that part (memory :math:`\approx 24 T H^2` bytes); its
+        :math:`O(H^2 T \log T)` for that part (memory :math:`\approx 24 T H^2` bytes).  Its
         error is absolute, about machine epsilon times the largest :math:`C_s`, so small
-        entries lose relative accuracy (measured in ``benchmarks/bench_rnn.py``).
+        entries could lose relative accuracy; every result is therefore certified entry by
+        entry against an error bound (:meth:`_fft_certified`), and when any entry could be
+        off by more than :data:`FFT_RTOL` relative (weights spread over many decades, say)
+        the exact ``"recursive"`` sum is returned instead.  So every method is exact to
+        :data:`FFT_RTOL` per entry on every input.
         """
         T, H = h.shape
         if T < 3:
@@ -492,10 +502,37 @@ class RNN(Network):
             raise ValueError(f"method must be 'recursive', 'lagged' or 'fft', got {method!r}")
         total = np.zeros((H, H))
         power = np.eye(H)  # R^s
+        psum = np.zeros((H, H))
         for C in lagged:
             total += power.T * C
+            psum += power.T
             power = power @ R
+        if method == "fft" and not RNN._fft_certified(total, psum, h, delta, n):
+            # the FFT's error is absolute (about eps * |delta_j| |h_k| per lag); where the
+            # entries span a wide dynamic range it swamps the small ones: use the exact sum
+            return RNN._kappa2_rec(R, h, delta, "recursive")
         return 4.0 * R * total
+
+    @staticmethod
+    def _fft_certified(total, psum, h, delta, n):
+        r"""Whether every FFT entry is within :data:`FFT_RTOL` of the exact sum.
+
+        A cross-correlation by FFT of length :math:`n` has an absolute error of at most
+        about :math:`c\, \epsilon \log_2 n\, \|\delta_{\cdot j}\|_2 \|h_{\cdot k}\|_2`
+        per lag (taken here with a generous :math:`c = 8`); summed against
+        :math:`(R^s)^\top \ge 0` that bounds each entry's error by that factor times
+        :math:`\sum_s (R^s)^\top`.  Every exact entry is a sum of non-negative terms, so
+        the FFT result is accepted only where the bound is below ``FFT_RTOL`` times the
+        entry's certified lower bound.
+        """
+        eps = np.finfo(np.float64).eps
+        with np.errstate(over="ignore", invalid="ignore"):
+            nd = np.sqrt(np.einsum("tj,tj->j", delta, delta))
+            nh = np.sqrt(np.einsum("tk,tk->k", h, h))
+            bound = 8.0 * eps * np.log2(n) * nd[:, None] * nh[None, :] * psum
+            ok = np.isfinite(total).all() and np.isfinite(bound).all() and bool(
+                np.all(bound <= FFT_RTOL * (total - bound)))
+        return ok
 
     def _gamma2_from(self, q, hs):
         _, _, O, _, a_out = self._blocks(q)
@@ -510,8 +547,16 @@ class RNN(Network):
         r""":math:`\gamma^2(p)` (eqs. 2-3) by the dense squared network: one forward sweep."""
         p = as_params(p, self.n_params)
         q = geometry._setup(self.graph, p)
-        with np.errstate(over="ignore", invalid="ignore"):
-            return self._gamma2_from(q, self._squared_forward(q))
+        if not np.isfinite(q).all():
+            return geometry.gamma2(self.graph, p)
+        try:
+            with np.errstate(over="ignore", invalid="ignore"):
+                return self._gamma2_from(q, self._squared_forward(q))
+        except PathOverflowError as dense_error:
+            try:
+                return geometry.gamma2(self.graph, p)
+            except PathOverflowError:
+                raise dense_error from None
 
     def path_quantities(self, p, with_kappa2=True, method="recursive"):
         r""":math:`\gamma^2, \kappa^{(1)}, \kappa^{(2)}, \kappa` from the dense squared network.
@@ -525,7 +570,20 @@ class RNN(Network):
         ``"lagged"`` or ``"fft"``).
         """
         p = as_params(p, self.n_params)
+        if method not in ("recursive", "lagged", "fft"):
+            raise ValueError(f"method must be 'recursive', 'lagged' or 'fft', got {method!r}")
         q = geometry._setup(self.graph, p)
+        if not np.isfinite(q).all():   # a weight whose square overflows: the generic
+            return geometry.path_quantities(self.graph, p, with_kappa2)  # engine decides
+        try:
+            return self._path_quantities(p, q, with_kappa2, method)
+        except PathOverflowError as dense_error:   # may be an intermediate that only
+            try:                                   # meets zero weights
+                return geometry.path_quantities(self.graph, p, with_kappa2)
+            except PathOverflowError:
+                raise dense_error from None        # names the layer and time step
+
+    def _path_quantities(self, p, q, with_kappa2, method):
         with np.errstate(over="ignore", invalid="ignore"):  # checked: PathOverflowError
             hs = self._squared_forward(q)
             gamma2 = self._gamma2_from(q, hs)
@@ -578,7 +636,7 @@ class RNN(Network):
                              f"got {len(alpha)}")
         out = []
         for l, (a, H) in enumerate(zip(alpha, self.hidden)):
-            a = np.asarray(a, dtype=np.float64)
+            a = as_real_array(a, f"alpha[{l}]")
             if a.shape != (H,):
                 raise ValueError(f"alpha[{l}] has shape {a.shape}, expected ({H},)")
             if not (np.isfinite(a).all() and (a > 0).all()):

@@ -196,7 +196,13 @@ class CharLM:
         return "".join(self.alphabet[i] for i in np.asarray(ids, dtype=np.int64).ravel())
 
     def _onehot(self, ids):
-        return np.eye(self.n_in)[ids]
+        """One-hot float64 rows for ``ids`` by one scatter: memory is the result only (no
+        ``n_in x n_in`` identity, which for a 6,000-symbol alphabet alone is 288 MB)."""
+        ids = np.asarray(ids)
+        out = np.zeros(ids.shape + (self.n_in,))
+        flat = out.reshape(-1, self.n_in)
+        flat[np.arange(flat.shape[0]), ids.reshape(-1)] = 1.0
+        return out
 
     def _windows(self, ids):
         L = self.seq_len
