@@ -32,6 +32,7 @@ import shutil
 
 import numpy as np
 
+from ._npzcheck import npz_shapes
 from .constructors.rnn import RNN
 
 __all__ = ["RunDirError", "RUN_FILES", "prepare_run_dir", "atomic_write_bytes",
@@ -285,18 +286,6 @@ def save_params(path, model, p):
     return path
 
 
-def _stored_shape(f, name):
-    """The shape and dtype of ``name`` in the open npz ``f``, read from the .npy header
-    only (nothing is allocated)."""
-    with f.zip.open(f"{name}.npy") as fh:
-        version = np.lib.format.read_magic(fh)
-        if version == (1, 0):
-            shape, _, dtype = np.lib.format.read_array_header_1_0(fh)
-        else:
-            shape, _, dtype = np.lib.format.read_array_header_2_0(fh)
-    return shape, dtype
-
-
 def _field(f, name, path):
     if name not in f.files:
         raise RunDirError(f"{path} has no '{name}' (it holds {sorted(f.files)}); it is not a "
@@ -364,7 +353,7 @@ def load_params(path):
                 raise RunDirError(f"{path}: outputs = {outputs!r} is not 'last' or 'all'")
             net = RNN(n_in, hidden, n_out, T, outputs=outputs,
                       bias=bool(_field(f, "bias", path)))
-            shape, dtype = _stored_shape(f, "p")
+            shape, dtype = npz_shapes(path)["p"]  # headers only: nothing allocated yet
             if shape != (net.n_params,) or dtype.kind != "f":
                 raise RunDirError(f"{path}: p has shape {shape} and dtype {dtype} but the "
                                   f"stored RNN has {net.n_params} float parameters")

@@ -39,6 +39,7 @@ import numpy as np
 
 from . import runs
 from ._errors import PathOverflowError
+from ._validation import as_real_array
 from .constructors.rnn import RNN
 from .graph import SharedGraph
 from .optim import SGD, PathAdam, PathSGD, clip_grad_norm, make_optimizer
@@ -409,11 +410,7 @@ def _check_factor(diverge_factor):
 
 
 def _check_p0(p0, n_params):
-    arr = np.asarray(p0)
-    if arr.dtype == object or np.iscomplexobj(arr) or not (
-            np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
-        raise TypeError(f"p0 must be a real array, got dtype {arr.dtype}")
-    p = np.array(arr, dtype=np.float64)  # a private copy
+    p = np.array(as_real_array(p0, "p0"))  # the one dtype rule; a private copy
     if p.shape != (n_params,):
         raise ValueError(f"p0 has shape {p.shape}; the model has {n_params} parameters")
     if not np.isfinite(p).all():

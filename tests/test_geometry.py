@@ -19,7 +19,7 @@ def chain(length, shared=True):
 
 
 class TestChainWitness:
-    """THEORY.md's smallest witness: in -> a -> out on one shared p, gamma^2 = p^4."""
+    """The smallest witness of the printed constants: in -> a -> out on one shared p, gamma^2 = p^4."""
 
     @pytest.mark.parametrize("p", [0.5, 1.0, -3.0, 7.25])
     def test_exact_and_printed_constants(self, p):
