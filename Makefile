@@ -13,8 +13,8 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 	touch $@
 
 # The tests cover every shipped feature, optional extras included: install them all.
-$(VENV)/.installed-test: $(VENV)/.installed
-	$(PIP) install -e '.[test,plot,dask,digits,onnx]'
+$(VENV)/.installed-test: $(VENV)/.installed Makefile
+	$(PIP) install -e '.[test,plot,dask,digits,onnx,bench]'
 	touch $@
 
 $(VENV)/.installed-bench: $(VENV)/.installed
