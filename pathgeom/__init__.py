@@ -16,8 +16,8 @@ from ._errors import GraphError, PathOverflowError
 from .geometry import (PathQuantities, gamma2, kappa, kappa1, kappa2, kappa2_support,
                        path_quantities, squared_network)
 from .graph import SharedGraph
-from .invariance import (InvarianceReport, Lemma1Report, RescalingGroup, rescale,
-                         rescaling_group, verify_invariance, verify_lemma1)
+from .rescaling import RescalingGroup, rescale, rescaling_group
+from .verify import InvarianceReport, Lemma1Report, verify_invariance, verify_lemma1
 from .optim import SGD, PathSGD, path_sgd_step, sgd_step
 from .constructors import CNN, MLP, RNN, Conv1d, Conv2d, Dense, cnn, mlp, rnn
 from .onnx_io import OnnxNetwork, from_onnx, to_onnx

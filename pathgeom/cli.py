@@ -36,7 +36,9 @@ from ._edgelist import EdgeListError, read_edge_list
 from ._errors import GraphError, PathOverflowError
 from .geometry import kappa2_support, path_quantities
 from .graph import SharedGraph
-from .invariance import _jsonable, rescale, rescaling_group, verify_invariance, verify_lemma1
+from ._json import jsonable as _jsonable
+from .rescaling import rescale, rescaling_group
+from .verify import verify_invariance, verify_lemma1
 
 __all__ = ["main"]
 

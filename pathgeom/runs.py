@@ -32,6 +32,7 @@ import shutil
 
 import numpy as np
 
+from ._json import jsonable
 from ._npzcheck import npz_shapes
 from .constructors.rnn import RNN
 
@@ -74,22 +75,6 @@ def atomic_write_bytes(path, data):
 def atomic_write_text(path, text):
     """Write ``text`` (UTF-8) to ``path`` atomically."""
     atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def jsonable(obj):
-    """``obj`` with numpy scalars and arrays as Python values and non-finite floats as None
-    (strict JSON has no nan or inf)."""
-    if isinstance(obj, dict):
-        return {str(k): jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return jsonable(obj.tolist())
-    if isinstance(obj, np.generic):
-        return jsonable(obj.item())
-    if isinstance(obj, float) and not np.isfinite(obj):
-        return None
-    return obj
 
 
 def atomic_write_json(path, obj, indent=1):

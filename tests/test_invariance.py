@@ -9,7 +9,7 @@ import pytest
 from hypothesis import assume, given, strategies as st
 
 import pathgeom
-from pathgeom import invariance, reference
+from pathgeom import invariance, reference, verify
 from pathgeom._builders import rnn_arrays
 from pathgeom.invariance import (rescale, rescaling_group, verify_invariance,
                                  verify_lemma1)
@@ -495,7 +495,7 @@ class TestVerifyLemma1:
         np.testing.assert_array_equal(r.kappa_def_err, 0.0)
 
     def test_numerical_route_on_a_long_rnn(self, monkeypatch):
-        monkeypatch.setattr(invariance, "LEMMA1_EXACT_BUDGET", 0)
+        monkeypatch.setattr(verify, "LEMMA1_EXACT_BUDGET", 0)
         g = rnn_graph(1, 3, 1, 10)
         p = np.random.default_rng(0).uniform(-1, 1, g.n_params)
         r = verify_lemma1(g, p)
@@ -519,7 +519,7 @@ class TestVerifyLemma1:
         assert numeric.max_rel_error < 1e-8
 
     def test_eq11_budget(self, monkeypatch):
-        monkeypatch.setattr(invariance, "EQ11_BUDGET", 0)
+        monkeypatch.setattr(verify, "EQ11_BUDGET", 0)
         g = rnn_graph(1, 2, 1, 3)
         p = np.random.default_rng(0).uniform(-1, 1, g.n_params)
         r = verify_lemma1(g, p)
