@@ -2,19 +2,15 @@
 ``sweep`` and ``figure2``.  Registered by :mod:`pathgeom.cli`."""
 
 import argparse
-import itertools
 import os
 import time
 
-import numpy as np
-
 from . import experiments, runs
-from .constructors import rnn
 from .constructors.rnn import INIT_SCHEMES
 from .experiments import DEFAULTS, TASK_DEFAULT_T, check_config, run_config
 from .optim import CURVATURES, OPTIMIZERS, STEP_RULES
-from .tasks import make_task
-from .train import evaluate, load_params, make_optimizer, train
+from .plotting import plot_histories
+from .train import evaluate, load_params
 
 __all__ = ["add_commands"]
 
@@ -355,35 +351,8 @@ def _format_table(rows, task):
     return "\n".join(lines)
 
 
+
 # --------------------------------------------------------------------------- figure 2
-
-
-def kappa_ratio(net, p):
-    r""":math:`\|\kappa^{(2)}\| / \|\kappa^{(1)}\|` over all parameters (structured RNN path)."""
-    r = net.path_quantities(p)
-    return float(np.linalg.norm(r.kappa2) / np.linalg.norm(r.kappa1))
-
-
-def figure2_table(Ts, Hs, train_steps, seed=0, lr=1e-3, progress=False):
-    """The paper's Figure 2 question on the built-in character corpus: the ratio
-    ||kappa2|| / ||kappa1|| at the language-model initialisation and after
-    ``train_steps`` path-Adam (kappa1) steps (the paper's language-model optimiser), for
-    each (T, H)."""
-    rows = []
-    for T, H in itertools.product(Ts, Hs):
-        task = make_task("charlm", corpus="builtin", seq_len=T, seed=seed)
-        net = rnn(task.n_in, H, task.n_out, T, outputs="all")
-        rng = np.random.default_rng(seed)
-        p0 = net.init(rng, "lm")
-        before = kappa_ratio(net, p0)
-        after = None
-        if train_steps:
-            opt = make_optimizer("path-adam", lr, curvature="kappa1")
-            res = train(net, task, opt, train_steps, batch_size=32, rng=rng, p0=p0,
-                        eval_every=train_steps, progress=progress)
-            after = kappa_ratio(net, res.p)
-        rows.append(dict(T=T, H=H, init=before, trained=after))
-    return rows
 
 
 def _cmd_figure2(args, out, err):
@@ -410,75 +379,9 @@ def add_figure2(sub):
     p.set_defaults(handler=_cmd_figure2)
 
 
-# --------------------------------------------------------------------------- the demo race
-
-#: (optimizer, learning rates tried) in the demo's adding-problem race; the best rate of each
-#: optimiser (lowest final test loss) is kept.  Path-SGD uses its default step-size rule
-#: (backtracking on the calibrated step), so its rates mean what they mean for SGD.
-RACE = (("sgd", (1e-2, 1e-3)), ("path-sgd", (1e-2, 1e-3)), ("path-adam", (1e-3,)))
-
-
-def adding_race(T, H, steps, seed, out, err, plot=os.path.join("build", "demo", "demo-race.png")):
-    """A short adding-problem race: SGD (IRNN), Path-SGD (kappa1, default rule) and
-    path-Adam from the same
-    IRNN initialisation, each at its best learning rate of a small grid; prints the table
-    and a verdict read from the measured test losses, and plots the curves when it can."""
-    task = make_task("adding", T=T, seed=seed)
-    net = rnn(task.n_in, H, task.n_out, T)
-    print(f"\nAdding problem, T = {T}, H = {H}, {steps} steps of batch 64 from the IRNN "
-          f"initialisation (test MSE of predicting the mean: {task.baseline:.3f})", file=out)
-    best = {}
-    for name, lrs in RACE:
-        for lr in lrs:
-            rng = np.random.default_rng(seed)
-            p0 = net.init(rng, "irnn")
-            kwargs = {} if name == "sgd" else {"curvature": "kappa1"}
-            res = train(net, task, make_optimizer(name, lr, **kwargs), steps, 64, rng=rng,
-                        p0=p0, eval_every=max(steps // 10, 1), progress=False)
-            loss = res.test_loss if np.isfinite(res.test_loss) else np.inf
-            status = "diverged" if res.diverged else f"test MSE {res.test_loss:.4g}"
-            print(f"  {name:10} lr {lr:<7g} {status}", file=out)
-            if name not in best or loss < best[name][0]:
-                best[name] = (loss, lr, res)
-    ranking = sorted(best.items(), key=lambda kv: kv[1][0])
-    (winner, (loss, lr, _)), rest = ranking[0], ranking[1:]
-    others = "; ".join(f"{n} {v[0]:.3g}" if np.isfinite(v[0]) else f"{n} diverged"
-                       for n, (v) in ((n, v) for n, v in rest))
-    learned = "below" if loss < task.baseline else "not below"
-    print(f"verdict: {winner} (lr {lr:g}) reached the lowest test MSE, {loss:.3g}, {learned} "
-          f"the mean predictor's {task.baseline:.3f}; {others}", file=out)
-    if plot:
-        if os.path.dirname(plot):
-            os.makedirs(os.path.dirname(plot), exist_ok=True)
-        _plot_histories({f"{n} lr={v[1]:g}": v[2].history for n, v in best.items()}, plot,
-                        err, title=f"adding problem, T = {T}, H = {H}",
-                        baseline=task.baseline)
-        if os.path.exists(plot):
-            print(f"learning curves: {plot}", file=out)
-    return best
-
-
-def _plot_histories(histories, path, err, title="", baseline=None):
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("no plot: matplotlib is not installed (pip install 'pathgeom[plot]')", file=err)
-        return None
-    fig, ax = plt.subplots(figsize=(6.4, 4.0))
-    for label, history in histories.items():
-        rows = [h for h in history if h.get("test_loss") is not None
-                and np.isfinite(h["test_loss"])]
-        ax.plot([h["step"] for h in rows], [h["test_loss"] for h in rows], label=label)
-    if baseline is not None:
-        ax.axhline(baseline, color="grey", ls="--", lw=1, label="predict the mean")
-    ax.set_xlabel("step")
-    ax.set_ylabel("test loss")
-    ax.set_yscale("log")
-    ax.set_title(title)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+# The experiments this module used to hold live in pathgeom.experiments (kept importable).
+kappa_ratio = experiments.kappa_ratio
+figure2_table = experiments.figure2_table
+adding_race = experiments.adding_race
+RACE = experiments.RACE
+_plot_histories = plot_histories

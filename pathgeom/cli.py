@@ -29,7 +29,7 @@ import time
 
 import numpy as np
 
-from . import _cli_train, reference
+from . import _cli_train, experiments, reference
 from ._builders import rnn_arrays, rnn_param_blocks
 from .constructors import Conv1d, cnn, mlp, rnn
 from ._edgelist import EdgeListError, read_edge_list
@@ -99,7 +99,7 @@ def _demo(args, out, err=None):
     print(str(verify_invariance(g, p, rng)), file=out)
 
     if args.race_steps > 0:
-        _cli_train.adding_race(args.race_T, args.race_H, args.race_steps, args.seed, out,
+        experiments.adding_race(args.race_T, args.race_H, args.race_steps, args.seed, out,
                                err if err is not None else sys.stderr, plot=args.race_plot)
     return 0
 
@@ -568,6 +568,9 @@ def _parser():
                        metavar="S", help="draw p ~ U(-S, S) (1.0)")
     for p in (lemma1, invariance, group):
         p.add_argument("--json", action="store_true", help="machine-readable output")
+    for name, handler in (("demo", _demo), ("lemma1", _lemma1), ("invariance", _invariance),
+                          ("group", _group), ("draw", _draw)):
+        sub.choices[name].set_defaults(handler=handler)
     _cli_train.add_commands(sub)
     _cli_train.add_figure2(sub)
     return parser
@@ -578,9 +581,7 @@ def main(argv=None, out=None, err=None):
     out = sys.stdout if out is None else out
     err = sys.stderr if err is None else err
     args = _parser().parse_args(argv)
-    command = getattr(args, "handler", None) or {
-        "demo": _demo, "lemma1": _lemma1, "invariance": _invariance, "group": _group,
-        "draw": _draw}[args.command]
+    command = args.handler  # every subcommand registers its handler (set_defaults)
     try:
         status = command(args, out, err)
         if out is sys.stdout:

@@ -32,10 +32,11 @@ from . import runs
 from .constructors import rnn
 from .constructors.rnn import INIT_SCHEMES
 from .optim import CURVATURES, OPTIMIZERS, STEP_RULES, make_optimizer
+from .plotting import plot_histories
 from .tasks import make_task
 from .train import train
 
-__all__ = ["DEFAULTS", "TASK_DEFAULT_T", "check_config", "make_config", "run_config",
+__all__ = ["kappa_ratio", "figure2_table", "adding_race", "RACE", "DEFAULTS", "TASK_DEFAULT_T", "check_config", "make_config", "run_config",
            "resume_run", "run_dir_name", "sweep", "select_irnn", "SweepError", "grid",
            "TABLE_COLUMNS", "read_run_config", "method_name", "export_runs",
            "write_export_table", "EXPORT_COLUMNS"]
@@ -540,3 +541,82 @@ def write_export_table(path, rows, columns=EXPORT_COLUMNS):
         lines.append(",".join(repr(r[c]) if isinstance(r[c], float) else str(r[c])
                               for c in columns))
     runs.atomic_write_text(path, "\n".join(lines) + "\n")
+
+
+# ---------------------------------------------------------------------------- the paper's figure 2
+
+
+def kappa_ratio(net, p):
+    r""":math:`\|\kappa^{(2)}\| / \|\kappa^{(1)}\|` over all parameters (structured RNN path)."""
+    r = net.path_quantities(p)
+    return float(np.linalg.norm(r.kappa2) / np.linalg.norm(r.kappa1))
+
+
+def figure2_table(Ts, Hs, train_steps, seed=0, lr=1e-3, progress=False):
+    """The paper's Figure 2 question on the built-in character corpus: the ratio
+    ||kappa2|| / ||kappa1|| at the language-model initialisation and after
+    ``train_steps`` path-Adam (kappa1) steps (the paper's language-model optimiser), for
+    each (T, H)."""
+    rows = []
+    for T, H in itertools.product(Ts, Hs):
+        task = make_task("charlm", corpus="builtin", seq_len=T, seed=seed)
+        net = rnn(task.n_in, H, task.n_out, T, outputs="all")
+        rng = np.random.default_rng(seed)
+        p0 = net.init(rng, "lm")
+        before = kappa_ratio(net, p0)
+        after = None
+        if train_steps:
+            opt = make_optimizer("path-adam", lr, curvature="kappa1")
+            res = train(net, task, opt, train_steps, batch_size=32, rng=rng, p0=p0,
+                        eval_every=train_steps, progress=progress)
+            after = kappa_ratio(net, res.p)
+        rows.append(dict(T=T, H=H, init=before, trained=after))
+    return rows
+
+
+# ---------------------------------------------------------------------------- the demo race
+
+#: (optimizer, learning rates tried) in the demo's adding-problem race; the best rate of each
+#: optimiser (lowest final test loss) is kept.  Path-SGD uses its default step-size rule
+#: (backtracking on the calibrated step), so its rates mean what they mean for SGD.
+RACE = (("sgd", (1e-2, 1e-3)), ("path-sgd", (1e-2, 1e-3)), ("path-adam", (1e-3,)))
+
+
+def adding_race(T, H, steps, seed, out, err, plot=os.path.join("build", "demo", "demo-race.png")):
+    """A short adding-problem race: SGD (IRNN), Path-SGD (kappa1, default rule) and
+    path-Adam from the same
+    IRNN initialisation, each at its best learning rate of a small grid; prints the table
+    and a verdict read from the measured test losses, and plots the curves when it can."""
+    task = make_task("adding", T=T, seed=seed)
+    net = rnn(task.n_in, H, task.n_out, T)
+    print(f"\nAdding problem, T = {T}, H = {H}, {steps} steps of batch 64 from the IRNN "
+          f"initialisation (test MSE of predicting the mean: {task.baseline:.3f})", file=out)
+    best = {}
+    for name, lrs in RACE:
+        for lr in lrs:
+            rng = np.random.default_rng(seed)
+            p0 = net.init(rng, "irnn")
+            kwargs = {} if name == "sgd" else {"curvature": "kappa1"}
+            res = train(net, task, make_optimizer(name, lr, **kwargs), steps, 64, rng=rng,
+                        p0=p0, eval_every=max(steps // 10, 1), progress=False)
+            loss = res.test_loss if np.isfinite(res.test_loss) else np.inf
+            status = "diverged" if res.diverged else f"test MSE {res.test_loss:.4g}"
+            print(f"  {name:10} lr {lr:<7g} {status}", file=out)
+            if name not in best or loss < best[name][0]:
+                best[name] = (loss, lr, res)
+    ranking = sorted(best.items(), key=lambda kv: kv[1][0])
+    (winner, (loss, lr, _)), rest = ranking[0], ranking[1:]
+    others = "; ".join(f"{n} {v[0]:.3g}" if np.isfinite(v[0]) else f"{n} diverged"
+                       for n, (v) in ((n, v) for n, v in rest))
+    learned = "below" if loss < task.baseline else "not below"
+    print(f"verdict: {winner} (lr {lr:g}) reached the lowest test MSE, {loss:.3g}, {learned} "
+          f"the mean predictor's {task.baseline:.3f}; {others}", file=out)
+    if plot:
+        if os.path.dirname(plot):
+            os.makedirs(os.path.dirname(plot), exist_ok=True)
+        plot_histories({f"{n} lr={v[1]:g}": v[2].history for n, v in best.items()}, plot,
+                        err, title=f"adding problem, T = {T}, H = {H}",
+                        baseline=task.baseline)
+        if os.path.exists(plot):
+            print(f"learning curves: {plot}", file=out)
+    return best

@@ -215,26 +215,33 @@ def _passes(model, task, engine):
                                  f"the network with pathgeom.rnn(task.n_in, H, task.n_out, "
                                  f"task.T, outputs=task.outputs)")
     if engine == "dense":
-        if not isinstance(model, RNN):
-            raise TypeError(f"engine='dense' needs a pathgeom.RNN, got "
-                            f"{type(model).__name__}; use engine='graph' for a SharedGraph")
-        last = {}  # the hidden states of the latest forward pass, reused by its backward
+        if isinstance(model, RNN):
+            last = {}  # the hidden states of the latest forward pass, reused by its backward
 
-        def forward(p, X):
-            Y, states = model.forward_with_states(p, X)
-            last.update(key=(id(p), id(X)), states=states)
-            return Y
+            def forward(p, X):
+                Y, states = model.forward_with_states(p, X)
+                last.update(key=(id(p), id(X)), states=states)
+                return Y
 
-        def backward(p, X, dY):
-            states = last.get("states") if last.get("key") == (id(p), id(X)) else None
-            return model.backward(p, X, dY, states=states)
+            def backward(p, X, dY):
+                states = last.get("states") if last.get("key") == (id(p), id(X)) else None
+                return model.backward(p, X, dY, states=states)
 
-        return forward, backward, model.n_params
+            return forward, backward, model.n_params
+        if callable(getattr(model, "forward", None)) and callable(
+                getattr(model, "backward", None)) and hasattr(model, "input_shape"):
+            return _feedforward_passes(model, task)
+        raise TypeError(f"engine='dense' needs a network with dense passes (pathgeom.rnn, "
+                        f"cnn or mlp), got {type(model).__name__}; use engine='graph' for a "
+                        f"SharedGraph")
     g = model if isinstance(model, SharedGraph) else getattr(model, "graph", None)
     if not isinstance(g, SharedGraph):
         raise TypeError(f"engine='graph' needs a SharedGraph or a network with .graph, got "
                         f"{type(model).__name__}")
     rows = getattr(model, "graph_inputs", None) or (lambda X: np.reshape(X, (len(X), -1)))
+    if hasattr(model, "input_shape") and not isinstance(model, RNN):  # a sequence per sample
+        to_rows, shape_in = rows, tuple(model.input_shape)
+        rows = lambda X: to_rows(np.reshape(X, (len(X),) + shape_in))  # noqa: E731
 
     def shape(B):
         return (B, task.n_out) if task.outputs == "last" else (B, task.T, task.n_out)
@@ -246,6 +253,31 @@ def _passes(model, task, engine):
         return g.backward(p, rows(X), np.reshape(dY, (len(X), -1)))
 
     return forward, backward, g.n_params
+
+
+def _feedforward_passes(model, task):
+    """Dense passes of a feed-forward network (:func:`pathgeom.cnn`, :func:`pathgeom.mlp`)
+    on a task with one output per sequence: each sequence ``(T, n_in)`` is read as one
+    sample of ``model.input_shape`` (same number of values, C order), e.g. the 64 pixels of
+    a built-in digit as a ``(1, 8, 8)`` image."""
+    size = int(np.prod(model.input_shape))
+    if task.outputs != "last" or task.T * task.n_in != size or model.n_out != task.n_out:
+        raise ValueError(f"a {type(model).__name__} with input_shape {model.input_shape} and "
+                         f"{model.n_out} outputs cannot take task {task.name!r} (T={task.T}, "
+                         f"n_in={task.n_in}, n_out={task.n_out}, outputs={task.outputs!r}): "
+                         f"it needs T * n_in = {size}, n_out = {task.n_out} and one output "
+                         f"per sequence")
+
+    def samples(X):
+        return np.reshape(X, (len(X),) + tuple(model.input_shape))
+
+    def forward(p, X):
+        return model.forward(p, samples(X))
+
+    def backward(p, X, dY):
+        return model.backward(p, samples(X), dY)
+
+    return forward, backward, model.n_params
 
 
 def _evaluate(forward, task, p, batch_size):
@@ -442,8 +474,11 @@ def train(model, task, optimizer, steps, batch_size=64, rng=None, p0=None, eval_
 
     Parameters
     ----------
-    model : pathgeom.RNN, or a SharedGraph / network with ``.graph`` (``engine="graph"``)
-        Must match the task (``n_in, n_out, T, outputs``).
+    model : pathgeom.RNN, CNN or MLP, or a SharedGraph / network with ``.graph``
+        An RNN must match the task (``n_in, n_out, T, outputs``); a feed-forward network
+        reads each sequence as one sample of its ``input_shape`` (``T * n_in`` values; one
+        output per sequence); any of them, or a bare graph, runs on the generic engine
+        with ``engine="graph"``.
     task : task object
         ``name, n_in, n_out, T, outputs, loss ("mse" | "xent"), sample(rng, B), test``
         (and ``valid``, or None).
@@ -458,7 +493,8 @@ def train(model, task, optimizer, steps, batch_size=64, rng=None, p0=None, eval_
         means seed 0, so that a run is reproducible by default.  Ignored when resuming:
         the generator's state comes from the checkpoint.
     p0 : array_like, optional
-        Initial parameters; default ``model.init(rng, "irnn")`` (required for a bare graph).
+        Initial parameters; default ``model.init(rng, "irnn")`` for an RNN,
+        ``model.init(rng)`` for other networks (required for a bare graph).
     eval_every : int or None
         Evaluate on ``task.test`` every this many steps (and at steps 0 and ``steps``).
     out_dir : str or path, optional
@@ -565,7 +601,7 @@ def train(model, task, optimizer, steps, batch_size=64, rng=None, p0=None, eval_
         if p0 is None:
             if not callable(getattr(model, "init", None)):
                 raise ValueError("p0 is required: this model has no init(rng, scheme)")
-            p0 = model.init(rng, "irnn")
+            p0 = model.init(rng, "irnn") if isinstance(model, RNN) else model.init(rng)
         p = _check_p0(p0, n_params)
         optimizer.reset()
     with thread_limits(threads):
