@@ -398,6 +398,21 @@ def thread_limits(threads):
         numba.set_num_threads(before)
 
 
+class _BatchLoss:
+    """The minibatch loss as a function of the parameters, ``loss(q)``, for step-size rules
+    that look at it; the loss at ``p``, already computed by the loop, is not recomputed
+    (the same passes would give the same number)."""
+
+    def __init__(self, forward, loss_fn, X, Y, p, loss_at_p):
+        self.forward, self.loss_fn, self.X, self.Y = forward, loss_fn, X, Y
+        self.p, self.loss_at_p = p, loss_at_p
+
+    def __call__(self, q):
+        if q is self.p or np.array_equal(q, self.p):
+            return self.loss_at_p
+        return self.loss_fn(self.forward(q, self.X), self.Y)[0]
+
+
 class _StopFlag:
     """SIGINT/SIGTERM set a flag that the loop checks after every step (a second SIGINT
     interrupts at once); installed only in the main thread, restored afterwards."""
@@ -706,7 +721,7 @@ class _Loop:
                         grad = backward(p, X, dY)
                         stage = f"the {type(opt).__name__} update"
                         new = opt.step(p, grad, self.model,
-                                       loss=lambda q: loss_fn(forward(q, X), Y)[0])
+                                       loss=_BatchLoss(forward, loss_fn, X, Y, p, loss))
                         if not np.isfinite(new).all():
                             raise _Diverged(step, _nonfinite(
                                 f"the {type(opt).__name__} update made parameters "
