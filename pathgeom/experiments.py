@@ -265,7 +265,10 @@ def _row_from_dir(run_dir, name):
 
 
 def _sweep_job(config, run_dir, stop=None):
-    """One run of a sweep, in a worker: fresh, resumed, or left alone when it is done."""
+    """One run of a sweep, in a worker: fresh, resumed, or left alone when it is done (or
+    when the sweep is stopping before it started)."""
+    if stop is not None and stop():
+        return os.path.basename(run_dir)
     if os.path.exists(os.path.join(run_dir, "result.json")):
         res = runs.read_result(run_dir)
         if res["status"] == "diverged" or (res["status"] == "finished"
