@@ -13,7 +13,7 @@ import numpy as np
 
 import pathgeom
 from pathgeom.tasks import make_task
-from pathgeom.train import make_optimizer, train
+from pathgeom.training import make_optimizer, train
 
 
 def timed(threads, steps, T, H, repeats=2):

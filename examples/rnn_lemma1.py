@@ -19,7 +19,7 @@ r = net.path_quantities(p)
 exact = np.array([float(x) for x in reference.kappa(net.graph, p)])
 print(net)
 print(f"gamma^2 = {r.gamma2:.6g}")
-for l in range(net.depth):
+for l in range(net.n_layers):
     s = net.layout.slice("W_rec", l)
     print(f"layer {l}: kappa2 / kappa1 on W_rec =", np.round(r.kappa2[s] / r.kappa1[s], 4))
 err = np.max(np.abs(r.kappa - exact) / exact)

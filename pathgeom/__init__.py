@@ -14,7 +14,7 @@ train; :func:`rescaling_group`, :func:`rescale`, :func:`verify_lemma1` and
 
 from ._errors import GraphError, PathOverflowError
 from .geometry import (PathQuantities, gamma2, kappa, kappa1, kappa2, kappa2_support,
-                       path_quantities, squared_network)
+                       path_quantities, squared_network, squared_values)
 from .graph import SharedGraph
 from .rescaling import RescalingGroup, rescale, rescaling_group
 from .verify import InvarianceReport, Lemma1Report, verify_invariance, verify_lemma1
@@ -22,8 +22,18 @@ from .optim import SGD, PathSGD, path_sgd_step, sgd_step
 from .constructors import CNN, MLP, RNN, Conv1d, Conv2d, Dense, cnn, mlp, rnn
 from .onnx_io import OnnxNetwork, from_onnx, to_onnx
 from .tasks import AddingProblem, CharLM, SequentialDigits, make_task
-from .train import (PathAdam, TrainResult, accuracy, bits_per_char, evaluate, load_params,
+from .training import (PathAdam, TrainResult, accuracy, bits_per_char, evaluate, load_params,
                     make_optimizer, mse_loss, save_params, softmax_cross_entropy, train)
+
+# ``pathgeom.train`` is the training function; the module that holds it is
+# ``pathgeom.training``.  Code written when the module was called ``pathgeom.train``
+# (``from pathgeom.train import mse_loss``) still imports: the old module path names the
+# same module object.
+import sys as _sys
+from . import training as _training
+
+_sys.modules.setdefault(__name__ + ".train", _training)
+del _sys
 
 __version__ = "0.1.0"
 
@@ -73,6 +83,7 @@ __all__ = [
     "sgd_step",
     "softmax_cross_entropy",
     "squared_network",
+    "squared_values",
     "to_onnx",
     "train",
     "verify_invariance",

@@ -10,7 +10,7 @@ from .constructors.rnn import INIT_SCHEMES
 from .experiments import DEFAULTS, TASK_DEFAULT_T, check_config, run_config
 from .optim import CURVATURES, OPTIMIZERS, STEP_RULES
 from .plotting import plot_histories
-from .train import evaluate, load_params
+from .training import evaluate, load_params
 
 __all__ = ["add_commands"]
 

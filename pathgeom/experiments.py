@@ -34,7 +34,7 @@ from .constructors.rnn import INIT_SCHEMES
 from .optim import CURVATURES, OPTIMIZERS, STEP_RULES, make_optimizer
 from .plotting import plot_histories
 from .tasks import make_task
-from .train import train
+from .training import train
 
 __all__ = ["kappa_ratio", "figure2_table", "adding_race", "RACE", "DEFAULTS", "TASK_DEFAULT_T", "check_config", "make_config", "run_config",
            "resume_run", "run_dir_name", "sweep", "select_irnn", "SweepError", "grid",
@@ -158,7 +158,7 @@ def run_config(config, out_dir=None, progress=False, resume=False, overwrite=Fal
     """Train one run configuration; the result as a flat dict (a table row).
 
     With ``out_dir`` the run directory gets ``run.json`` (the configuration, written first)
-    and everything :func:`pathgeom.train.train` writes; ``resume`` continues it.
+    and everything :func:`pathgeom.training.train` writes; ``resume`` continues it.
     """
     config = check_config(config)
     if out_dir is not None:  # checked before the task is built; created by train

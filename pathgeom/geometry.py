@@ -36,7 +36,9 @@ and spread over numba's threads; parameters that the depth certificate proves ze
 (:func:`kappa2_support`) cost nothing.
 """
 
+import warnings
 from typing import NamedTuple, Optional
+
 
 import numpy as np
 
@@ -46,7 +48,7 @@ from ._validation import as_params, first_nonfinite_row
 from .graph import SharedGraph
 
 __all__ = ["PathQuantities", "path_quantities", "gamma2", "kappa1", "kappa2", "kappa",
-           "kappa2_support", "squared_network"]
+           "kappa2_support", "squared_values", "squared_network"]
 
 #: Parameters per forward-tangent sweep in :func:`kappa2` (one SIMD-friendly row per node).
 TANGENT_BLOCK = 64
@@ -219,6 +221,13 @@ def _param_head_range(g):
 
 
 def squared_network(g, p):
+    """Deprecated name of :func:`squared_values` (it returns arrays, not a network)."""
+    warnings.warn("pathgeom.squared_network is deprecated: use pathgeom.squared_values (the "
+                  "same (h, delta) arrays)", DeprecationWarning, stacklevel=2)
+    return squared_values(g, p)
+
+
+def squared_values(g, p):
     r"""Node values :math:`h` and sensitivities :math:`\delta` of the squared network.
 
     .. math::
@@ -245,7 +254,7 @@ def squared_network(g, p):
     --------
     >>> import pathgeom
     >>> g = pathgeom.SharedGraph.from_edges([("x", "a", 0), ("a", "y", 0)], ["x"], ["y"])
-    >>> h, delta = pathgeom.squared_network(g, [3.0])
+    >>> h, delta = pathgeom.squared_values(g, [3.0])
     >>> h, delta
     (array([ 1.,  9., 81.]), array([81.,  9.,  1.]))
     """

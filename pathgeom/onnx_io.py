@@ -1211,12 +1211,12 @@ def to_onnx(model, p, path=None, dtype="float64"):
             nodes.append(helper.make_node("RNN", ins, [f"Y.{l}", f"Y_h.{l}"],
                                           name=f"rnn.{l}", hidden_size=H,
                                           activations=["Relu"]))
-            last = l == model.depth - 1
+            last = l == model.n_layers - 1
             if not last or model.outputs == "all":
                 nodes.append(helper.make_node("Squeeze", [f"Y.{l}", "axes1"], [f"h.{l}"]))
                 below = f"h.{l}"
         if model.outputs == "last":
-            nodes.append(helper.make_node("Squeeze", [f"Y_h.{model.depth - 1}", "axes0"],
+            nodes.append(helper.make_node("Squeeze", [f"Y_h.{model.n_layers - 1}", "axes0"],
                                           ["h_T"]))
             gemm = ["h_T", "W_out"] + (["b_out"] if model.bias else [])
             nodes.append(helper.make_node("Gemm", gemm, ["y"], name="out", transB=1))

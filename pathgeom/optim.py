@@ -41,14 +41,14 @@ once.  :class:`PathSGD` therefore has named *step-size rules* (:data:`STEP_RULES
     where it may double back towards 1.  The losses are invariant under rescalings, so
     the safeguard keeps the commutation too.  It needs the batch loss as a function of
     the parameters, ``opt.step(p, grad, model, loss=...)``, which
-    :func:`pathgeom.train.train` passes.
+    :func:`pathgeom.training.train` passes.
 
 The optimiser objects (:class:`SGD`, :class:`PathSGD`, :class:`PathAdam`, built by name
 with :func:`make_optimizer`) share one interface, ``opt.step(p, grad, model, loss=None)
 -> new p`` (never in place), ``opt.reset()``, and ``opt.state_dict()`` /
 ``opt.load_state_dict(state)`` (the moments, the calibration constant and the step
 scale, so that a checkpointed run resumes bit for bit), which
-:func:`pathgeom.train.train` drives.  Every step checks its result: a parameter that
+:func:`pathgeom.training.train` drives.  Every step checks its result: a parameter that
 would become infinite raises :class:`~pathgeom.PathOverflowError` naming it, and a
 curvature that underflowed to 0 where the gradient is not 0 raises it too (the step
 would otherwise skip that parameter silently).  The
@@ -590,7 +590,7 @@ class PathAdam(_Optimizer):
     with :math:`u_i = \tilde g_i / \kappa_i` (:math:`\tilde g`: the clipped gradient) where
     :math:`\kappa_i > 0` and 0 elsewhere; parameters with :math:`\kappa_i = 0` at this step
     are returned unchanged.  The moments are the optimiser's state: :meth:`reset` clears them
-    (:func:`pathgeom.train.train` does so at the start of every run) and
+    (:func:`pathgeom.training.train` does so at the start of every run) and
     :meth:`state_dict` saves them.  Adam's step is invariant to the scale of ``u``, so no
     step-size rule is needed.
 

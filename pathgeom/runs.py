@@ -279,7 +279,7 @@ def _field(f, name, path):
 
 
 def load_params(path):
-    """``(model, p)`` from a ``params.npz`` written by :func:`pathgeom.train.train` or
+    """``(model, p)`` from a ``params.npz`` written by :func:`pathgeom.training.train` or
     :func:`save_params` (``.npz`` is appended to a path without it when that file exists).
 
     Damaged or foreign files raise :class:`RunDirError` naming the file and what is wrong;

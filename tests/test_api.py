@@ -23,3 +23,21 @@ def test_import_has_no_side_effects():
             "assert numba.get_num_threads() == threads\n"
             "import sys; assert 'matplotlib' not in sys.modules\n")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_deprecated_names_still_work_and_say_so():
+    import numpy as np
+    import pytest
+    net = pathgeom.rnn(1, 2, 1, T=3)
+    p = net.init(np.random.default_rng(0), "uniform", scale=0.5)
+    with pytest.warns(DeprecationWarning, match="n_layers"):
+        assert net.depth == net.n_layers == 1
+    with pytest.warns(DeprecationWarning, match="rescale_units"):
+        np.testing.assert_array_equal(net.rescale(p, [np.full(2, 2.0)]),
+                                      net.rescale_units(p, [np.full(2, 2.0)]))
+    with pytest.warns(DeprecationWarning, match="squared_values"):
+        h, delta = pathgeom.squared_network(net.graph, p)
+    np.testing.assert_array_equal(h, pathgeom.squared_values(net.graph, p)[0])
+    from pathgeom.train import mse_loss          # the module's old path
+    from pathgeom.training import mse_loss as same
+    assert mse_loss is same and callable(pathgeom.train)

@@ -301,7 +301,7 @@ def test_huge_rescaling_scale_names_the_scale(scale):
 
 
 def test_rnn_alpha_and_pack_refuse_complex():
-    expect_typed(lambda: RNN.rescale(np.zeros(RNN.n_params), np.ones(3) + 0j), "complex")
+    expect_typed(lambda: RNN.rescale_units(np.zeros(RNN.n_params), np.ones(3) + 0j), "complex")
     blocks = RNN.unpack(np.zeros(RNN.n_params))
     blocks["W_out"] = blocks["W_out"].astype(complex)
     expect_typed(lambda: RNN.pack(**blocks), "complex")

@@ -91,7 +91,7 @@ def test_single_functions_agree_with_path_quantities(gp):
 @given(gp=graph_and_params())
 def test_squared_network_values_are_path_sums(gp):
     g, p = gp
-    h, delta = pathgeom.squared_network(g, p)
+    h, delta = pathgeom.squared_values(g, p)
     q = p * p
     # g = sum of outputs of h; kappa1_i = sum over E_i of h_u delta_v (Theorem 3)
     src, dst, par = g.edges()

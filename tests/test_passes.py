@@ -90,7 +90,7 @@ class TestBadNumericInput:
 
     @pytest.mark.parametrize("fn", [pathgeom.gamma2, pathgeom.kappa1, pathgeom.kappa2,
                                     pathgeom.kappa, pathgeom.path_quantities,
-                                    pathgeom.squared_network])
+                                    pathgeom.squared_values])
     @pytest.mark.parametrize("p, match", [([1.0], r"shape \(1,\).*length n_params = 2"),
                                           ([[1.0, 2.0]], "shape"),
                                           ([1.0, np.nan], r"p\[1\] = nan is not finite"),
@@ -215,5 +215,5 @@ class TestOverflowRegressions:
         r = pathgeom.path_quantities(g, [10.0, 2.0])
         assert r.gamma2 == 4.0
         np.testing.assert_array_equal(r.kappa, [0.0, 1.0])
-        h, delta = pathgeom.squared_network(g, [10.0, 2.0])
+        h, delta = pathgeom.squared_values(g, [10.0, 2.0])
         assert np.isfinite(delta).all() and np.isfinite(h).all()

@@ -27,7 +27,7 @@ def case(request):
     net = pathgeom.rnn(**config)
     p = net.init(rng, "uniform", scale=0.7)
     if net.bias:  # init leaves biases at zero; make them matter
-        for l in range(net.depth):
+        for l in range(net.n_layers):
             p[net.layout.slice("b", l)] = rng.uniform(-0.5, 0.5, net.hidden[l])
         p[net.layout.slice("b_out")] = rng.uniform(-0.5, 0.5, net.n_out)
     X = rng.normal(size=(4, net.T, net.n_in))
@@ -68,7 +68,7 @@ def test_only_w_rec_has_kappa2(case):
     net, p, _, _ = case
     k2 = net.kappa2(p)
     rec = np.zeros(net.n_params, bool)
-    for l in range(net.depth):
+    for l in range(net.n_layers):
         rec[net.layout.slice("W_rec", l)] = True
     assert np.all(k2[~rec] == 0.0)
     assert np.all(pathgeom.kappa2(net.graph, p)[~rec] == 0.0)
@@ -85,7 +85,7 @@ def test_structured_geometry_equals_exact_reference(config):
     p = net.init(np.random.default_rng(3), "uniform", scale=0.9)
     if net.bias:
         p[net.layout.slice("b_out")] = 0.3
-        for l in range(net.depth):
+        for l in range(net.n_layers):
             p[net.layout.slice("b", l)] = 0.2 + 0.1 * l
     r = net.path_quantities(p)
     assert_close(r.gamma2, float(reference.gamma2(net.graph, p)), 1e-12)
@@ -157,7 +157,7 @@ class TestTheorem1:
         if net.bias:
             p[net.layout.slice("b", 0)] = 0.3
         alpha = [rng.uniform(0.3, 3.0, H) for H in net.hidden]
-        return net, p, net.rescale(p, alpha), net.beta(alpha), rng
+        return net, p, net.rescale_units(p, alpha), net.beta(alpha), rng
 
     def test_function_and_gamma2_unchanged(self, rescaled):
         net, p, p2, _, rng = rescaled
@@ -225,8 +225,8 @@ def test_one_layer_blocks_may_be_bare_arrays():
     bare = dict(blocks, W_in=blocks["W_in"][0], W_rec=blocks["W_rec"][0], b=blocks["b"][0])
     np.testing.assert_array_equal(net.pack(**bare), net.pack(**blocks))
     alpha = rng.uniform(0.5, 2, 3)
-    np.testing.assert_array_equal(net.rescale(net.pack(**blocks), alpha),
-                                  net.rescale(net.pack(**blocks), [alpha]))
+    np.testing.assert_array_equal(net.rescale_units(net.pack(**blocks), alpha),
+                                  net.rescale_units(net.pack(**blocks), [alpha]))
 
 
 class TestRegressions:
@@ -268,7 +268,7 @@ def test_rescale_with_one_step_leaves_the_unused_w_rec_alone():
     rng = np.random.default_rng(0)
     p = rng.normal(size=net.n_params)
     alpha = rng.uniform(0.5, 2.0, 4)
-    np.testing.assert_allclose(net.rescale(p, alpha), rescale(net.graph, p, net.beta(alpha)))
+    np.testing.assert_allclose(net.rescale_units(p, alpha), rescale(net.graph, p, net.beta(alpha)))
 
 
 def test_np_rnn_init_is_normalised_positive_definite():

@@ -17,7 +17,7 @@ import pathgeom
 from pathgeom import cli, experiments, runs
 from pathgeom.optim import STEP_RULES, PathSGD
 from pathgeom.tasks import make_task
-from pathgeom.train import make_optimizer, train
+from pathgeom.training import make_optimizer, train
 
 
 def run(*argv):
@@ -97,13 +97,13 @@ class TestDefaultRule:
         rng = np.random.default_rng(2)
         p = net.init(rng, "uniform", scale=0.7)
         alpha = [rng.uniform(0.5, 2.0, 3)]
-        q = net.rescale(p, alpha)
+        q = net.rescale_units(p, alpha)
         X = rng.normal(size=(5, 4, 1))
         Y = rng.normal(size=(5, 1))
         grads = [net.backward(v, X, 2 * (net.forward(v, X) - Y) / Y.size) for v in (p, q)]
         a = PathSGD(0.05, rule="calibrated", scale=3.0).step(p, grads[0], net)
         b = PathSGD(0.05, rule="calibrated", scale=3.0).step(q, grads[1], net)
-        np.testing.assert_allclose(net.rescale(a, alpha), b, rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose(net.rescale_units(a, alpha), b, rtol=1e-12, atol=1e-15)
 
     def test_state_dict_round_trip(self):
         g = pathgeom.SharedGraph.from_edges([("x", "a", 0), ("a", "y", 1)], ["x"], ["y"])

@@ -10,7 +10,7 @@ import pytest
 import pathgeom
 from pathgeom import PathOverflowError
 from pathgeom.optim import path_sgd_step
-from pathgeom.train import (PathAdam, PathSGD, SGD, _passes, accuracy, bits_per_char,
+from pathgeom.training import (PathAdam, PathSGD, SGD, _passes, accuracy, bits_per_char,
                             evaluate, load_params, make_optimizer, mse_loss, save_params,
                             softmax_cross_entropy, train)
 

@@ -33,6 +33,8 @@ pathgeom evaluates it by a backward recursion instead (:meth:`RNN._kappa2_rec`):
 generic engine.
 """
 
+import warnings
+
 import numpy as np
 
 from .. import geometry
@@ -147,9 +149,17 @@ class RNN(Network):
                 f"T={self.T}, outputs={self.outputs!r}, bias={self.bias})")
 
     @property
-    def depth(self):
+    def n_layers(self):
         """Number of hidden layers, :math:`d - 1`."""
         return len(self.hidden)
+
+    @property
+    def depth(self):
+        """Deprecated name of :attr:`n_layers` (on a :class:`~pathgeom.SharedGraph`,
+        ``depth`` is the per-node longest-path depth)."""
+        warnings.warn("RNN.depth is deprecated: use RNN.n_layers (SharedGraph.depth is the "
+                      "per-node depth)", DeprecationWarning, stacklevel=2)
+        return self.n_layers
 
     def _out_times(self):
         return np.arange(self.T) if self.outputs == "all" else np.array([self.T - 1])
@@ -157,11 +167,11 @@ class RNN(Network):
     def _blocks(self, p):
         """Named views of ``p`` without copies: (W_in, W_rec, W_out, b, b_out)."""
         L = self.layout
-        W_in = [p[L.slice("W_in", l)].reshape(L.shape("W_in", l)) for l in range(self.depth)]
-        W_rec = [p[L.slice("W_rec", l)].reshape(L.shape("W_rec", l)) for l in range(self.depth)]
+        W_in = [p[L.slice("W_in", l)].reshape(L.shape("W_in", l)) for l in range(self.n_layers)]
+        W_rec = [p[L.slice("W_rec", l)].reshape(L.shape("W_rec", l)) for l in range(self.n_layers)]
         W_out = p[L.slice("W_out")].reshape(L.shape("W_out"))
         if self.bias:
-            b = [p[L.slice("b", l)] for l in range(self.depth)]
+            b = [p[L.slice("b", l)] for l in range(self.n_layers)]
             b_out = p[L.slice("b_out")]
         else:
             b = [np.zeros(H) for H in self.hidden]
@@ -238,7 +248,7 @@ class RNN(Network):
         W_in, W_rec, _, b, _ = self._blocks(p)
         below = np.moveaxis(X, 1, 0)  # (T, B, n_in)
         states = []
-        for l in range(self.depth):
+        for l in range(self.n_layers):
             h = below @ W_in[l].T + b[l]  # (T, B, H): input drive of every step at once
             rec_T = np.ascontiguousarray(W_rec[l].T)
             z = np.empty_like(h[0])
@@ -362,7 +372,7 @@ class RNN(Network):
             grads["W_out"] += dYt.reshape(-1, self.n_out).T @ top.reshape(-1, top.shape[-1])
             grads["b_out"] += dYt.sum(axis=(0, 1))
         dh = dtop
-        for l in range(self.depth - 1, -1, -1):
+        for l in range(self.n_layers - 1, -1, -1):
             h = states[l]
             below = inputs if l == 0 else states[l - 1]
             dz = np.empty_like(h)
@@ -396,7 +406,7 @@ class RNN(Network):
         T = self.T
         hs = []
         below = np.ones((T, self.n_in))
-        for l in range(self.depth):
+        for l in range(self.n_layers):
             drive = below @ A[l].T + a[l]
             h = np.empty((T, self.hidden[l]))
             h[0] = drive[0]
@@ -417,8 +427,8 @@ class RNN(Network):
         A, R, O, _, _ = self._blocks(q)
         T = self.T
         seed = self._out_mask()[:, None] * O.sum(axis=0)[None, :]  # O^T 1 at output times
-        deltas = [None] * self.depth
-        for l in range(self.depth - 1, -1, -1):
+        deltas = [None] * self.n_layers
+        for l in range(self.n_layers - 1, -1, -1):
             d = np.empty((T, self.hidden[l]))
             d[T - 1] = seed[T - 1]
             for t in range(T - 2, -1, -1):
@@ -593,7 +603,7 @@ class RNN(Network):
         L = self.layout
         k1 = np.zeros(self.n_params)
         with np.errstate(over="ignore", invalid="ignore"):
-            for l in range(self.depth):
+            for l in range(self.n_layers):
                 below = np.ones((self.T, self.n_in)) if l == 0 else hs[l - 1]
                 k1[L.slice("W_in", l)] = (deltas[l].T @ below).ravel()
                 k1[L.slice("W_rec", l)] = (deltas[l][1:].T @ hs[l][:-1]).ravel()
@@ -609,7 +619,7 @@ class RNN(Network):
             return geometry.PathQuantities(gamma2, k1, None, None)
         k2 = np.zeros(self.n_params)
         with np.errstate(over="ignore", invalid="ignore"):
-            for l in range(self.depth):
+            for l in range(self.n_layers):
                 k2[L.slice("W_rec", l)] = self._kappa2_rec(R[l], hs[l], deltas[l],
                                                            method).ravel()
         k = k1 + k2
@@ -622,17 +632,17 @@ class RNN(Network):
     def pack(self, **arrays):
         """Flatten named blocks into ``p``; for a one-layer RNN ``W_in``, ``W_rec`` and ``b``
         may be given as bare arrays instead of one-element lists."""
-        if self.depth == 1:
+        if self.n_layers == 1:
             for name in ("W_in", "W_rec", "b"):
                 if name in arrays and np.ndim(arrays[name]) == (1 if name == "b" else 2):
                     arrays[name] = [arrays[name]]
         return self.layout.pack(**arrays)
 
     def _check_alpha(self, alpha):
-        if self.depth == 1 and np.ndim(alpha) == 1:
+        if self.n_layers == 1 and np.ndim(alpha) == 1:
             alpha = [alpha]
-        if len(alpha) != self.depth:
-            raise ValueError(f"alpha must hold one array per hidden layer ({self.depth}), "
+        if len(alpha) != self.n_layers:
+            raise ValueError(f"alpha must hold one array per hidden layer ({self.n_layers}), "
                              f"got {len(alpha)}")
         out = []
         for l, (a, H) in enumerate(zip(alpha, self.hidden)):
@@ -645,6 +655,14 @@ class RNN(Network):
         return out
 
     def rescale(self, p, alpha):
+        """Deprecated name of :meth:`rescale_units` (``pathgeom.rescale(g, p, beta)`` takes a
+        node-wise :math:`\beta` over the graph; this takes one factor per hidden unit)."""
+        warnings.warn("RNN.rescale(p, alpha) is deprecated: use RNN.rescale_units(p, alpha) "
+                      "(pathgeom.rescale(g, p, beta) is the graph-level, node-wise form)",
+                      DeprecationWarning, stacklevel=2)
+        return self.rescale_units(p, alpha)
+
+    def rescale_units(self, p, alpha):
         r"""Theorem 1's rescaling :math:`T_\alpha(p)`: the same function, new parameters.
 
         For :math:`\alpha^l_j > 0` (a list of one array per hidden layer, or a bare array for
@@ -662,7 +680,7 @@ class RNN(Network):
         >>> net = pathgeom.rnn(1, [3, 2], 1, T=5)
         >>> rng = np.random.default_rng(0)
         >>> p = net.init(rng, "uniform", scale=0.5)
-        >>> p2 = net.rescale(p, [rng.uniform(0.5, 2, 3), rng.uniform(0.5, 2, 2)])
+        >>> p2 = net.rescale_units(p, [rng.uniform(0.5, 2, 3), rng.uniform(0.5, 2, 2)])
         >>> X = rng.normal(size=(4, 5, 1))
         >>> np.allclose(net.forward(p2, X), net.forward(p, X)), bool(np.isclose(net.gamma2(p2), net.gamma2(p)))
         (True, True)
@@ -682,7 +700,7 @@ class RNN(Network):
         return self.pack(**blocks)
 
     def beta(self, alpha):
-        r"""The node-wise rescaling :math:`\beta` (over ``self.graph.nodes``) of :meth:`rescale`.
+        r"""The node-wise rescaling :math:`\beta` (over ``self.graph.nodes``) of :meth:`rescale_units`.
 
         :math:`\beta = \alpha^l_j` on unit :math:`j` of layer :math:`l` at every time,
         1 on inputs, the bias node and outputs.

@@ -77,7 +77,7 @@ def mse_loss(Y_pred, Y):
 
     Examples
     --------
-    >>> from pathgeom.train import mse_loss
+    >>> from pathgeom.training import mse_loss
     >>> mse_loss([[1.0], [2.0]], [[0.0], [2.0]])
     (0.5, array([[1.],
            [0.]]))
@@ -137,7 +137,7 @@ def softmax_cross_entropy(logits, labels):
     Examples
     --------
     >>> import numpy as np
-    >>> from pathgeom.train import softmax_cross_entropy
+    >>> from pathgeom.training import softmax_cross_entropy
     >>> loss, dY = softmax_cross_entropy([[0.0, 0.0], [1000.0, 0.0]], [1, 0])
     >>> loss, bool(np.isclose(loss, np.log(2) / 2))
     (0.34657359027997264, True)
@@ -164,7 +164,7 @@ def accuracy(logits, labels):
 
     Examples
     --------
-    >>> from pathgeom.train import accuracy
+    >>> from pathgeom.training import accuracy
     >>> accuracy([[0.1, 0.9], [0.8, 0.2], [0.3, 0.7]], [1, 1, 1])
     0.6666666666666666
     """
@@ -175,7 +175,7 @@ def accuracy(logits, labels):
 def bits_per_char(loss_nats):
     r"""A cross-entropy in nats per character as bits per character: :math:`L / \ln 2`.
 
-    >>> from pathgeom.train import bits_per_char
+    >>> from pathgeom.training import bits_per_char
     >>> bits_per_char(0.6931471805599453)
     1.0
     """
@@ -567,7 +567,7 @@ def train(model, task, optimizer, steps, batch_size=64, rng=None, p0=None, eval_
     A tiny regression task, the mean of a 3-step sequence:
 
     >>> import numpy as np, pathgeom
-    >>> from pathgeom.train import train, make_optimizer
+    >>> from pathgeom.training import train, make_optimizer
     >>> class Mean:
     ...     name, n_in, n_out, T, outputs, loss, valid = "mean", 1, 1, 3, "last", "mse", None
     ...     def sample(self, rng, B):
