@@ -16,10 +16,12 @@ from ._errors import GraphError, PathOverflowError
 from .geometry import (PathQuantities, gamma2, kappa, kappa1, kappa2, kappa2_support,
                        path_quantities, squared_network, squared_values)
 from .graph import SharedGraph
+from .edgelist import EdgeListError, read_edge_list, write_edge_list
 from .rescaling import RescalingGroup, rescale, rescaling_group
 from .verify import InvarianceReport, Lemma1Report, verify_invariance, verify_lemma1
 from .optim import SGD, PathSGD, path_sgd_step, sgd_step
 from .constructors import CNN, MLP, RNN, Conv1d, Conv2d, Dense, cnn, mlp, rnn
+from .plotting import draw_graph
 from .onnx_io import OnnxNetwork, from_onnx, to_onnx
 from .tasks import AddingProblem, CharLM, SequentialDigits, make_task
 from .training import (PathAdam, TrainResult, accuracy, bits_per_char, evaluate, load_params,
@@ -44,6 +46,7 @@ __all__ = [
     "Conv1d",
     "Conv2d",
     "Dense",
+    "EdgeListError",
     "GraphError",
     "InvarianceReport",
     "Lemma1Report",
@@ -62,6 +65,7 @@ __all__ = [
     "accuracy",
     "bits_per_char",
     "cnn",
+    "draw_graph",
     "evaluate",
     "from_onnx",
     "gamma2",
@@ -76,6 +80,7 @@ __all__ = [
     "mse_loss",
     "path_quantities",
     "path_sgd_step",
+    "read_edge_list",
     "rescale",
     "rescaling_group",
     "rnn",
@@ -88,4 +93,5 @@ __all__ = [
     "train",
     "verify_invariance",
     "verify_lemma1",
+    "write_edge_list",
 ]

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-__all__ = ["as_params", "as_batch", "as_real_array", "check_scale", "first_nonfinite_row",
+__all__ = ["check_int", "check_real", "check_rng", "as_params", "as_batch", "as_real_array", "check_scale", "first_nonfinite_row",
            "real_dtype_problem"]
 
 
@@ -89,3 +89,50 @@ def first_nonfinite_row(H):
     if bad.ndim > 1:
         bad = bad.any(axis=tuple(range(1, bad.ndim)))
     return int(np.argmax(bad))
+
+
+def check_int(value, name, minimum=0):
+    """``value`` as an int >= ``minimum`` (bools refused), or a ValueError naming ``name``.
+
+    >>> check_int(3, "T", 1)
+    3
+    >>> check_int(0, "T", 1)
+    Traceback (most recent call last):
+    ...
+    ValueError: T must be an integer >= 1, got 0
+    """
+    import numbers
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) \
+            or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def check_real(value, name, low=0.0, strict=True, allow_none=False):
+    """``value`` as a finite float ``> low`` (``>= low`` when not ``strict``; None passes
+    when ``allow_none``), or a ValueError naming ``name``.
+
+    >>> check_real(1e-3, "lr")
+    0.001
+    >>> check_real(float("nan"), "lr")
+    Traceback (most recent call last):
+    ...
+    ValueError: lr must be a finite number > 0, got nan
+    """
+    import numbers
+    if value is None and allow_none:
+        return None
+    if (isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real)
+            or not np.isfinite(value) or value < low or (strict and value == low)):
+        raise ValueError(f"{name} must be a finite number {'>' if strict else '>='} {low:g}, "
+                         f"got {value!r}")
+    return float(value)
+
+
+def check_rng(rng, name="rng"):
+    """``rng`` if it is a :class:`numpy.random.Generator`, else a TypeError that says how to
+    make one."""
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(f"{name} must be a numpy.random.Generator (np.random.default_rng(seed)),"
+                        f" got {type(rng).__name__}")
+    return rng

@@ -6,7 +6,7 @@ exact curvature on a larger network.
 
 The teaching commands check the paper's statements on a network of your choice
 (``--net rnn|mlp|cnn|chain`` with sizes, or ``--graph FILE`` in the edge-list format of
-:mod:`pathgeom._edgelist`); ``--json`` prints machine-readable output:
+:mod:`pathgeom.edgelist`); ``--json`` prints machine-readable output:
 
 - ``pathgeom lemma1``: kappa from its definition against kappa1 + kappa2, and the paper's
   printed eq. (10) and (11);
@@ -32,12 +32,13 @@ import numpy as np
 from . import _cli_train, experiments, reference
 from ._builders import rnn_arrays, rnn_param_blocks
 from .constructors import Conv1d, cnn, mlp, rnn
-from ._edgelist import EdgeListError, read_edge_list
+from .edgelist import EdgeListError, read_edge_list
 from ._errors import GraphError, PathOverflowError
 from .geometry import kappa2_support, path_quantities
 from .graph import SharedGraph
+from .plotting import draw_graph
 from ._json import jsonable as _jsonable
-from .rescaling import rescale, rescaling_group
+from .rescaling import rescaling_group
 from .verify import verify_invariance, verify_lemma1
 
 __all__ = ["main"]
@@ -373,58 +374,6 @@ def _import_figure():
     return Figure
 
 
-def _layout(g):
-    """Node coordinates: x = depth, y = position among the nodes of that column (centred).
-
-    A node with no incoming edge (an input) is moved right, to one column before its
-    earliest successor, so an unrolled RNN's x_t stands beside h_t rather than at depth 0.
-    """
-    depth = np.array(g.depth, dtype=np.int64)
-    src, dst, _ = g.edges()
-    first = np.full(g.n_nodes, np.iinfo(np.int64).max)
-    np.minimum.at(first, src, depth[dst])
-    sources = (np.bincount(dst, minlength=g.n_nodes) == 0) & (first < np.iinfo(np.int64).max)
-    depth[sources] = first[sources] - 1
-    xy = np.zeros((g.n_nodes, 2))
-    for d in np.unique(depth):
-        members = np.flatnonzero(depth == d)
-        xy[members, 0] = d
-        xy[members, 1] = (members.size - 1) / 2.0 - np.arange(members.size)
-    return xy
-
-
-def _draw_panel(ax, g, p, xy, colours, title, beta=None):
-    src, dst, par = g.edges()
-    labelled = g.n_edges <= 80
-    seen = {}
-    for u, v, i in zip(src.tolist(), dst.tolist(), par.tolist()):
-        k = seen.get((u, v), 0)
-        seen[(u, v)] = k + 1
-        rad = 0.0 if k == 0 else 0.25 * (1 + k // 2) * (1 if k % 2 else -1)
-        ax.annotate("", xy=xy[v], xytext=xy[u],
-                    arrowprops=dict(arrowstyle="-|>", color=colours[i], lw=1.3,
-                                    shrinkA=5, shrinkB=5, connectionstyle=f"arc3,rad={rad}"))
-        if labelled:   # at 40 % of the way, so crossing edges keep their labels apart
-            d = xy[v] - xy[u]
-            at = xy[u] + 0.4 * d + rad / 2.0 * np.array([d[1], -d[0]])
-            ax.text(at[0], at[1], f"{p[i]:.3g}", fontsize=7, color=colours[i],
-                    ha="center", va="center", zorder=5, parse_math=False,
-                    bbox=dict(boxstyle="round,pad=0.1", fc="white", ec="none", alpha=0.85))
-    ax.scatter(xy[:, 0], xy[:, 1], s=30, c="white", edgecolors="black", zorder=3)
-    if g.n_nodes <= 80:
-        for k, label in enumerate(g.nodes):
-            # labels are drawn as written: '$' in a label is not mathtext
-            ax.text(xy[k, 0], xy[k, 1] + 0.12, str(label), fontsize=6, ha="center",
-                    va="bottom", zorder=4, parse_math=False)
-            if beta is not None and g._c.relu[k]:
-                ax.text(xy[k, 0], xy[k, 1] - 0.12, f"β={beta[k]:.3g}", fontsize=6,
-                        ha="center", va="top", color="dimgray", zorder=4)
-    ax.set_title(title, fontsize=9, parse_math=False)
-    ax.set_axis_off()
-    ax.set_xlim(xy[:, 0].min() - 0.4, xy[:, 0].max() + 0.4)
-    ax.set_ylim(xy[:, 1].min() - 0.6, xy[:, 1].max() + 0.6)
-
-
 def _draw_target(out):
     """``(path, format)`` that ``draw --out OUT`` writes: exactly the path written, or the
     default file name inside a directory; ValueError naming OUT otherwise."""
@@ -454,45 +403,24 @@ def _draw_target(out):
 
 def _draw(args, out, err):
     try:
-        Figure = _import_figure()
+        _import_figure()
     except ImportError:
         print(_INSTALL_PLOT, file=err)
         return 1
-    from matplotlib import colormaps
-    from matplotlib.lines import Line2D
-
     path, fmt = _draw_target(args.out)
     g, desc = _network_from_args(args)
     rng = np.random.default_rng(args.seed)
     p = np.round(rng.choice([-1.0, 1.0], g.n_params) * rng.uniform(0.5, 2.0, g.n_params), 2)
     used = np.flatnonzero(g.param_edge_counts() > 0)
-    cmap = colormaps["tab10" if used.size <= 10 else "tab20" if used.size <= 20 else "viridis"]
-    colours = {}
-    for k, i in enumerate(used.tolist()):
-        colours[i] = cmap(k % cmap.N if cmap.N < 256 else k / max(used.size - 1, 1))
-    xy = _layout(g)
-    width = 1.0 + 1.3 * (np.ptp(xy[:, 0]) + 1)
-    height = 2.8 + 0.8 * (np.ptp(xy[:, 1]) + 1)
-    panels = 2 if args.rescale else 1
-    fig = Figure(figsize=(min(width * panels, 30), min(height, 20)), layout="constrained")
-    axes = fig.subplots(1, panels, squeeze=False)[0]
-    _draw_panel(axes[0], g, p, xy, colours, "p" if panels == 1 else "before: p")
-    note = ""
+    beta, note = None, ""
     if args.rescale:
         G = rescaling_group(g)
         z = rng.choice([-1.0, 1.0], G.dim)
         beta = np.exp2(G.basis_sparse.T @ z) if G.dim else np.ones(g.n_nodes)
-        pt = rescale(g, p, beta)
-        _draw_panel(axes[1], g, pt, xy, colours,
-                    "after a feasible rescaling: T_β(p), w ← w β_v / β_u"
-                    + ("" if G.dim else " (the group is trivial: β = 1)"), beta=beta)
         note = f"; rescaling group of dimension {G.dim}, β = 2^(±basis)"
-    if used.size <= 12:
-        handles = [Line2D([], [], color=colours[i], lw=2, label=f"p[{i}]") for i in used]
-        fig.legend(handles=handles, loc="outside lower center", ncol=min(used.size, 6),
-                   fontsize=7, frameon=False)
-    fig.suptitle(f"{desc['summary']}\nedges coloured by shared parameter, laid out by "
-                 f"depth{note}", fontsize=8, parse_math=False)
+    fig = draw_graph(g, p, beta=beta,
+                     title=f"{desc['summary']}\nedges coloured by shared parameter, laid out "
+                           f"by depth{note}")
     fig.savefig(path, dpi=args.dpi, format=fmt)
     print(f"wrote {path} ({g.n_nodes} nodes, {g.n_edges} edges, {used.size} parameters "
           f"in use{', before and after rescaling' if args.rescale else ''})", file=out)

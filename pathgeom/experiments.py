@@ -31,6 +31,7 @@ import numpy as np
 from . import runs
 from .constructors import rnn
 from .constructors.rnn import INIT_SCHEMES
+from ._validation import check_int, check_real
 from .optim import CURVATURES, OPTIMIZERS, STEP_RULES, make_optimizer
 from .plotting import plot_histories
 from .tasks import make_task
@@ -57,18 +58,11 @@ class SweepError(ValueError):
 
 
 def _int(config, key, low):
-    v = config[key]
-    if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < low:
-        raise ValueError(f"{key} must be an integer >= {low}, got {v!r}")
+    check_int(config[key], key, low)
 
 
 def _rate(config, key, low=0.0, allow_none=False):
-    v = config[key]
-    if v is None and allow_none:
-        return
-    if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v) \
-            or v <= low:
-        raise ValueError(f"{key} must be a finite number > {low:g}, got {v!r}")
+    check_real(config[key], key, low, allow_none=allow_none)
 
 
 def check_config(config):

@@ -30,7 +30,6 @@ needs it (install it with ``pip install 'pathgeom[onnx]'``).
 """
 
 import math
-import numbers
 
 import numpy as np
 

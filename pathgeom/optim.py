@@ -66,7 +66,7 @@ import numpy as np
 
 from . import geometry
 from ._errors import PathOverflowError
-from ._validation import as_params
+from ._validation import as_params, check_real
 from .geometry import _check_graph
 from .graph import SharedGraph
 
@@ -89,17 +89,11 @@ MAX_HALVINGS = 60
 
 
 def _check_rate(lr, name="lr"):
-    if (not isinstance(lr, numbers.Real) or isinstance(lr, bool) or not np.isfinite(lr)
-            or lr <= 0):
-        raise ValueError(f"{name} must be a finite number > 0, got {lr!r}")
-    return float(lr)
+    return check_real(lr, name)
 
 
 def _check_eps(eps):
-    if (not isinstance(eps, numbers.Real) or isinstance(eps, bool) or not np.isfinite(eps)
-            or eps < 0):
-        raise ValueError(f"eps must be a finite number >= 0, got {eps!r}")
-    return float(eps)
+    return check_real(eps, "eps", strict=False)
 
 
 def _check_curvature(curvature):

@@ -35,7 +35,7 @@ import numpy as np
 from scipy.sparse import coo_matrix, csr_matrix
 from scipy.sparse.csgraph import connected_components
 
-from ._validation import as_params, as_real_array, check_scale
+from ._validation import as_params, as_real_array, check_rng, check_scale
 from .geometry import _check_graph
 
 __all__ = ["RescalingGroup", "rescaling_group", "rescale", "RTOL"]
@@ -349,9 +349,7 @@ class RescalingGroup:
             ``scale`` not a finite number >= 0, or so large that some
             :math:`\beta_v` or :math:`\beta_v / \beta_u` leaves the float64 range.
         """
-        if not isinstance(rng, np.random.Generator):
-            raise TypeError(f"rng must be a numpy.random.Generator (np.random.default_rng"
-                            f"(seed)), got {type(rng).__name__}")
+        check_rng(rng)
         scale = check_scale(scale, "scale")
         z = rng.standard_normal(self.dim)
         b = float(scale) * (self._sparse.T @ z)

@@ -27,7 +27,6 @@ an object with ``n_in, n_out, T, outputs, loss, sample(rng, B), test``), with
 """
 
 import contextlib
-import json
 import math
 import numbers
 import signal
@@ -39,7 +38,7 @@ import numpy as np
 
 from . import runs
 from ._errors import PathOverflowError
-from ._validation import as_real_array
+from ._validation import as_real_array, check_int, check_rng
 from .constructors.rnn import RNN
 from .graph import SharedGraph
 from .optim import SGD, PathAdam, PathSGD, clip_grad_norm, make_optimizer
@@ -360,9 +359,7 @@ class TrainResult:
 
 
 def _positive(value, name):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
+    return check_int(value, name, 1)
 
 
 class _Diverged(Exception):
@@ -441,9 +438,7 @@ class _StopFlag:
 def _check_rng(rng):
     if rng is None or (isinstance(rng, numbers.Integral) and not isinstance(rng, bool)):
         return np.random.default_rng(0 if rng is None else int(rng))
-    if not isinstance(rng, np.random.Generator):
-        raise TypeError("rng must be a numpy.random.Generator, an int seed or None")
-    return rng
+    return check_rng(rng, "rng (a numpy.random.Generator, an int seed or None)")
 
 
 def _check_factor(diverge_factor):
@@ -584,9 +579,7 @@ def train(model, task, optimizer, steps, batch_size=64, rng=None, p0=None, eval_
     """
     forward, backward, n_params = _passes(model, task, engine)
     loss_fn = _loss_fn(task)
-    if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 0:
-        raise ValueError(f"steps must be an integer >= 0, got {steps!r}")
-    steps = int(steps)
+    steps = check_int(steps, "steps", 0)
     batch_size = _positive(batch_size, "batch_size")
     eval_every = (steps or 1) if eval_every is None else _positive(eval_every, "eval_every")
     checkpoint_every = _positive(checkpoint_every, "checkpoint_every")

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 import pathgeom
-from pathgeom import cli
-from pathgeom._edgelist import (EdgeListError, format_edge_list, parse_edge_list,
+from pathgeom import cli, plotting
+from pathgeom.edgelist import (EdgeListError, format_edge_list, parse_edge_list,
                                 read_edge_list, write_edge_list)
 
 SMALL = """\
@@ -273,7 +273,7 @@ class TestDraw:
 
     def test_layout_puts_inputs_beside_their_first_consumer(self):
         g, _ = cli._rnn_network(cli._parser().parse_args(["draw", "--T", "3", "--H", "1"]))
-        xy = cli._layout(g)
+        xy = plotting._layout(g)
         assert xy[g.index("x[1,0]"), 0] == 0 and xy[g.index("h[1,0]"), 0] == 1
         assert xy[g.index("x[3,0]"), 0] == xy[g.index("h[2,0]"), 0] == 2
         assert xy[g.index("h[3,0]"), 0] == 3 and xy[g.index("y[0]"), 0] == 4

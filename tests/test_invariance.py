@@ -601,7 +601,7 @@ class TestConstructors:
         group = rescaling_group(net.graph)
         assert group.dim == sum(net.hidden)
         assert group.contains(beta)
-        assert_close(rescale(net.graph, p, beta), net.rescale(p, alpha), 1e-14)
+        assert_close(rescale(net.graph, p, beta), net.rescale_units(p, alpha), 1e-14)
 
     @pytest.mark.parametrize("sizes, bias", [([3, 4, 2, 1], False), ([2, 5, 3], True)])
     def test_mlp_group(self, sizes, bias):

@@ -139,7 +139,7 @@ def test_init_schemes():
 
 
 def test_bad_arguments():
-    with pytest.raises(ValueError, match="T must be a positive integer"):
+    with pytest.raises(ValueError, match="T must be an integer >= 1"):
         pathgeom.rnn(1, 2, 1, T=0)
     with pytest.raises(ValueError, match="outputs must be 'last' or 'all'"):
         pathgeom.rnn(1, 2, 1, T=3, outputs="first")

@@ -142,7 +142,7 @@ def test_lemma1_says_underflow_instead_of_inf(max_paths):
 def test_edge_list_with_bom(tmp_path):
     path = tmp_path / "bom.txt"
     path.write_bytes(b"\xef\xbb\xbfinputs x\noutputs y\nx y 0\n")
-    g = pathgeom._edgelist.read_edge_list(path)
+    g = pathgeom.edgelist.read_edge_list(path)
     assert g.inputs == ("x",)
 
 

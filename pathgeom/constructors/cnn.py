@@ -37,7 +37,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .._errors import PathOverflowError
-from .._validation import _as_float_array, as_params
+from .._validation import _as_float_array, as_params, check_int, check_rng
 from ..graph import SharedGraph
 from ._base import Layout, Network
 
@@ -52,9 +52,7 @@ INIT_SCHEMES = ("uniform", "he")
 
 
 def _int_at_least(value, what, minimum):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"{what} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
+    return check_int(value, what, minimum)
 
 
 def _int_tuple(value, n, what, minimum):
@@ -343,7 +341,7 @@ class FeedForward(Network):
         for k, stage in enumerate(self._stages):
             # bias edges first: each node's incoming edges then arrive sorted by source
             # (or with only the bias out of place in front), which keeps the CSR build's
-            # per-node sort fast (numba's quicksort is quadratic on some near-sorted orders)
+            # per-node sort fast (the build sorts each node's edges with a stable mergesort)
             if self.bias:
                 n_units = math.prod(stage.out_shape)
                 per_channel = n_units // stage.out_shape[0]
@@ -520,9 +518,7 @@ class FeedForward(Network):
         -------
         ndarray, shape (n_params,)
         """
-        if not isinstance(rng, np.random.Generator):
-            raise TypeError(f"rng must be a numpy.random.Generator (np.random.default_rng(seed)),"
-                            f" got {type(rng).__name__}")
+        check_rng(rng)
         if scheme not in INIT_SCHEMES:
             raise ValueError(f"unknown init scheme {scheme!r}; choose one of {INIT_SCHEMES}")
         if scale is None:

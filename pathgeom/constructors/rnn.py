@@ -40,7 +40,7 @@ import numpy as np
 from .. import geometry
 from .._builders import rnn_arrays, rnn_param_blocks
 from .._errors import PathOverflowError
-from .._validation import as_params, as_real_array, check_scale
+from .._validation import as_params, as_real_array, check_scale, check_int, check_rng
 from ..graph import SharedGraph
 from ._base import Layout, Network
 
@@ -110,9 +110,7 @@ def rnn(n_in, hidden, n_out, T, outputs="last", bias=False):
 
 
 def _positive_int(value, name):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
+    return check_int(value, name, 1)
 
 
 class RNN(Network):
@@ -204,8 +202,7 @@ class RNN(Network):
         -------
         ndarray, shape (n_params,)
         """
-        if not isinstance(rng, np.random.Generator):
-            raise TypeError("rng must be a numpy.random.Generator (np.random.default_rng(seed))")
+        check_rng(rng)
         if scheme not in _SCHEMES:
             raise ValueError(f"unknown scheme {scheme!r}; choose one of {_SCHEMES}")
         scale = check_scale(scale, "scale")

@@ -18,25 +18,17 @@ Predicting the mean :math:`E[y] = 1` gives the mean squared error
 This module also holds the small argument checks the other task modules share.
 """
 
-import numbers
 
 import numpy as np
+
+from .._validation import check_int, check_rng
 
 __all__ = ["AddingProblem"]
 
 
-def _check_int(value, name, minimum):
-    """``value`` as an int >= ``minimum``, or a ValueError naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
-def _check_rng(rng):
-    if not isinstance(rng, np.random.Generator):
-        raise TypeError(f"rng must be a numpy.random.Generator (np.random.default_rng(seed)), "
-                        f"got {type(rng).__name__}")
-    return rng
+# the shared argument checks (other task modules import them from here)
+_check_int = check_int
+_check_rng = check_rng
 
 
 def _fixed_rng(seed, stream):

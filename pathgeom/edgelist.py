@@ -1,0 +1,202 @@
+"""The edge-list file format of ``pathgeom ... --graph FILE``: reader and writer.
+
+One item per line, tokens separated by whitespace::
+
+    # a comment: from '#' to the end of the line is ignored, and so are blank lines
+    inputs x1 x2        # the input nodes, in the order of the input vector
+    outputs y           # the output nodes, in the order of the output vector
+    x1 h 0              # an edge x1 -> h on parameter 0
+    x2 h 0              # ... sharing parameter 0
+    h y 1
+
+- An edge line is ``u v param``: two node labels and a parameter index (an integer
+  >= 0).  Repeated edge lines are parallel edges.  Parameters are numbered as in ``p``.
+- ``inputs`` and ``outputs`` lines list node labels; each may be repeated (the labels
+  accumulate) and may come anywhere.  Both are required, and ``outputs`` must name at
+  least one node.
+- Labels are any tokens without whitespace or ``#``, read as strings (``0`` is the label
+  ``"0"``); the keywords ``inputs``, ``outputs`` and ``params`` cannot be labels.
+- An optional ``params N`` line declares the length of ``p`` (for unused parameters at
+  the end); by default it is one more than the largest index used.
+
+A malformed line raises :class:`EdgeListError` (a ``ValueError``) naming the file and the
+line, as does a graph that the validator rejects when the problem lies with one edge.
+"""
+
+import re
+
+from ._errors import GraphError
+from .graph import SharedGraph
+
+__all__ = ["EdgeListError", "parse_edge_list", "read_edge_list", "format_edge_list",
+           "write_edge_list"]
+
+
+class EdgeListError(ValueError):
+    """A malformed edge-list file; ``.source`` and ``.line`` (1-based, or None) say where."""
+
+    def __init__(self, source, line, message):
+        self.source = source
+        self.line = line
+        where = f"{source}:{line}" if line is not None else f"{source}"
+        super().__init__(f"{where}: {message}")
+
+
+_KEYWORDS = ("inputs", "outputs", "params")
+
+
+def parse_edge_list(text, source="<string>"):
+    """A :class:`~pathgeom.SharedGraph` from edge-list text (see the module docstring).
+
+    Parameters
+    ----------
+    text : str
+    source : str
+        The name used in error messages (the file name).
+
+    Raises
+    ------
+    EdgeListError
+        With ``source:line:`` and what is wrong.
+
+    Examples
+    --------
+    >>> from pathgeom.edgelist import parse_edge_list
+    >>> g = parse_edge_list('''
+    ... inputs x
+    ... outputs y
+    ... x a 0
+    ... a y 0     # shares parameter 0 with x -> a
+    ... ''')
+    >>> g, g.nodes
+    (SharedGraph(n_nodes=3, n_edges=2, n_params=1, n_inputs=1, n_outputs=1), ('x', 'a', 'y'))
+    >>> parse_edge_list("inputs x\\noutputs y\\nx y zero", source="net.txt")
+    Traceback (most recent call last):
+    ...
+    pathgeom.edgelist.EdgeListError: net.txt:3: parameter 'zero' is not an integer; an edge line is 'u v param' with param an integer index >= 0
+    """
+    if text.startswith("\ufeff"):   # a UTF-8 byte-order mark, as some editors write
+        text = text[1:]
+    inputs, outputs = [], []
+    seen = {"inputs": None, "outputs": None}
+    edges, edge_lines = [], []
+    n_params = None
+    for lineno, raw in enumerate(text.splitlines(), start=1):
+        tokens = raw.split("#", 1)[0].split()
+        if not tokens:
+            continue
+        head = tokens[0]
+        labels = (tokens[1:] if head in ("inputs", "outputs")
+                  else tokens[1:2] if head not in _KEYWORDS and len(tokens) == 3 else [])
+        clash = [t for t in labels if t in _KEYWORDS]
+        if clash:
+            raise EdgeListError(source, lineno, f"{clash[0]!r} is a keyword and cannot be a "
+                                f"node label; rename the node")
+        if head in ("inputs", "outputs"):
+            (inputs if head == "inputs" else outputs).extend(tokens[1:])
+            seen[head] = seen[head] or lineno
+        elif head == "params":
+            if len(tokens) != 2 or not re.fullmatch(r"\d+", tokens[1]):
+                raise EdgeListError(source, lineno, f"expected 'params N' with N an integer "
+                                    f">= 0, got {raw.strip()!r}")
+            n_params = int(tokens[1])
+        elif len(tokens) != 3:
+            raise EdgeListError(source, lineno, f"expected 'u v param' (3 tokens) or an "
+                                f"'inputs' / 'outputs' / 'params' line, got {len(tokens)} "
+                                f"token(s): {raw.strip()!r}")
+        else:
+            u, v, i = tokens
+            if not re.fullmatch(r"[+-]?\d+", i):
+                raise EdgeListError(source, lineno, f"parameter {i!r} is not an integer; an "
+                                    f"edge line is 'u v param' with param an integer index "
+                                    f">= 0")
+            if int(i) < 0:
+                raise EdgeListError(source, lineno, f"parameter index {i} is negative; "
+                                    f"indices start at 0")
+            if u == v:
+                raise EdgeListError(source, lineno, f"edge {u} -> {v} is a self-loop; a "
+                                    f"network must be a DAG")
+            edges.append((u, v, int(i)))
+            edge_lines.append(lineno)
+    for key in ("inputs", "outputs"):
+        if seen[key] is None:
+            raise EdgeListError(source, None, f"no {key!r} line; list the {key} as "
+                                f"'{key} a b ...'")
+    if not outputs:
+        raise EdgeListError(source, seen["outputs"], "the 'outputs' line names no node")
+    if n_params is not None and edges and n_params <= max(i for _, _, i in edges):
+        k = max(range(len(edges)), key=lambda k: edges[k][2])
+        raise EdgeListError(source, edge_lines[k], f"parameter index {edges[k][2]} is out of "
+                            f"range for 'params {n_params}'")
+    try:
+        return SharedGraph.from_edges(edges, inputs, outputs, n_params=n_params)
+    except GraphError as exc:
+        m = re.search(r"edge #(\d+)", str(exc))
+        line = edge_lines[int(m.group(1))] if m and int(m.group(1)) < len(edge_lines) else None
+        if line is None:   # a problem with the inputs / outputs lines: the first one named
+            hits = [(str(exc).find(word), key) for word, key in
+                    (("input", "inputs"), ("output", "outputs")) if word in str(exc)]
+            line = seen[min(hits)[1]] if hits else None
+        raise EdgeListError(source, line, str(exc)) from None
+
+
+def read_edge_list(path):
+    """A :class:`~pathgeom.SharedGraph` from an edge-list file (see :func:`parse_edge_list`)."""
+    path = str(path)
+    try:
+        with open(path, encoding="utf-8-sig") as fh:   # accepts a leading BOM
+            text = fh.read()
+    except OSError as exc:
+        raise EdgeListError(path, None, f"cannot read the file: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise EdgeListError(path, None, f"not a UTF-8 text file ({exc.reason})") from None
+    return parse_edge_list(text, source=path)
+
+
+def _token(label):
+    s = str(label)
+    if not s or re.search(r"\s|#", s) or s in _KEYWORDS:
+        raise ValueError(f"node label {label!r} cannot be written as an edge-list token "
+                         f"(it is empty, holds whitespace or '#', or is a keyword); relabel "
+                         f"the graph")
+    return s
+
+
+def format_edge_list(g):
+    """Edge-list text for ``g`` (labels written with ``str``); parses back to an equal graph
+    when the labels are strings.
+
+    Examples
+    --------
+    >>> import pathgeom
+    >>> from pathgeom.edgelist import format_edge_list
+    >>> g = pathgeom.SharedGraph.from_edges([("x", "a", 0), ("a", "y", 0)], ["x"], ["y"])
+    >>> print(format_edge_list(g))
+    inputs x
+    outputs y
+    params 1
+    x a 0
+    a y 0
+    """
+    nodes = [_token(x) for x in g.nodes]
+    if len(set(nodes)) != len(nodes):
+        raise ValueError("two node labels have the same string form; relabel the graph")
+    src, dst, par = g.edges()
+    lines = ["inputs " + " ".join(nodes[g.index(x)] for x in g.inputs),
+             "outputs " + " ".join(nodes[g.index(x)] for x in g.outputs),
+             f"params {g.n_params}"]
+    lines += [f"{nodes[u]} {nodes[v]} {i}" for u, v, i in zip(src.tolist(), dst.tolist(),
+                                                             par.tolist())]
+    isolated = set(range(g.n_nodes)) - set(src.tolist()) - set(dst.tolist())
+    isolated -= set(g._c.inputs.tolist()) | set(g._c.outputs.tolist())
+    if isolated:
+        raise ValueError(f"node {g.nodes[min(isolated)]!r} touches no edge and is not an "
+                         f"input or output; the edge-list format cannot hold it")
+    return "\n".join(lines)
+
+
+def write_edge_list(g, path):
+    """Write ``g`` to ``path`` in the edge-list format (see :func:`format_edge_list`)."""
+    text = format_edge_list(g)
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write(text + "\n")
