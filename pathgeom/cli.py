@@ -138,7 +138,8 @@ def _rnn_network(args):
     summary = (f"ReLU RNN unrolled over T = {T} steps, hidden {list(hidden)}, n_in = {n_in}, "
                f"n_out = {n_out} (output at the last step); p = [{blocks}], row-major")
     return g, {"net": "rnn", "summary": summary, "group_dim_theory": sum(hidden),
-               "theory": f"Theorem 1: one free scale per hidden unit, sum_i H_i = {sum(hidden)}"}
+               "theory": f"Theorem 1: one free scale per hidden unit, sum_i H_i = {sum(hidden)}",
+               "param_names": net.layout.param_names()}
 
 
 def _mlp_network(args):
@@ -149,7 +150,8 @@ def _mlp_network(args):
         "net": "mlp", "summary": f"MLP with sizes {sizes} (no weight sharing); p = W[0], "
                                  f"W[1], ..., row-major",
         "group_dim_theory": sum(args.hidden),
-        "theory": "one free scale per hidden unit (no sharing constrains it)"}
+        "theory": "one free scale per hidden unit (no sharing constrains it)",
+        "param_names": net.layout.param_names()}
 
 
 def _cnn_network(args):
@@ -162,7 +164,8 @@ def _cnn_network(args):
                                  f"{list(args.channels)}, kernel {args.kernel}, "
                                  f"{args.n_out} linear outputs",
         "group_dim_theory": sum(args.channels),
-        "theory": "one free scale per channel: a kernel entry is shared by every position"}
+        "theory": "one free scale per channel: a kernel entry is shared by every position",
+        "param_names": net.layout.param_names()}
 
 
 def _chain_network(args):
@@ -279,7 +282,34 @@ def _network_from_args(args):
 
 
 def _weights(g, args, rng):
+    """The user's parameters (``--params FILE``) or ``p ~ U(-S, S)``."""
+    if getattr(args, "params", None):
+        return _read_params(args.params, g.n_params)
     return rng.uniform(-args.weight_scale, args.weight_scale, g.n_params)
+
+
+def _read_params(path, n_params):
+    """``p`` from a ``.npy`` file, a ``.npz`` file (its array ``p``, e.g. a run's
+    params.npz) or a text file of numbers (whitespace or commas, ``#`` comments)."""
+    import os
+    from ._validation import as_params
+    if not os.path.isfile(path):
+        raise ValueError(f"--params {path}: no such file")
+    try:
+        if path.endswith(".npz"):
+            from ._npzcheck import check_npz
+            check_npz(path, "p", n_expected=n_params)
+            with np.load(path, allow_pickle=False) as f:
+                p = f["p"]
+        elif path.endswith(".npy"):
+            p = np.load(path, allow_pickle=False)
+        else:
+            with open(path, encoding="utf-8-sig") as fh:
+                text = " ".join(line.split("#")[0] for line in fh)
+            p = np.array([float(t) for t in text.replace(",", " ").split()])
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"--params {path}: {exc}") from None
+    return as_params(np.ravel(p), n_params, name=f"--params {path}")
 
 
 def _emit_json(obj, out):
@@ -293,7 +323,7 @@ def _lemma1(args, out, err):
     g, desc = _network_from_args(args)
     rng = np.random.default_rng(args.seed)
     p = _weights(g, args, rng)
-    report = verify_lemma1(g, p, max_paths=args.max_paths)
+    report = verify_lemma1(g, p, max_paths=args.max_paths, param_names=desc.get("param_names"))
     if args.json:
         _emit_json({"network": desc, "p": p, "report": report.to_dict()}, out)
     else:
@@ -494,6 +524,10 @@ def _parser():
     for p in (lemma1, invariance):
         p.add_argument("--weight-scale", type=_float_at_least(0.0, True), default=1.0,
                        metavar="S", help="draw p ~ U(-S, S) (1.0)")
+        p.add_argument("--params", metavar="FILE", default=None,
+                       help="your parameters instead of random ones: a .npy, a .npz with "
+                            "an array p (e.g. a run's params.npz) or a text file of "
+                            "n_params numbers")
     for p in (lemma1, invariance, group):
         p.add_argument("--json", action="store_true", help="machine-readable output")
     for name, handler in (("demo", _demo), ("lemma1", _lemma1), ("invariance", _invariance),

@@ -57,6 +57,18 @@ def _rel_diff(a, b):
     return num / den if den > 0 else math.inf
 
 
+def _check_names(names, g):
+    """``names`` as a list of ``n_params`` strings (e.g. ``net.layout.param_names()``), or
+    None."""
+    if names is None:
+        return None
+    names = [str(n) for n in names]
+    if len(names) != g.n_params:
+        raise ValueError(f"param_names has {len(names)} entries but the graph has "
+                         f"{g.n_params} parameters")
+    return names
+
+
 # --------------------------------------------------------------------------- Lemma 1
 
 
@@ -109,6 +121,7 @@ class Lemma1Report:
     n_paths: Optional[int]
     underflow: Optional[np.ndarray] = None
     underflow_note: Optional[str] = None
+    param_names: Optional[list] = None
 
     def to_dict(self):
         """The fields as a dict (arrays stay arrays; see ``pathgeom.cli`` for JSON)."""
@@ -125,12 +138,15 @@ class Lemma1Report:
             rows = np.sort(np.concatenate([interesting, rest])[:max_rows])
             hidden = m - rows.size
         err_col = not self.exact
-        head = (f"{'param':>6} {'kappa (def)':>13}" + (f" {'+/-':>9}" if err_col else "")
+        names = self.param_names
+        width = max([6] + [len(str(n)) for n in names]) if names is not None else 6
+        head = (f"{'param':>{width}} {'kappa (def)':>13}" + (f" {'+/-':>9}" if err_col else "")
                 + f" {'kappa1':>13} {'kappa2':>13} {'k1 + k2':>13} {'eq.(10)':>13}"
                   f" {'eq.(11)':>13} {'rel. err':>9}")
         lines = [head]
         for i in rows.tolist():
-            line = f"{i:>6} {self.kappa_def[i]:>13.6g}"
+            label = i if names is None else names[i]
+            line = f"{label:>{width}} {self.kappa_def[i]:>13.6g}"
             if err_col:
                 line += f" {self.kappa_def_err[i]:>9.2g}"
             line += (f" {self.kappa1[i]:>13.6g} {self.kappa2[i]:>13.6g} "
@@ -222,7 +238,7 @@ def _numerical_kappa(g, p, n_steps=12, first_step=0.1):
     return value, err
 
 
-def verify_lemma1(g, p, max_paths=LEMMA1_MAX_PATHS):
+def verify_lemma1(g, p, max_paths=LEMMA1_MAX_PATHS, param_names=None):
     r"""Lemma 1 on one graph: :math:`\kappa^{(1)} + \kappa^{(2)}` against the definition of :math:`\kappa`.
 
     The definition :math:`\kappa_i = \tfrac12 \partial^2\gamma^2/\partial p_i^2` (eq. 8) is
@@ -247,6 +263,9 @@ def verify_lemma1(g, p, max_paths=LEMMA1_MAX_PATHS):
     max_paths : int, default :data:`LEMMA1_MAX_PATHS`
         Enumerate paths (the definition) up to this many; beyond, the exact dynamic
         programme.  0 forces the numerical derivative.
+    param_names : list of str, optional
+        One name per parameter (e.g. ``net.layout.param_names()``), shown in the table
+        and kept in the report instead of bare indices.
 
     Returns
     -------
@@ -329,7 +348,7 @@ def verify_lemma1(g, p, max_paths=LEMMA1_MAX_PATHS):
                         kappa1=r.kappa1, kappa2=r.kappa2, eq10=eq10, eq11=eq11,
                         printed_source=printed_source, rel_error=rel,
                         max_rel_error=max_rel, n_paths=n_paths, underflow=underflow,
-                        underflow_note=note)
+                        underflow_note=note, param_names=_check_names(param_names, g))
 
 
 #: Values below this have lost relative accuracy to float64's gradual underflow.

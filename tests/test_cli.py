@@ -277,3 +277,38 @@ class TestDraw:
         assert xy[g.index("x[1,0]"), 0] == 0 and xy[g.index("h[1,0]"), 0] == 1
         assert xy[g.index("x[3,0]"), 0] == xy[g.index("h[2,0]"), 0] == 2
         assert xy[g.index("h[3,0]"), 0] == 3 and xy[g.index("y[0]"), 0] == 4
+
+
+class TestNamesAndParams:
+    def test_lemma1_names_the_rnn_parameters(self):
+        status, out, _ = run("lemma1", "--net", "rnn", "--T", "3", "--H", "2")
+        assert status == 0
+        for name in ("W_in[0][1,0]", "W_rec[0][0,1]", "W_out[0,1]"):
+            assert name in out
+        status, out, _ = run("lemma1", "--net", "rnn", "--T", "3", "--H", "2", "--json")
+        names = json.loads(out)["report"]["param_names"]
+        assert names[:2] == ["W_in[0][0,0]", "W_in[0][1,0]"] and len(names) == 8
+
+    @pytest.mark.parametrize("kind", ["txt", "npy", "npz"])
+    def test_params_file(self, tmp_path, kind):
+        p = np.array([0.5, -1.0, 2.0])
+        path = tmp_path / f"p.{kind}"
+        if kind == "txt":
+            path.write_text("# my weights\n0.5, -1.0\n2.0\n")
+        elif kind == "npy":
+            np.save(path, p)
+        else:
+            np.savez(path, p=p)
+        status, out, _ = run("lemma1", "--net", "chain", "--length", "3", "--params", str(path),
+                             "--json")
+        assert status == 0
+        assert json.loads(out)["p"] == p.tolist()
+        # gamma^2 = prod p^2, kappa_i = gamma^2 / p_i^2
+        k = json.loads(out)["report"]["kappa_def"]
+        np.testing.assert_allclose(k, [4.0, 1.0, 0.25], rtol=1e-15)
+
+    def test_params_file_of_the_wrong_length_is_named(self, tmp_path):
+        path = tmp_path / "p.txt"
+        path.write_text("1 2")
+        status, _, err = run("lemma1", "--net", "chain", "--length", "3", "--params", str(path))
+        assert status == 2 and "p.txt" in err and "3 parameters" in err

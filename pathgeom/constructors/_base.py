@@ -46,6 +46,27 @@ class Layout:
                 seen.append(name)
         return seen
 
+    @property
+    def blocks(self):
+        """``(name, index, shape, slice)`` of every block, in the order of ``p`` (``index``
+        is the layer of a per-layer block, None otherwise)."""
+        return list(self._entries)
+
+    def param_names(self):
+        """One readable name per entry of ``p``, e.g. ``"W_rec[0][1,2]"`` (layer 0, row 1,
+        column 2) or ``"b_out[0]"``: what reports, tables and ``--json`` show instead of a
+        bare index.
+
+        >>> Layout([("W", 0, (2, 2)), ("v", (2,))]).param_names()
+        ['W[0][0,0]', 'W[0][0,1]', 'W[0][1,0]', 'W[0][1,1]', 'v[0]', 'v[1]']
+        """
+        names = []
+        for name, index, shape, _ in self._entries:
+            head = name if index is None else f"{name}[{index}]"
+            for pos in np.ndindex(*shape):
+                names.append(f"{head}[{','.join(map(str, pos))}]")
+        return names
+
     def slice(self, name, index=None):
         """The slice of ``p`` holding ``name`` (``name[index]`` for per-layer lists)."""
         for n, i, _, s in self._entries:
