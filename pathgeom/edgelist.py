@@ -188,7 +188,7 @@ def format_edge_list(g):
     lines += [f"{nodes[u]} {nodes[v]} {i}" for u, v, i in zip(src.tolist(), dst.tolist(),
                                                              par.tolist())]
     isolated = set(range(g.n_nodes)) - set(src.tolist()) - set(dst.tolist())
-    isolated -= set(g._c.inputs.tolist()) | set(g._c.outputs.tolist())
+    isolated -= set(g.compiled.inputs.tolist()) | set(g.compiled.outputs.tolist())
     if isolated:
         raise ValueError(f"node {g.nodes[min(isolated)]!r} touches no edge and is not an "
                          f"input or output; the edge-list format cannot hold it")

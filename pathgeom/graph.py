@@ -499,6 +499,15 @@ class SharedGraph:
         return tuple(nodes[i] for i in self._c.outputs.tolist())
 
     @property
+    def compiled(self):
+        """The compiled record (:class:`pathgeom._compiled.CompiledGraph`): the graph's flat
+        arrays in topological order -- incoming CSR (``indptr``, ``src``, ``par``), outgoing
+        CSR (``optr``, ``dst``, ``opar``), ``relu``, ``inputs``, ``outputs`` (positions),
+        ``depth``, ``live``, ``reached`` -- every array read-only.  What the engine and the
+        exact reference read; positions are those of :attr:`nodes`."""
+        return self._c
+
+    @property
     def depth(self):
         """Longest-path depth of each node from the sources (read-only int64, :attr:`nodes` order)."""
         return self._c.depth

@@ -115,8 +115,8 @@ def _paths_between(g, edges, starts, is_end, max_paths):
 def paths(g, max_paths=MAX_PATHS):
     """All input-to-output paths of ``g``, each a tuple of indices into ``g.edges()``."""
     edges = _edge_list(g)
-    outputs = set(g._c.outputs.tolist())
-    return _paths_between(g, edges, g._c.inputs.tolist(), outputs.__contains__, max_paths)
+    outputs = set(g.compiled.outputs.tolist())
+    return _paths_between(g, edges, g.compiled.inputs.tolist(), outputs.__contains__, max_paths)
 
 
 def _setup(g, p, max_paths):
@@ -214,8 +214,8 @@ def kappa2_printed_eq11(g, p, max_paths=MAX_PATHS):
     the exact :math:`\kappa^{(2)}`.
     """
     _, q, edges, _ = _setup(g, p, max_paths)
-    outputs = set(g._c.outputs.tolist())
-    inputs = g._c.inputs.tolist()
+    outputs = set(g.compiled.outputs.tolist())
+    inputs = g.compiled.inputs.tolist()
 
     def path_sum(starts, is_end, include_empty):
         total = Fraction(0)
@@ -248,7 +248,7 @@ def forward(g, p, x):
     x = _fractions(x, "x")
     if len(w) != g.n_params or len(x) != g.n_inputs:
         raise ValueError("p or x has the wrong length")
-    return [_activations(g, w, x)[0][o] for o in g._c.outputs.tolist()]
+    return [_activations(g, w, x)[0][o] for o in g.compiled.outputs.tolist()]
 
 
 def _activations(g, w, x):
@@ -257,8 +257,8 @@ def _activations(g, w, x):
     incoming = defaultdict(list)
     for u, v, i in edges:
         incoming[v].append((u, i))
-    inputs = g._c.inputs.tolist()
-    outputs = set(g._c.outputs.tolist())
+    inputs = g.compiled.inputs.tolist()
+    outputs = set(g.compiled.outputs.tolist())
     value = {}
     active = {}
     for v in range(g.n_nodes):  # positions are a topological order
@@ -284,8 +284,8 @@ def backward(g, p, x, dy, max_paths=MAX_PATHS):
     dy = _fractions(dy, "dy")
     _, active = _activations(g, w, x)
     edges = _edge_list(g)
-    inputs = g._c.inputs.tolist()
-    outputs = g._c.outputs.tolist()
+    inputs = g.compiled.inputs.tolist()
+    outputs = g.compiled.outputs.tolist()
     grad = [Fraction(0)] * g.n_params
     for z in paths(g, max_paths):
         nodes = [edges[k][1] for k in z]
@@ -353,7 +353,7 @@ class _Dag:
         self.A, self.D, self.shift = _common_denominator(self.p)
         src, dst, par = g.edges()
         self.src, self.dst, self.par = src.tolist(), dst.tolist(), par.tolist()
-        c = g._c
+        c = g.compiled
         self.n = g.n_nodes
         self.depth = g.depth.tolist()
         self.sdepth = _kernels.sink_depth(c.optr, c.dst).tolist()
@@ -400,17 +400,17 @@ def path_count(g):
     """The number of input-to-output paths, by dynamic programming (an exact int)."""
     src, dst, _ = g.edges()
     count = [0] * g.n_nodes
-    for v in g._c.inputs.tolist():
+    for v in g.compiled.inputs.tolist():
         count[v] = 1
     for u, v in zip(src.tolist(), dst.tolist()):   # sorted by destination: topological
         count[v] += count[u]
-    return sum(count[v] for v in g._c.outputs.tolist())
+    return sum(count[v] for v in g.compiled.outputs.tolist())
 
 
 def dag_cost(g):
     """Edge visits of :func:`kappa_dag` on ``g``: two sweeps, plus for each parameter with
     two or more edges one sweep over the edges between its first head and last tail."""
-    c = g._c
+    c = g.compiled
     src, dst, par = g.edges()
     E = int(src.size)
     if not E:
@@ -472,7 +472,7 @@ def kappa_dag(g, p):
     by_param = defaultdict(list)
     for e, i in enumerate(dag.par):
         by_param[i].append(e)
-    indptr = g._c.indptr.tolist()
+    indptr = g.compiled.indptr.tolist()
     result = [Fraction(0)] * g.n_params
     for i, edges_i in by_param.items():
         Q, A = dag.Q[i], dag.A[i]

@@ -185,8 +185,8 @@ def _group_basis(g, merge=True):
     n = g.n_nodes
     ground = n
     root = np.arange(n + 1, dtype=np.int64)
-    root[g._c.inputs] = ground
-    root[g._c.outputs] = ground
+    root[g.compiled.inputs] = ground
+    root[g.compiled.outputs] = ground
     sign = np.ones(n + 1, dtype=np.int64)
     nodes, coef = _constraint_rows(g)
     while True:
@@ -444,11 +444,11 @@ def _log_beta(g, beta):
 def _violation(g, b, rtol):
     """None if ``b`` is feasible within the tolerance, else a message naming the culprit."""
     tol = rtol * max(1.0, float(np.max(np.abs(b), initial=0.0)))
-    fixed = np.concatenate([g._c.inputs, g._c.outputs])
+    fixed = np.concatenate([g.compiled.inputs, g.compiled.outputs])
     bad = fixed[np.abs(b[fixed]) > tol]
     if bad.size:
         v = int(bad[0])
-        kind = "input" if v in set(g._c.inputs.tolist()) else "output"
+        kind = "input" if v in set(g.compiled.inputs.tolist()) else "output"
         return (f"beta = {math.exp(b[v])!r} on {kind} node {g.nodes[v]!r}; inputs and "
                 f"outputs must keep beta = 1")
     src, dst, par = g.edges()

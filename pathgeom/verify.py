@@ -359,12 +359,12 @@ def _weighted_path_exists(g, p):
     """Whether some input-output path has every weight non-zero (then gamma^2 > 0 exactly)."""
     src, dst, par = g.edges()
     ok = np.zeros(g.n_nodes, dtype=bool)
-    ok[g._c.inputs] = True
+    ok[g.compiled.inputs] = True
     nonzero = (p[par] != 0).tolist()
     for u, v, w in zip(src.tolist(), dst.tolist(), nonzero):   # sorted by destination
         if w and ok[u]:
             ok[v] = True
-    return bool(ok[g._c.outputs].any())
+    return bool(ok[g.compiled.outputs].any())
 
 
 def _lemma1_underflow(g, p, r, k_def, total, exact):
