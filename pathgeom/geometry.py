@@ -52,6 +52,9 @@ __all__ = ["PathQuantities", "path_quantities", "gamma2", "kappa1", "kappa2", "k
 TANGENT_BLOCK = 64
 #: Largest tangent buffer (bytes) one thread may hold; wider graphs get narrower blocks.
 TANGENT_MEMORY = 128 << 20
+#: From this many parameters (1 MiB of q, beyond a core's L2) the gamma^2/kappa1 sweeps
+#: gather q into edge order first and stream it (8 bytes per edge of scratch).
+STREAM_PARAMS = 1 << 17
 
 
 class PathQuantities(NamedTuple):
@@ -99,6 +102,10 @@ def _squared_forward(g, q, careful=False):
     h[c.inputs] = 1.0
     if careful:
         _kernels.sq_forward_careful(c.indptr, c.src, c.par, q, h)
+    elif g.n_params >= STREAM_PARAMS:
+        w = np.empty(c.src.shape[0])
+        _kernels.sq_gather(q, c.par, w)
+        _kernels.sq_forward_w(c.indptr, c.src, w, h)
     else:
         _kernels.sq_forward(c.indptr, c.src, c.par, q, h)
     h[~c.live] = 0.0  # they feed nothing that is summed; zeroing keeps inf*0 out of kappa
@@ -115,6 +122,10 @@ def _squared_backward(g, q, h, careful=False):
     k1 = np.zeros(g.n_params)
     if careful:
         _kernels.sq_backward_careful(c.optr, c.dst, c.opar, q, h, delta, k1)
+    elif g.n_params >= STREAM_PARAMS:
+        w = np.empty(c.dst.shape[0])
+        _kernels.sq_gather(q, c.opar, w)
+        _kernels.sq_backward_w(c.optr, c.dst, c.opar, w, h, delta, k1)
     else:
         _kernels.sq_backward(c.optr, c.dst, c.opar, q, h, delta, k1)
     delta[~c.reached] = 0.0  # h = 0 there: these sensitivities multiply nothing

@@ -116,3 +116,45 @@ def test_core_does_not_import_dask():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.strip()
     assert out == "False"
+
+
+# --------------------------------------------------------------------------- streamed sweeps
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=st.data())
+def test_streamed_sweeps_equal_reference(data):
+    """sq_gather + sq_forward_w / sq_backward_w (used from STREAM_PARAMS parameters on)
+    against the reference, with the threshold lowered so that every graph takes them."""
+    from pathgeom import geometry
+    g = data.draw(graphs(max_nodes=8, max_edges=16))
+    p = np.array(data.draw(params(g.n_params)))
+    saved = geometry.STREAM_PARAMS
+    geometry.STREAM_PARAMS = 0
+    try:
+        r = pathgeom.path_quantities(g, p, with_kappa2=False)
+    finally:
+        geometry.STREAM_PARAMS = saved
+    assert_close(r.gamma2, float(reference.gamma2(g, p)), 1e-12, scale=1e-300)
+    assert_close(r.kappa1, as_floats(reference.kappa1(g, p)), 1e-12, scale=1e-300)
+
+
+def test_streamed_sweeps_equal_gathering_sweeps_on_a_large_graph():
+    from pathgeom import geometry
+    rng = np.random.default_rng(0)
+    n, m = 3000, geometry.STREAM_PARAMS + 5
+    dst = np.repeat(np.arange(100, n), 20)
+    src = (rng.random(dst.size) * np.minimum(dst, n - 50)).astype(np.int64)
+    par = rng.integers(0, m, dst.size)
+    g = pathgeom.SharedGraph.from_arrays(src, dst, par, np.arange(100), np.arange(n - 50, n),
+                                         n_nodes=n, n_params=m)
+    p = rng.uniform(-0.3, 0.3, m)
+    streamed = pathgeom.path_quantities(g, p, with_kappa2=False)
+    saved = geometry.STREAM_PARAMS
+    geometry.STREAM_PARAMS = 1 << 62
+    try:
+        gathered = pathgeom.path_quantities(g, p, with_kappa2=False)
+    finally:
+        geometry.STREAM_PARAMS = saved
+    assert streamed.gamma2 == gathered.gamma2
+    assert_close(streamed.kappa1, gathered.kappa1, 1e-13, scale=1e-300)
