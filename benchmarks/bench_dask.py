@@ -1,7 +1,7 @@
 """Exact kappa2 spread over a Dask cluster: time against the number of workers.
 
-A layered random DAG whose kappa2 takes tens of seconds on one core (width 10^4, 20
-layers, fan-in 10: 2 M edges, 5 * 10^4 randomly shared parameters).  Each worker is one
+A layered random DAG whose kappa2 takes tens of seconds on one core (width 10^4, 10
+layers, fan-in 10: 1 M edges, 2 * 10^4 randomly shared parameters).  Each worker is one
 process with one thread; the compiled graph is broadcast once per client (its transfer
 is in the timed call).  ``python benchmarks/bench_dask.py [workers...]``
 """
@@ -23,7 +23,7 @@ def run(quick=False, workers=(1, 2)):
         print("  dask.distributed not installed (pip install -e '.[dask]'): skipped")
         return
     rng = np.random.default_rng(0)
-    width, layers, fan_in, m = (2000, 6, 5, 2000) if quick else (10_000, 20, 10, 50_000)
+    width, layers, fan_in, m = (2000, 6, 5, 2000) if quick else (10_000, 10, 10, 20_000)
     a = layered_dag_arrays(rng, width, layers, fan_in, n_params=m)
     g = pathgeom.SharedGraph.from_arrays(a["src"], a["dst"], a["param"], a["inputs"],
                                          a["outputs"], a["n_nodes"], a["n_params"])
