@@ -478,7 +478,9 @@ class RNN(Network):
             S[j,k] = \sum_{u=0}^{T-3} \sum_{s=0}^{T-3-u} h_u[k]\, (R^s)[k,j]\,
                      \delta_{u+s+2}[j].
 
-        ``method="recursive"`` (default): the inner sum is
+        ``method="recursive"`` (default) evaluates this recursion in blocks of steps
+        (:meth:`_kappa2_blocked`: :math:`b + 2T/b` matrix products instead of :math:`T`);
+        ``method="stepwise"`` runs it one step at a time, as follows: the inner sum is
         :math:`W_u[k,j] = \sum_s (R^s)[k,j] \delta_{u+s+2}[j]`, which obeys
         :math:`W_u = R\, W_{u+1} + \mathrm{diag}(\delta_{u+2})`, :math:`W_{T-3} =
         \mathrm{diag}(\delta_{T-1})`; so :math:`S^\top = \sum_u \mathrm{diag}(h_u) W_u`
@@ -657,7 +659,7 @@ class RNN(Network):
         can be non-zero: every other block's edges never share a path, since paths only go
         up layers and forward in time and each output ends its path).  ``method`` selects
         the :math:`W_{rec}` algorithm (see :meth:`_kappa2_rec`: ``"recursive"``,
-        ``"lagged"`` or ``"fft"``).
+        ``"stepwise"``, ``"lagged"`` or ``"fft"``).
         """
         p = as_params(p, self.n_params)
         if method not in ("recursive", "stepwise", "lagged", "fft"):
