@@ -653,3 +653,200 @@ def tangent_careful(indptr, src, par, q, h, delta, i, start, stop):
                     s += h[u]
         t[v - start] = s
     return out
+
+
+# --------------------------------------------------------------------------- RNN, structured
+#
+# The squared network of one RNN layer is linear with non-negative coefficients, so
+# reassociating its sums changes rounding only (every term is >= 0): these kernels let
+# LLVM vectorise the dot products ("reassoc"), and keep inf/nan semantics for the checks.
+
+_FMR = {"contract", "reassoc"}
+
+
+@numba.njit(cache=True, fastmath=_FMR)
+def rnn_sq_sweep(R, drive, seed, h, d, fwd, bwd):
+    """One layer's squared-network time loops, forward and backward in one pass over ``R``.
+
+    ``fwd``: ``h[0] = drive[0]``, ``h[t] = drive[t] + R h[t-1]``.
+    ``bwd``: ``d[T-1] = seed[T-1]``, ``d[t] = seed[t] + R^T d[t+1]``.
+    The two recursions are independent (the squared network is linear), so step ``t``
+    of the forward and step ``T-1-t`` of the backward read each row of ``R`` once.
+    """
+    T, H = h.shape
+    if fwd:
+        for k in range(H):
+            h[0, k] = drive[0, k]
+    if bwd:
+        for k in range(H):
+            d[T - 1, k] = seed[T - 1, k]
+    for t in range(1, T):
+        hp = h[t - 1]
+        hn = h[t]
+        dp = d[T - t]
+        dn = d[T - 1 - t]
+        if bwd:
+            for k in range(H):
+                dn[k] = seed[T - 1 - t, k]
+        j = 0
+        while j + 4 <= H:  # four rows at a time: hp and dn are loaded once per four rows
+            R0 = R[j]
+            R1 = R[j + 1]
+            R2 = R[j + 2]
+            R3 = R[j + 3]
+            if fwd:
+                s0 = 0.0
+                s1 = 0.0
+                s2 = 0.0
+                s3 = 0.0
+                for k in range(H):
+                    x = hp[k]
+                    s0 += R0[k] * x
+                    s1 += R1[k] * x
+                    s2 += R2[k] * x
+                    s3 += R3[k] * x
+                hn[j] = drive[t, j] + s0
+                hn[j + 1] = drive[t, j + 1] + s1
+                hn[j + 2] = drive[t, j + 2] + s2
+                hn[j + 3] = drive[t, j + 3] + s3
+            if bwd:
+                d0 = dp[j]
+                d1 = dp[j + 1]
+                d2 = dp[j + 2]
+                d3 = dp[j + 3]
+                for k in range(H):
+                    dn[k] += (d0 * R0[k] + d1 * R1[k]) + (d2 * R2[k] + d3 * R3[k])
+            j += 4
+        while j < H:
+            Rj = R[j]
+            if fwd:
+                s = 0.0
+                for k in range(H):
+                    s += Rj[k] * hp[k]
+                hn[j] = drive[t, j] + s
+            if bwd:
+                dj = dp[j]
+                for k in range(H):
+                    dn[k] += dj * Rj[k]
+            j += 1
+
+
+@numba.njit(cache=True, fastmath=_FM)
+def rnn_block_sums(Pow, h, delta, b, n, P, Loc):
+    """Per block ``a = blk * b`` of the blocked kappa2 recursion (see ``RNN._kappa2_rec``):
+
+    ``P[k, blk, j] = sum_{i < b, a+i < n} h[a+i, k] Pow[b-i][k, j]`` and
+    ``Loc[blk, k, j] = sum_{s < b, a+s < n} Pow[s][k, j] delta[a+s+2, j]``.
+
+    ``Pow`` holds ``R^0 .. R^b``.  Tiles of eight rows ``k`` outermost: a tile's rows of
+    every power stay in L2 while all blocks pass, and the tile's output rows in L1.
+    """
+    nblk = Loc.shape[0]
+    H = h.shape[1]
+    for k0 in range(0, H, 8):
+        k1 = min(k0 + 8, H)
+        for blk in range(nblk):
+            a = blk * b
+            m = min(b, n - a)
+            for k in range(k0, k1):
+                Prow = P[k, blk]
+                Lrow = Loc[blk, k]
+                for j in range(H):
+                    Prow[j] = 0.0
+                    Lrow[j] = 0.0
+            for i in range(m):
+                du = delta[a + i + 2]
+                for k in range(k0, k1):
+                    Prow = P[k, blk]
+                    Lrow = Loc[blk, k]
+                    hk = h[a + i, k]
+                    pw = Pow[b - i, k]
+                    ps = Pow[i, k]
+                    for j in range(H):
+                        Prow[j] += hk * pw[j]
+                        Lrow[j] += ps[j] * du[j]
+
+
+# --------------------------------------------------------------------------- squared network, streamed
+#
+# When the parameter vector is far larger than the caches and parameters are spread at
+# random over the edges, every q[par] in the sweeps above is a cache miss on the critical
+# path.  These variants first gather q into edge order in a tight loop (independent loads,
+# many misses in flight), sweep over the per-edge weights as a stream, and add kappa1 by
+# one scatter pass at the end.  Same sums, same order within each node: same results.
+
+
+@numba.njit(cache=True)
+def sq_gather(q, par, w):
+    """``w[e] = q[par[e]]``."""
+    for e in range(par.shape[0]):
+        w[e] = q[par[e]]
+
+
+@numba.njit(cache=True, fastmath=_FM)
+def sq_forward_w(indptr, src, w, h):
+    """:func:`sq_forward` with the per-edge weights ``w`` (incoming order) given."""
+    for v in range(h.shape[0]):
+        lo = indptr[v]
+        hi = indptr[v + 1]
+        if lo == hi:
+            continue
+        s0 = 0.0
+        s1 = 0.0
+        s2 = 0.0
+        s3 = 0.0
+        e = lo
+        while e + 4 <= hi:
+            s0 += w[e] * h[src[e]]
+            s1 += w[e + 1] * h[src[e + 1]]
+            s2 += w[e + 2] * h[src[e + 2]]
+            s3 += w[e + 3] * h[src[e + 3]]
+            e += 4
+        while e < hi:
+            s0 += w[e] * h[src[e]]
+            e += 1
+        h[v] = (s0 + s1) + (s2 + s3)
+
+
+@numba.njit(cache=True, fastmath=_FM)
+def sq_backward_w(optr, dst, opar, w, h, delta, kappa1):
+    """:func:`sq_backward` with the per-edge weights ``w`` (outgoing order) given; ``w``
+    is overwritten with the per-edge kappa1 terms, which one scatter pass then adds."""
+    for u in range(h.shape[0] - 1, -1, -1):
+        lo = optr[u]
+        hi = optr[u + 1]
+        if lo == hi:
+            continue
+        hu = h[u]
+        s0 = 0.0
+        s1 = 0.0
+        s2 = 0.0
+        s3 = 0.0
+        e = lo
+        if hu == 0.0:  # kappa1 terms are exactly 0 (and 0 * inf must not become nan)
+            while e < hi:
+                s0 += w[e] * delta[dst[e]]
+                w[e] = 0.0
+                e += 1
+        while e + 4 <= hi:
+            d0 = delta[dst[e]]
+            d1 = delta[dst[e + 1]]
+            d2 = delta[dst[e + 2]]
+            d3 = delta[dst[e + 3]]
+            s0 += w[e] * d0
+            s1 += w[e + 1] * d1
+            s2 += w[e + 2] * d2
+            s3 += w[e + 3] * d3
+            w[e] = hu * d0
+            w[e + 1] = hu * d1
+            w[e + 2] = hu * d2
+            w[e + 3] = hu * d3
+            e += 4
+        while e < hi:
+            dv = delta[dst[e]]
+            s0 += w[e] * dv
+            w[e] = hu * dv
+            e += 1
+        delta[u] = (s0 + s1) + (s2 + s3)
+    for e in range(opar.shape[0]):
+        kappa1[opar[e]] += w[e]

@@ -54,6 +54,9 @@ __all__ = ["PathQuantities", "path_quantities", "gamma2", "kappa1", "kappa2", "k
 TANGENT_BLOCK = 64
 #: Largest tangent buffer (bytes) one thread may hold; wider graphs get narrower blocks.
 TANGENT_MEMORY = 128 << 20
+#: From this many parameters (1 MiB of q, beyond a core's L2) the gamma^2/kappa1 sweeps
+#: gather q into edge order first and stream it (8 bytes per edge of scratch).
+STREAM_PARAMS = 1 << 17
 
 
 class PathQuantities(NamedTuple):
@@ -101,6 +104,10 @@ def _squared_forward(g, q, careful=False):
     h[c.inputs] = 1.0
     if careful:
         _kernels.sq_forward_careful(c.indptr, c.src, c.par, q, h)
+    elif g.n_params >= STREAM_PARAMS:
+        w = np.empty(c.src.shape[0])
+        _kernels.sq_gather(q, c.par, w)
+        _kernels.sq_forward_w(c.indptr, c.src, w, h)
     else:
         _kernels.sq_forward(c.indptr, c.src, c.par, q, h)
     h[~c.live] = 0.0  # they feed nothing that is summed; zeroing keeps inf*0 out of kappa
@@ -117,6 +124,10 @@ def _squared_backward(g, q, h, careful=False):
     k1 = np.zeros(g.n_params)
     if careful:
         _kernels.sq_backward_careful(c.optr, c.dst, c.opar, q, h, delta, k1)
+    elif g.n_params >= STREAM_PARAMS:
+        w = np.empty(c.dst.shape[0])
+        _kernels.sq_gather(q, c.opar, w)
+        _kernels.sq_backward_w(c.optr, c.dst, c.opar, w, h, delta, k1)
     else:
         _kernels.sq_backward(c.optr, c.dst, c.opar, q, h, delta, k1)
     delta[~c.reached] = 0.0  # h = 0 there: these sensitivities multiply nothing
@@ -321,7 +332,7 @@ def kappa1(g, p):
     return path_quantities(g, p, with_kappa2=False).kappa1
 
 
-def kappa2(g, p):
+def kappa2(g, p, client=None):
     r"""The exact :math:`\kappa^{(2)}_i = 2 q_i \,\partial^2 g / \partial q_i^2`, any sharing pattern.
 
     Over pairs of edges :math:`e = (u\to v)` before :math:`e' = (u' \to v')` on a path,
@@ -349,8 +360,11 @@ def kappa2(g, p):
     >>> g = pathgeom.SharedGraph.from_edges([("x", "a", 0), ("a", "y", 0)], ["x"], ["y"])
     >>> pathgeom.kappa2(g, [2.0])  # 4 p**2; the printed eq. (10) would give 2 p**2
     array([16.])
+
+    With ``client=`` (a ``dask.distributed.Client``) the tangent blocks run on the
+    cluster's workers instead (see :func:`path_quantities`).
     """
-    return path_quantities(g, p).kappa2
+    return path_quantities(g, p, client=client).kappa2
 
 
 def kappa(g, p):
@@ -433,13 +447,61 @@ def kappa2_support(g):
     return _support_and_blocks(g)[0]
 
 
-def _kappa2_from(g, q, h, delta):
+def _dask_tangent_task(graph_arrays, sweep_arrays, blocks, ranges):
+    """One Dask task: the tangent blocks ``blocks`` on a worker (one numba thread: the
+    cluster's threads are the parallelism).  ``graph_arrays`` is the worker's one copy
+    of the compiled graph."""
+    import numba
+    indptr, src, par = graph_arrays
+    q, h, delta = sweep_arrays
+    out = np.zeros(blocks.shape, dtype=np.float64)
+    threads = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        _kernels.tangent_blocks(indptr, src, par, q, h, delta, blocks, ranges, out)
+    finally:
+        numba.set_num_threads(threads)
+    return out
+
+
+def _tangent_blocks_dask(g, q, h, delta, blocks, ranges, client):
+    """:func:`_kernels.tangent_blocks` spread over a ``dask.distributed.Client``'s workers.
+
+    The compiled graph is broadcast to every worker once per client and graph (the future
+    is cached on the graph); ``q, h, delta`` once per call; the blocks go out in tasks of
+    a few blocks each, largest node range first, and come back as rows of ``out``.
+    """
+    c = g._c
+    key = ("dask_graph", getattr(client, "id", id(client)))
+    fut = g._cache.get(key)
+    if fut is None or getattr(fut, "status", "finished") != "finished":
+        fut = client.scatter((c.indptr, c.src, c.par), broadcast=True, hash=False)
+        g._cache[key] = fut
+    sweep = client.scatter((q, h, delta), broadcast=True, hash=False)
+    workers = max(1, sum(client.nthreads().values()))
+    n_tasks = min(blocks.shape[0], 4 * workers)
+    cost = ranges[:, 1] - ranges[:, 0]
+    order = np.argsort(-cost, kind="stable")
+    parts = [np.sort(order[i::n_tasks]) for i in range(n_tasks)]  # balanced by node range
+    futures = [client.submit(_dask_tangent_task, fut, sweep, blocks[part], ranges[part],
+                             pure=False) for part in parts]
+    out = np.zeros(blocks.shape, dtype=np.float64)
+    for part, rows in zip(parts, client.gather(futures)):
+        out[part] = rows
+    return out
+
+
+def _kappa2_from(g, q, h, delta, client=None):
     c = g._c
     support, blocks, ranges = _support_and_blocks(g)
     k2 = np.zeros(g.n_params)
     if support.size:
-        out = np.zeros(blocks.shape, dtype=np.float64)
-        _kernels.tangent_blocks(c.indptr, c.src, c.par, q, h, delta, blocks, ranges, out)
+        if client is not None:
+            out = _tangent_blocks_dask(g, q, h, delta, blocks, ranges, client)
+        else:
+            out = np.zeros(blocks.shape, dtype=np.float64)
+            _kernels.tangent_blocks(c.indptr, c.src, c.par, q, h, delta, blocks, ranges,
+                                    out)
         mask = blocks >= 0
         k2[blocks[mask]] = 4.0 * q[blocks[mask]] * out[mask]
         if not np.isfinite(k2).all():
@@ -448,7 +510,7 @@ def _kappa2_from(g, q, h, delta):
     return k2
 
 
-def path_quantities(g, p, with_kappa2=True):
+def path_quantities(g, p, with_kappa2=True, client=None):
     r""":math:`\gamma^2`, :math:`\kappa^{(1)}`, exact :math:`\kappa^{(2)}` and :math:`\kappa` in one call.
 
     Shares one forward and one backward sweep of the squared network between all four;
@@ -461,6 +523,11 @@ def path_quantities(g, p, with_kappa2=True):
         Finite parameters.
     with_kappa2 : bool, default True
         Also compute the exact :math:`\kappa^{(2)}` and :math:`\kappa`.
+    client : dask.distributed.Client, optional
+        Spread the :math:`\kappa^{(2)}` tangent blocks (independent of each other) over
+        the client's workers: the compiled graph goes to every worker once (cached per
+        client on the graph), each task runs a few blocks on one numba thread.  Needs the
+        ``[dask]`` extra; pathgeom never imports dask itself.
 
     Returns
     -------
@@ -493,7 +560,7 @@ def path_quantities(g, p, with_kappa2=True):
         delta, k1 = _squared_backward(g, q, h)
         if not with_kappa2:
             return PathQuantities(g2, k1, None, None)
-        k2 = _kappa2_from(g, q, h, delta)
+        k2 = _kappa2_from(g, q, h, delta, client)
         with np.errstate(over="ignore"):
             k = k1 + k2
         if not np.isfinite(k).all():

@@ -37,7 +37,7 @@ import warnings
 
 import numpy as np
 
-from .. import geometry
+from .. import _kernels, geometry
 from .._builders import rnn_arrays, rnn_param_blocks
 from .._errors import PathOverflowError
 from .._validation import as_params, as_real_array, check_scale, check_int, check_rng
@@ -406,13 +406,35 @@ class RNN(Network):
         for l in range(self.n_layers):
             drive = below @ A[l].T + a[l]
             h = np.empty((T, self.hidden[l]))
-            h[0] = drive[0]
-            for t in range(1, T):
-                h[t] = drive[t] + R[l] @ h[t - 1]
+            _kernels.rnn_sq_sweep(R[l], drive, drive, h, h, True, False)
             hs.append(h)
             below = h
         self._check_finite(hs, "h")
         return hs
+
+    def _squared_sweeps(self, q):
+        """:meth:`_squared_forward` and :meth:`_squared_backward` at once: the top layer's
+        forward and backward time loops share one pass over its ``R`` per step."""
+        A, R, O, a, _ = self._blocks(q)
+        T, top = self.T, self.depth - 1
+        hs, deltas = [None] * self.depth, [None] * self.depth
+        below = np.ones((T, self.n_in))
+        for l in range(self.depth):
+            drive = below @ A[l].T + a[l]
+            hs[l] = np.empty((T, self.hidden[l]))
+            if l == top:
+                seed = self._out_mask()[:, None] * O.sum(axis=0)[None, :]
+                deltas[l] = np.empty((T, self.hidden[l]))
+                _kernels.rnn_sq_sweep(R[l], drive, seed, hs[l], deltas[l], True, True)
+            else:
+                _kernels.rnn_sq_sweep(R[l], drive, drive, hs[l], hs[l], True, False)
+            below = hs[l]
+        for l in range(top - 1, -1, -1):
+            seed = np.ascontiguousarray(deltas[l + 1] @ A[l + 1])
+            deltas[l] = np.empty((T, self.hidden[l]))
+            _kernels.rnn_sq_sweep(R[l], seed, seed, deltas[l], deltas[l], False, True)
+        self._check_finite(hs, "h")
+        return hs, deltas  # deltas unchecked: the caller checks them after gamma^2
 
     def _out_mask(self):
         out_mask = np.zeros(self.T)
@@ -427,12 +449,10 @@ class RNN(Network):
         deltas = [None] * self.n_layers
         for l in range(self.n_layers - 1, -1, -1):
             d = np.empty((T, self.hidden[l]))
-            d[T - 1] = seed[T - 1]
-            for t in range(T - 2, -1, -1):
-                d[t] = seed[t] + R[l].T @ d[t + 1]
+            _kernels.rnn_sq_sweep(R[l], seed, seed, d, d, False, True)
             deltas[l] = d
             if l:
-                seed = d @ A[l]  # A_l^T delta^l_t, as rows
+                seed = np.ascontiguousarray(d @ A[l])  # A_l^T delta^l_t, as rows
         self._check_finite(deltas, "delta")
         return deltas
 
@@ -465,7 +485,9 @@ class RNN(Network):
             S[j,k] = \sum_{u=0}^{T-3} \sum_{s=0}^{T-3-u} h_u[k]\, (R^s)[k,j]\,
                      \delta_{u+s+2}[j].
 
-        ``method="recursive"`` (default): the inner sum is
+        ``method="recursive"`` (default) evaluates this recursion in blocks of steps
+        (:meth:`_kappa2_blocked`: :math:`b + 2T/b` matrix products instead of :math:`T`);
+        ``method="stepwise"`` runs it one step at a time, as follows: the inner sum is
         :math:`W_u[k,j] = \sum_s (R^s)[k,j] \delta_{u+s+2}[j]`, which obeys
         :math:`W_u = R\, W_{u+1} + \mathrm{diag}(\delta_{u+2})`, :math:`W_{T-3} =
         \mathrm{diag}(\delta_{T-1})`; so :math:`S^\top = \sum_u \mathrm{diag}(h_u) W_u`
@@ -490,6 +512,8 @@ class RNN(Network):
         if T < 3:
             return np.zeros((H, H))
         if method == "recursive":
+            return RNN._kappa2_blocked(R, h, delta)
+        if method == "stepwise":
             W = np.diag(delta[T - 1])
             St = h[T - 3][:, None] * W
             for u in range(T - 4, -1, -1):
@@ -506,7 +530,8 @@ class RNN(Network):
             corr = np.fft.irfft(Fd[:, :, None] * np.conj(Fh[:, None, :]), n, axis=0)
             lagged = (corr[s + 2] for s in range(T - 2))  # corr[L][j,k] = sum_u d_{u+L}[j] h_u[k]
         else:
-            raise ValueError(f"method must be 'recursive', 'lagged' or 'fft', got {method!r}")
+            raise ValueError(f"method must be 'recursive', 'stepwise', 'lagged' or 'fft', "
+                             f"got {method!r}")
         total = np.zeros((H, H))
         power = np.eye(H)  # R^s
         psum = np.zeros((H, H))
@@ -519,6 +544,73 @@ class RNN(Network):
             # entries span a wide dynamic range it swamps the small ones: use the exact sum
             return RNN._kappa2_rec(R, h, delta, "recursive")
         return 4.0 * R * total
+
+    @staticmethod
+    def _kappa2_block(T, H):
+        """Block length of :meth:`_kappa2_blocked` minimising its multiply-adds."""
+        n = T - 2
+        best, best_cost = 1, np.inf
+        for b in range(1, min(n, 256) + 1):
+            nblk = -(-n // b)
+            cost = H ** 3 * (b + 2 * nblk) + n * b * H * H / 2 + 2 * n * H * H
+            if cost < best_cost:
+                best, best_cost = b, cost
+        return best
+
+    @staticmethod
+    def _kappa2_blocked(R, h, delta, b=None):
+        r"""The ``"recursive"`` sum :math:`S^\top = \sum_u \mathrm{diag}(h_u) W_u` in blocks of
+        :math:`b` steps, with matrix-matrix products of full size.
+
+        Unrolling the recursion over a block :math:`u = a .. a+b-1` (:math:`n = T - 2`
+        values of :math:`u`; :math:`W_m = 0` for :math:`m \ge n`),
+
+        .. math::
+
+            W_u = R^{a+b-u} W_{a+b} + \sum_{s=0}^{a+b-1-u} R^s D_{u+s+2},
+
+        so :math:`S^\top = \sum_{blocks} P_a W_{a+b} + \sum_{s<b} R^s \odot G_s` with
+        :math:`P_a = \sum_{u \in block} \mathrm{diag}(h_u) R^{a+b-u}` and the in-block
+        lagged sums :math:`G_s = \sum h_u \delta_{u+s+2}^\top` over the :math:`u` of
+        every block with :math:`u + s \le a + b - 1`; the block boundaries follow from
+        :math:`W_a = R^b W_{a+b} + \sum_{s<b} R^s D_{a+s+2}`.  That is :math:`b + 2n/b`
+        products of :math:`H \times H` matrices (the :math:`\sum_a P_a W_{a+b}` as one
+        product of :math:`H \times (n/b) H` by :math:`(n/b) H \times H`) and :math:`b`
+        lagged sums of :math:`n H^2` each, against :math:`n` products step by step.  Every
+        term is :math:`\ge 0`, so the result keeps the elementwise relative accuracy of a
+        sum of positive numbers.
+        """
+        T, H = h.shape
+        n = T - 2
+        if b is None:
+            b = RNN._kappa2_block(T, H)
+        nblk = -(-n // b)
+        Pow = np.empty((b + 1, H, H))
+        Pow[0] = np.eye(H)
+        Pow[1] = R
+        for s in range(2, b + 1):
+            np.matmul(R, Pow[s - 1], out=Pow[s])
+        h = np.ascontiguousarray(h)
+        delta = np.ascontiguousarray(delta)
+        P = np.empty((H, nblk, H))
+        Loc = np.empty((nblk, H, H))
+        _kernels.rnn_block_sums(Pow, h, delta, b, n, P, Loc)
+        # block boundaries W_{a+b}, from the last block (W = 0 beyond n) to the first
+        Wb = np.empty((nblk, H, H))
+        Wb[nblk - 1] = 0.0
+        if nblk > 1:
+            Wb[nblk - 2] = Loc[nblk - 1]
+            for blk in range(nblk - 2, 0, -1):
+                np.matmul(Pow[b], Wb[blk], out=Wb[blk - 1])
+                Wb[blk - 1] += Loc[blk]
+        St = P.reshape(H, nblk * H) @ Wb.reshape(nblk * H, H)
+        u = np.arange(n)
+        r = u % b
+        for s in range(min(b, n)):
+            us = u[(r + s <= b - 1) & (u + s <= n - 1)]
+            G = h[us].T @ delta[us + s + 2]
+            St += Pow[s] * G
+        return 4.0 * R * St.T
 
     @staticmethod
     def _fft_certified(total, psum, h, delta, n):
@@ -574,11 +666,12 @@ class RNN(Network):
         can be non-zero: every other block's edges never share a path, since paths only go
         up layers and forward in time and each output ends its path).  ``method`` selects
         the :math:`W_{rec}` algorithm (see :meth:`_kappa2_rec`: ``"recursive"``,
-        ``"lagged"`` or ``"fft"``).
+        ``"stepwise"``, ``"lagged"`` or ``"fft"``).
         """
         p = as_params(p, self.n_params)
-        if method not in ("recursive", "lagged", "fft"):
-            raise ValueError(f"method must be 'recursive', 'lagged' or 'fft', got {method!r}")
+        if method not in ("recursive", "stepwise", "lagged", "fft"):
+            raise ValueError(f"method must be 'recursive', 'stepwise', 'lagged' or 'fft', "
+                             f"got {method!r}")
         q = geometry._setup(self.graph, p)
         if not np.isfinite(q).all():   # a weight whose square overflows: the generic
             return geometry.path_quantities(self.graph, p, with_kappa2)  # engine decides
@@ -592,9 +685,9 @@ class RNN(Network):
 
     def _path_quantities(self, p, q, with_kappa2, method):
         with np.errstate(over="ignore", invalid="ignore"):  # checked: PathOverflowError
-            hs = self._squared_forward(q)
+            hs, deltas = self._squared_sweeps(q)
             gamma2 = self._gamma2_from(q, hs)
-            deltas = self._squared_backward(q)
+            self._check_finite(deltas, "delta")
         _, R, _, _, _ = self._blocks(q)
         out_mask = self._out_mask()
         L = self.layout
