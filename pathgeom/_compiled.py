@@ -10,7 +10,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import _kernels
+from . import engine
 
 
 class CompiledGraph(NamedTuple):
@@ -41,17 +41,17 @@ def compile_arrays(n, src, dst, par, pos, inputs, outputs, depth, n_params):
     ``pos`` must be a topological order (``pos[src] < pos[dst]`` on every edge);
     ``inputs``, ``outputs`` and ``depth`` are already in positions.
     """
-    indptr, in_src, in_par, optr, out_dst, out_par = _kernels.build_csr(
+    indptr, in_src, in_par, optr, out_dst, out_par = engine.build_csr(
         n, src, dst, par, pos, n_params)
     relu = np.ones(n, dtype=np.uint8)
     relu[inputs] = 0
     relu[outputs] = 0
     is_output = np.zeros(n, dtype=np.bool_)
     is_output[outputs] = True
-    live = _kernels.reaches_output(optr, out_dst, is_output)
+    live = engine.reaches_output(optr, out_dst, is_output)
     is_input = np.zeros(n, dtype=np.bool_)
     is_input[inputs] = True
-    reached = _kernels.reached_from(indptr, in_src, is_input)
+    reached = engine.reached_from(indptr, in_src, is_input)
     return CompiledGraph(
         indptr=_frozen(indptr, np.int64),
         src=_frozen(in_src, np.int32),

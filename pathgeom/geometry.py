@@ -42,7 +42,7 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
-from . import _kernels
+from . import engine
 from ._errors import PathOverflowError
 from ._validation import as_params, first_nonfinite_row
 from .graph import SharedGraph
@@ -99,17 +99,10 @@ def _squared_forward(g, q, careful=False):
     With ``careful=True`` (the rerun after a non-finite value) a term with a zero factor
     is exactly 0 and non-finite values are left for the caller to judge.
     """
-    c = g._c
+    c = g.compiled
     h = np.zeros(g.n_nodes)
     h[c.inputs] = 1.0
-    if careful:
-        _kernels.sq_forward_careful(c.indptr, c.src, c.par, q, h)
-    elif g.n_params >= STREAM_PARAMS:
-        w = np.empty(c.src.shape[0])
-        _kernels.sq_gather(q, c.par, w)
-        _kernels.sq_forward_w(c.indptr, c.src, w, h)
-    else:
-        _kernels.sq_forward(c.indptr, c.src, c.par, q, h)
+    engine.sq_forward(c, q, h, careful=careful, streamed=g.n_params >= STREAM_PARAMS)
     h[~c.live] = 0.0  # they feed nothing that is summed; zeroing keeps inf*0 out of kappa
     if not careful and not np.isfinite(h).all():
         _overflow(g, first_nonfinite_row(h), "gamma^2")
@@ -118,18 +111,12 @@ def _squared_forward(g, q, careful=False):
 
 def _squared_backward(g, q, h, careful=False):
     """``delta = dg/dh`` and ``kappa1 = dg/dq``."""
-    c = g._c
+    c = g.compiled
     delta = np.zeros(g.n_nodes)
     delta[c.outputs] = 1.0
     k1 = np.zeros(g.n_params)
-    if careful:
-        _kernels.sq_backward_careful(c.optr, c.dst, c.opar, q, h, delta, k1)
-    elif g.n_params >= STREAM_PARAMS:
-        w = np.empty(c.dst.shape[0])
-        _kernels.sq_gather(q, c.opar, w)
-        _kernels.sq_backward_w(c.optr, c.dst, c.opar, w, h, delta, k1)
-    else:
-        _kernels.sq_backward(c.optr, c.dst, c.opar, q, h, delta, k1)
+    engine.sq_backward(c, q, h, delta, k1, careful=careful,
+                       streamed=g.n_params >= STREAM_PARAMS)
     delta[~c.reached] = 0.0  # h = 0 there: these sensitivities multiply nothing
     if careful:
         return delta, k1
@@ -144,7 +131,7 @@ def _squared_backward(g, q, h, careful=False):
 def _gamma2_from(g, h):
     """Sum of the squared network's outputs, with the overflow of the sum itself caught."""
     with np.errstate(over="ignore"):
-        total = float(h[g._c.outputs].sum())
+        total = float(h[g.compiled.outputs].sum())
     if not np.isfinite(total):
         raise PathOverflowError("gamma^2 overflowed float64 in the sum over the outputs (each "
                                 "output's path sum is finite); scale the weights down")
@@ -165,7 +152,7 @@ def _setup(g, p):
 def _blame_overflow(g, q, h, what):
     """Raise for an overflowed quantity: name a parameter whose square overflows and that
     carries a non-zero value, if there is one, else the first non-finite node."""
-    c = g._c
+    c = g.compiled
     if not np.isfinite(q).all():
         hit = np.flatnonzero(~np.isfinite(q[c.par]) & (h[c.src] != 0))
         if hit.size:
@@ -192,7 +179,7 @@ def _careful_quantities(g, q, with_kappa2):
     h = _squared_forward(g, q, careful=True)
     delta, k1 = _squared_backward(g, q, h, careful=True)
     with np.errstate(over="ignore"):
-        total = float(h[g._c.outputs].sum())
+        total = float(h[g.compiled.outputs].sum())
     if not np.isfinite(total):
         _blame_overflow(g, q, h, "gamma^2")
     if not np.isfinite(k1).all():
@@ -202,13 +189,12 @@ def _careful_quantities(g, q, with_kappa2):
         raise PathOverflowError(f"kappa1[{i}] overflowed float64; scale the weights down")
     if not with_kappa2:
         return PathQuantities(total, k1, None, None)
-    c = g._c
+    c = g.compiled
     support = _support_and_blocks(g)[0]
     k2 = np.zeros(g.n_params)
     vmin, vmax = _param_head_range(g)
     for i in support.tolist():
-        out = _kernels.tangent_careful(c.indptr, c.src, c.par, q, h, delta, i,
-                                       int(vmin[i]), int(vmax[i]) + 1)
+        out = engine.tangent_one(c, q, h, delta, i, int(vmin[i]), int(vmax[i]) + 1)
         if out != 0.0:
             with np.errstate(over="ignore"):
                 k2[i] = 4.0 * q[i] * out
@@ -222,7 +208,7 @@ def _careful_quantities(g, q, with_kappa2):
 
 def _param_head_range(g):
     """Per parameter, the first and last head position of its edges."""
-    c = g._c
+    c = g.compiled
     heads = np.repeat(np.arange(g.n_nodes), np.diff(c.indptr))
     vmin = np.full(g.n_params, g.n_nodes, dtype=np.int64)
     vmax = np.full(g.n_params, -1, dtype=np.int64)
@@ -311,7 +297,7 @@ def gamma2(g, p):
             pass
     h = _squared_forward(g, q, careful=True)   # 0 * (anything) = 0: decides what overflows
     with np.errstate(over="ignore"):
-        total = float(h[g._c.outputs].sum())
+        total = float(h[g.compiled.outputs].sum())
     if not np.isfinite(total):
         _blame_overflow(g, q, h, "gamma^2")
     return total
@@ -385,10 +371,10 @@ def _support_and_blocks(g):
     cache = g._cache
     key = ("kappa2_blocks", TANGENT_BLOCK, TANGENT_MEMORY)
     if key not in cache:
-        c = g._c
-        sdepth = _kernels.sink_depth(c.optr, c.dst)
-        count, src_dmax, head_dmin, head_smax, src_smin, vmin, vmax = _kernels.param_extents(
-            c.indptr, c.src, c.par, c.depth, sdepth, g.n_params)
+        c = g.compiled
+        sdepth = engine.sink_depth(c)
+        count, src_dmax, head_dmin, head_smax, src_smin, vmin, vmax = engine.param_extents(
+            c, sdepth, g.n_params)
         # a path v ~> u' between edges (u -> v), (u' -> v') of E_i needs
         # depth(v) <= depth(u') and sink_depth(v) >= sink_depth(u'); so if every source is
         # shallower than every head, or every head is nearer the sinks than every source,
@@ -458,20 +444,20 @@ def _dask_tangent_task(graph_arrays, sweep_arrays, blocks, ranges):
     threads = numba.get_num_threads()
     numba.set_num_threads(1)
     try:
-        _kernels.tangent_blocks(indptr, src, par, q, h, delta, blocks, ranges, out)
+        engine.tangent_blocks(indptr, src, par, q, h, delta, blocks, ranges, out)
     finally:
         numba.set_num_threads(threads)
     return out
 
 
 def _tangent_blocks_dask(g, q, h, delta, blocks, ranges, client):
-    """:func:`_kernels.tangent_blocks` spread over a ``dask.distributed.Client``'s workers.
+    """:func:`pathgeom.engine.tangent_blocks` spread over a ``dask.distributed.Client``'s workers.
 
     The compiled graph is broadcast to every worker once per client and graph (the future
     is cached on the graph); ``q, h, delta`` once per call; the blocks go out in tasks of
     a few blocks each, largest node range first, and come back as rows of ``out``.
     """
-    c = g._c
+    c = g.compiled
     key = ("dask_graph", getattr(client, "id", id(client)))
     fut = g._cache.get(key)
     if fut is None or getattr(fut, "status", "finished") != "finished":
@@ -492,7 +478,7 @@ def _tangent_blocks_dask(g, q, h, delta, blocks, ranges, client):
 
 
 def _kappa2_from(g, q, h, delta, client=None):
-    c = g._c
+    c = g.compiled
     support, blocks, ranges = _support_and_blocks(g)
     k2 = np.zeros(g.n_params)
     if support.size:
@@ -500,8 +486,7 @@ def _kappa2_from(g, q, h, delta, client=None):
             out = _tangent_blocks_dask(g, q, h, delta, blocks, ranges, client)
         else:
             out = np.zeros(blocks.shape, dtype=np.float64)
-            _kernels.tangent_blocks(c.indptr, c.src, c.par, q, h, delta, blocks, ranges,
-                                    out)
+            engine.tangent_blocks(c.indptr, c.src, c.par, q, h, delta, blocks, ranges, out)
         mask = blocks >= 0
         k2[blocks[mask]] = 4.0 * q[blocks[mask]] * out[mask]
         if not np.isfinite(k2).all():

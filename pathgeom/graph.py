@@ -22,7 +22,7 @@ import numbers
 import networkx as nx
 import numpy as np
 
-from . import _kernels
+from . import engine
 from ._compiled import CompiledGraph, compile_arrays
 from ._errors import GraphError, PathOverflowError
 from ._validation import as_batch, as_params, first_nonfinite_row
@@ -183,7 +183,7 @@ def _build(src, dst, par, inputs, outputs, n_nodes, n_params, labels):
         if bad.size:
             raise GraphError(f"{_edge_name(labels, src, dst, par, bad[0])} leaves output "
                              f"node {_name(labels, src[bad[0]])}: outputs must be sinks")
-    depth = _kernels.longest_path_depth(n_nodes, src, dst)
+    depth = engine.longest_path_depth(n_nodes, src, dst)
     if n_nodes and depth.min() < 0:
         cycle = _find_cycle(labels, src, dst, depth)
         if len(cycle) <= CYCLE_SHOWN:
@@ -558,7 +558,7 @@ class SharedGraph:
         c = self._c
         H = np.zeros((self.n_nodes, X.shape[0]))
         H[c.inputs] = X.T
-        _kernels.forward(c.indptr, c.src, c.par, c.relu, p, H)
+        engine.forward(c, p, H)
         return H
 
     def _raise_overflow(self, H, what):
@@ -637,7 +637,7 @@ class SharedGraph:
         G = np.zeros_like(H)
         G[c.outputs] = dY.T
         grad = np.zeros(self.n_params)
-        _kernels.backward(c.optr, c.dst, c.opar, c.relu, p, H, G, grad)
+        engine.backward(c, p, H, G, grad)
         if not np.isfinite(grad).all():
             bad = int(np.flatnonzero(~np.isfinite(grad))[0])
             raise PathOverflowError(f"the gradient of parameter {bad} overflowed float64; "

@@ -345,7 +345,6 @@ class _Dag:
     """Edges, depths and the scaling helpers shared by the exact DP functions."""
 
     def __init__(self, g, p):
-        from . import _kernels
         self.p = _fractions(p, "p")
         if len(self.p) != g.n_params:
             raise ValueError(f"p has {len(self.p)} entries; the graph has {g.n_params} "
@@ -356,7 +355,11 @@ class _Dag:
         c = g.compiled
         self.n = g.n_nodes
         self.depth = g.depth.tolist()
-        self.sdepth = _kernels.sink_depth(c.optr, c.dst).tolist()
+        # longest distance to a sink, by a plain reverse sweep (positions are topological)
+        sdepth = [0] * self.n
+        for u, v in sorted(zip(self.src, self.dst), reverse=True):
+            sdepth[u] = max(sdepth[u], sdepth[v] + 1)
+        self.sdepth = sdepth
         self.inputs = c.inputs.tolist()
         self.outputs = c.outputs.tolist()
         self.Q = [a * a for a in self.A]

@@ -37,7 +37,7 @@ import warnings
 
 import numpy as np
 
-from .. import _kernels, geometry
+from .. import engine, geometry
 from .._builders import rnn_arrays, rnn_param_blocks
 from .._errors import PathOverflowError
 from .._validation import as_params, as_real_array, check_scale, check_int, check_rng
@@ -406,7 +406,7 @@ class RNN(Network):
         for l in range(self.n_layers):
             drive = below @ A[l].T + a[l]
             h = np.empty((T, self.hidden[l]))
-            _kernels.rnn_sq_sweep(R[l], drive, drive, h, h, True, False)
+            engine.rnn_sq_sweep(R[l], drive, drive, h, h, True, False)
             hs.append(h)
             below = h
         self._check_finite(hs, "h")
@@ -416,23 +416,23 @@ class RNN(Network):
         """:meth:`_squared_forward` and :meth:`_squared_backward` at once: the top layer's
         forward and backward time loops share one pass over its ``R`` per step."""
         A, R, O, a, _ = self._blocks(q)
-        T, top = self.T, self.depth - 1
-        hs, deltas = [None] * self.depth, [None] * self.depth
+        T, top = self.T, self.n_layers - 1
+        hs, deltas = [None] * self.n_layers, [None] * self.n_layers
         below = np.ones((T, self.n_in))
-        for l in range(self.depth):
+        for l in range(self.n_layers):
             drive = below @ A[l].T + a[l]
             hs[l] = np.empty((T, self.hidden[l]))
             if l == top:
                 seed = self._out_mask()[:, None] * O.sum(axis=0)[None, :]
                 deltas[l] = np.empty((T, self.hidden[l]))
-                _kernels.rnn_sq_sweep(R[l], drive, seed, hs[l], deltas[l], True, True)
+                engine.rnn_sq_sweep(R[l], drive, seed, hs[l], deltas[l], True, True)
             else:
-                _kernels.rnn_sq_sweep(R[l], drive, drive, hs[l], hs[l], True, False)
+                engine.rnn_sq_sweep(R[l], drive, drive, hs[l], hs[l], True, False)
             below = hs[l]
         for l in range(top - 1, -1, -1):
             seed = np.ascontiguousarray(deltas[l + 1] @ A[l + 1])
             deltas[l] = np.empty((T, self.hidden[l]))
-            _kernels.rnn_sq_sweep(R[l], seed, seed, deltas[l], deltas[l], False, True)
+            engine.rnn_sq_sweep(R[l], seed, seed, deltas[l], deltas[l], False, True)
         self._check_finite(hs, "h")
         return hs, deltas  # deltas unchecked: the caller checks them after gamma^2
 
@@ -449,7 +449,7 @@ class RNN(Network):
         deltas = [None] * self.n_layers
         for l in range(self.n_layers - 1, -1, -1):
             d = np.empty((T, self.hidden[l]))
-            _kernels.rnn_sq_sweep(R[l], seed, seed, d, d, False, True)
+            engine.rnn_sq_sweep(R[l], seed, seed, d, d, False, True)
             deltas[l] = d
             if l:
                 seed = np.ascontiguousarray(d @ A[l])  # A_l^T delta^l_t, as rows
@@ -594,7 +594,7 @@ class RNN(Network):
         delta = np.ascontiguousarray(delta)
         P = np.empty((H, nblk, H))
         Loc = np.empty((nblk, H, H))
-        _kernels.rnn_block_sums(Pow, h, delta, b, n, P, Loc)
+        engine.rnn_block_sums(Pow, h, delta, b, n, P, Loc)
         # block boundaries W_{a+b}, from the last block (W = 0 beyond n) to the first
         Wb = np.empty((nblk, H, H))
         Wb[nblk - 1] = 0.0
