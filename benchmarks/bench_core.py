@@ -45,7 +45,7 @@ def run(quick=False):
     try:
         for name, g in graphs(rng, sizes):
             # E[p^2] * fan-in ~ 0.9 keeps path sums in range however deep the graph is
-            fan_in = g.n_edges / np.count_nonzero(np.diff(g._c.indptr))
+            fan_in = g.n_edges / np.count_nonzero(np.diff(g.compiled.indptr))
             s = np.sqrt(3 * 0.9 / fan_in)
             p = rng.uniform(-s, s, g.n_params)
             t = best_time(lambda: pathgeom.path_quantities(g, p, with_kappa2=False))
@@ -66,13 +66,12 @@ def construction(quick=False):
     """from_arrays on the largest graph: validation, topological sort, both CSRs."""
     T, H = (100, 64) if quick else (1000, 100)
     _, a = rnn_graph(5, 4)  # warm up the construction kernels
-    from pathgeom._builders import rnn_arrays
-    a = rnn_arrays(1, H, 1, T)
+    _, a = rnn_graph(T, H)
     t0 = time.perf_counter()
     g = pathgeom.SharedGraph.from_arrays(a["src"], a["dst"], a["param"], a["inputs"],
                                          a["outputs"], a["n_nodes"], a["n_params"])
     dt = time.perf_counter() - t0
-    c = g._c
+    c = g.compiled
     per_edge = (c.src.nbytes + c.par.nbytes + c.dst.nbytes + c.opar.nbytes) / g.n_edges
     print(f"SharedGraph.from_arrays, RNN T={T} H={H}: {g.n_edges:,} edges in {dt:.2f} s "
           f"({g.n_edges / dt / 1e6:.1f} M edges/s); {per_edge:.0f} bytes per edge stored")

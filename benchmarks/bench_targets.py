@@ -151,7 +151,7 @@ def generic_rows(quick, want):
                 g = pathgeom.SharedGraph.from_arrays(a["src"], a["dst"], a["param"],
                                                      a["inputs"], a["outputs"], a["n_nodes"],
                                                      a["n_params"])
-            fan_in = g.n_edges / np.count_nonzero(np.diff(g._c.indptr))
+            fan_in = g.n_edges / np.count_nonzero(np.diff(g.compiled.indptr))
             s = np.sqrt(3 * 0.9 / fan_in)
             p = rng.uniform(-s, s, g.n_params)
             t = best_time(lambda: pathgeom.path_quantities(g, p, with_kappa2=False),

@@ -10,14 +10,11 @@ Run: python examples/invariance_path_sgd.py
 import numpy as np
 
 import pathgeom
-from pathgeom._builders import rnn_arrays
 from pathgeom.invariance import rescale, rescaling_group
 from pathgeom.optim import SGD, PathSGD
 
 T, H = 6, 3
-a = rnn_arrays(1, H, 1, T)
-g = pathgeom.SharedGraph.from_arrays(a["src"], a["dst"], a["param"], a["inputs"], a["outputs"],
-                                     n_nodes=a["n_nodes"], n_params=a["n_params"])
+g = pathgeom.rnn(1, H, 1, T).graph   # the unrolled RNN as a shared-weight graph
 rng = np.random.default_rng(0)
 G = rescaling_group(g)
 print(f"{g}\nrescaling group dimension {G.dim} (Theorem 1: H = {H})")

@@ -16,7 +16,7 @@ from ._errors import GraphError, PathOverflowError
 from .geometry import (PathQuantities, gamma2, kappa, kappa1, kappa2, kappa2_support,
                        path_quantities, squared_network, squared_values)
 from .graph import SharedGraph
-from .edgelist import EdgeListError, read_edge_list, write_edge_list
+from .edgelist import EdgeListError, dense_block, read_edge_list, write_edge_list
 from .rescaling import RescalingGroup, rescale, rescaling_group
 from .verify import InvarianceReport, Lemma1Report, verify_invariance, verify_lemma1
 from .optim import SGD, PathSGD, path_sgd_step, sgd_step
@@ -47,6 +47,7 @@ __all__ = [
     "Conv2d",
     "Dense",
     "EdgeListError",
+    "dense_block",
     "GraphError",
     "InvarianceReport",
     "Lemma1Report",

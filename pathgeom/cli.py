@@ -30,7 +30,7 @@ import time
 import numpy as np
 
 from . import _cli_train, experiments, reference
-from ._builders import rnn_arrays, rnn_param_blocks
+from .constructors._rnn_edges import rnn_param_blocks
 from .constructors import Conv1d, cnn, mlp, rnn
 from .edgelist import EdgeListError, read_edge_list
 from ._errors import GraphError, PathOverflowError
@@ -45,10 +45,8 @@ __all__ = ["main"]
 
 
 def _rnn_graph(n_in, H, n_out, T):
-    a = rnn_arrays(n_in, H, n_out, T)
-    g = SharedGraph.from_arrays(a["src"], a["dst"], a["param"], a["inputs"], a["outputs"],
-                                n_nodes=a["n_nodes"], n_params=a["n_params"])
-    return g, a["rec"]
+    net = rnn(n_in, H, n_out, T)
+    return net.graph, net.layout.slice("W_rec", 0)
 
 
 def _demo(args, out, err=None):
@@ -120,7 +118,6 @@ def _rnn_network(args):
     relabelled ``x[t,i]``, ``h[t,j]`` (``h2[t,j]`` for the second layer, ...), ``y[o]``."""
     n_in, hidden, n_out, T = args.n_in, args.H, args.n_out, args.T
     net = rnn(n_in, hidden, n_out, T)
-    a = rnn_arrays(n_in, hidden, n_out, T)
     names = [f"x[{t + 1},{i}]" for t in range(T) for i in range(n_in)]
     for l, H in enumerate(hidden):
         tag = "h" if l == 0 else f"h{l + 1}"
@@ -130,8 +127,8 @@ def _rnn_network(args):
     ids = np.asarray(net.graph.nodes)
     edges = [(names[u], names[v], i) for u, v, i in
              zip(ids[src].tolist(), ids[dst].tolist(), par.tolist())]
-    g = SharedGraph.from_edges(edges, [names[k] for k in a["inputs"].tolist()],
-                               [names[k] for k in a["outputs"].tolist()],
+    g = SharedGraph.from_edges(edges, [names[k] for k in net.graph.inputs],
+                               [names[k] for k in net.graph.outputs],
                                n_params=net.n_params)
     blocks = ", ".join(f"{name}{'' if l is None else f'[{l}]'} {'x'.join(map(str, shape))}"
                        for name, l, shape in rnn_param_blocks(n_in, hidden, n_out))

@@ -29,7 +29,7 @@ from ._errors import GraphError
 from .graph import SharedGraph
 
 __all__ = ["EdgeListError", "parse_edge_list", "read_edge_list", "format_edge_list",
-           "write_edge_list"]
+           "write_edge_list", "dense_block"]
 
 
 class EdgeListError(ValueError):
@@ -200,3 +200,39 @@ def write_edge_list(g, path):
     text = format_edge_list(g)
     with open(path, "w", encoding="utf-8") as fh:
         fh.write(text + "\n")
+
+
+def dense_block(sources, targets, first_param=0):
+    r"""The edges of a dense block of parameters: every ``sources[c] -> targets[r]`` on
+    parameter ``first_param + r * len(sources) + c`` (the matrix :math:`W[r, c]`,
+    row-major), ready for :meth:`SharedGraph.from_edges`.
+
+    Calling it again with the same ``first_param`` on other nodes *ties* the two blocks:
+    their edges share parameters, which is weight sharing (the same matrix applied twice,
+    as in an unrolled RNN or a tied autoencoder).
+
+    Returns
+    -------
+    edges : list of (source, target, param)
+    next_param : int
+        ``first_param + len(sources) * len(targets)``: where the next block may start.
+
+    Examples
+    --------
+    Two layers applying the same 2 x 2 matrix, then a readout:
+
+    >>> import pathgeom
+    >>> e1, k = pathgeom.dense_block(["x0", "x1"], ["a0", "a1"])
+    >>> e2, _ = pathgeom.dense_block(["a0", "a1"], ["b0", "b1"], first_param=0)   # tied
+    >>> e3, k = pathgeom.dense_block(["b0", "b1"], ["y"], first_param=k)
+    >>> g = pathgeom.SharedGraph.from_edges(e1 + e2 + e3, ["x0", "x1"], ["y"])
+    >>> g.n_params, e1[1], e2[1]
+    (6, ('x1', 'a0', 1), ('a1', 'b0', 1))
+    """
+    sources, targets = list(sources), list(targets)
+    if isinstance(first_param, bool) or not isinstance(first_param, int) or first_param < 0:
+        raise ValueError(f"first_param must be an integer >= 0, got {first_param!r}")
+    n = len(sources)
+    edges = [(u, v, first_param + r * n + c) for r, v in enumerate(targets)
+             for c, u in enumerate(sources)]
+    return edges, first_param + n * len(targets)

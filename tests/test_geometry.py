@@ -104,7 +104,7 @@ def test_squared_network_values_are_path_sums(gp):
     np.add.at(back, src, q[par] * delta[dst])
     out = np.zeros(g.n_nodes, bool)
     out[[g.index(o) for o in g.outputs]] = True
-    reached, live = g._c.reached, g._c.live
+    reached, live = g.compiled.reached, g.compiled.live
     assert_close(delta[~out & reached], back[~out & reached], 1e-12)
     assert np.all(delta[out & reached] == 1.0)
     assert np.all(delta[~reached] == 0.0) and np.all(h[~live] == 0.0)

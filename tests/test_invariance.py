@@ -10,7 +10,6 @@ from hypothesis import assume, given, strategies as st
 
 import pathgeom
 from pathgeom import invariance, reference, verify
-from pathgeom._builders import rnn_arrays
 from pathgeom.invariance import (rescale, rescaling_group, verify_invariance,
                                  verify_lemma1)
 from pathgeom.optim import path_sgd_step, sgd_step
@@ -46,7 +45,7 @@ def independent_group_dim(g):
     b is injective (c_i is b_v - b_u on any edge of E_i), so this is the group's dimension.
     """
     src, dst, par = g.edges()
-    fixed = set(g._c.inputs.tolist()) | set(g._c.outputs.tolist())
+    fixed = set(g.compiled.inputs.tolist()) | set(g.compiled.outputs.tolist())
     internal = [v for v in range(g.n_nodes) if v not in fixed]
     used = sorted(set(par.tolist()))
     col = {("b", v): k for k, v in enumerate(internal)}
@@ -66,7 +65,7 @@ def independent_group_dim(g):
 
 def is_feasible_exactly(g, b):
     """Integer log-rescaling b: 0 on inputs/outputs and equal log-ratios per parameter."""
-    fixed = np.concatenate([g._c.inputs, g._c.outputs])
+    fixed = np.concatenate([g.compiled.inputs, g.compiled.outputs])
     if np.any(b[fixed] != 0):
         return False
     src, dst, par = g.edges()
@@ -78,10 +77,7 @@ def is_feasible_exactly(g, b):
 
 
 def rnn_graph(n_in, H, n_out, T):
-    a = rnn_arrays(n_in, H, n_out, T)
-    return pathgeom.SharedGraph.from_arrays(a["src"], a["dst"], a["param"], a["inputs"],
-                                            a["outputs"], n_nodes=a["n_nodes"],
-                                            n_params=a["n_params"])
+    return pathgeom.rnn(n_in, H, n_out, T).graph
 
 
 def deep_rnn_graph(n_in, widths, n_out, T, outputs_all=False):
@@ -329,7 +325,7 @@ class TestSamplesAndTheorem2:
         G = rescaling_group(g)
         beta = G.sample(rng)
         assert G.contains(beta)
-        fixed = np.concatenate([g._c.inputs, g._c.outputs])
+        fixed = np.concatenate([g.compiled.inputs, g.compiled.outputs])
         assert np.all(beta[fixed] == 1.0) and np.all(beta > 0)
         pt = rescale(g, p, beta)
         X = rng.normal(size=(5, g.n_inputs))

@@ -17,7 +17,7 @@ the ``n_L`` outputs last.  The engine is :class:`pathgeom.constructors.cnn.FeedF
 shared with :func:`pathgeom.constructors.cnn.cnn`.
 """
 
-from .cnn import FeedForward, _int_at_least, _Stage
+from ._feedforward import FeedForward, _int_at_least, _Stage
 
 __all__ = ["MLP", "mlp"]
 

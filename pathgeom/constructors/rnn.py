@@ -9,7 +9,7 @@ For layers :math:`l = 1, \dots, d-1` of widths :math:`H_l` and times :math:`t = 
     y_t = W_{out} h^{d-1}_t + b_{out},
 
 with no time-0 nodes (:math:`h^l_0 = 0` adds no path; free time-0 nodes would add rescaling
-freedom and break Theorem 1).  The graph is built by :func:`pathgeom._builders.rnn_arrays`.
+freedom and break Theorem 1).  The graph is built by :func:`pathgeom.constructors._rnn_edges.rnn_arrays`.
 
 Structured quantities.  With :math:`q = p^2` the squared network on the all-ones input has
 layer values :math:`h^l_t = A_l h^{l-1}_t + R_l h^l_{t-1} + a_l` (:math:`A = W_{in}^{\odot 2}`,
@@ -38,7 +38,7 @@ import warnings
 import numpy as np
 
 from .. import engine, geometry
-from .._builders import rnn_arrays, rnn_param_blocks
+from ._rnn_edges import rnn_arrays, rnn_param_blocks
 from .._errors import PathOverflowError
 from .._validation import as_params, as_real_array, check_scale, check_int, check_rng
 from ..graph import SharedGraph
