@@ -46,3 +46,28 @@ def test_module_entry_point():
     assert "eq.(10) / exact kappa2 = 0.5, eq.(11) / exact = 0.25" in out
     assert "nan" not in out
     assert "rescaling group dimension: 2" in out and "\nverdict: " in out
+
+
+def test_docstring_markup_is_converted_for_the_site():
+    """The API pages render maths and references: the reST roles and ``.. math::`` blocks of
+    the docstrings become arithmatex maths and code spans (docs/griffe_rest.py)."""
+    import importlib.util
+    import pathlib
+    path = pathlib.Path(__file__).resolve().parents[1] / "docs" / "griffe_rest.py"
+    spec = importlib.util.spec_from_file_location("griffe_rest", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    text = ("The step :math:`p - \\eta\\, g /\n    \\kappa` of :func:`~pathgeom.optim.path_sgd_step`"
+            " and :class:`pathgeom.SharedGraph`.\n\n    .. math::\n\n        a = b\n        + c\n\n"
+            "    after")
+    out = mod.convert(text)
+    assert "$p - \\eta\\, g / \\kappa$" in out
+    assert "`path_sgd_step`" in out and "`pathgeom.SharedGraph`" in out
+    assert "    $$\n    a = b\n    + c\n    $$" in out and out.rstrip().endswith("after")
+    assert ":math:" not in out and ":func:" not in out
+    # every docstring of the package converts without a reST role left over
+    import inspect
+    import pathgeom
+    for name in pathgeom.__all__:
+        doc = inspect.getdoc(getattr(pathgeom, name)) or ""
+        assert not mod._ROLE.search(mod.convert(doc)) and ":math:`" not in mod.convert(doc)
