@@ -34,7 +34,8 @@ def test_benchmark_quick(bench_path, name):
     times = [float(t) for t in re.findall(r"([0-9]*\.?[0-9]+(?:e[-+]?[0-9]+)?)\s?ms", out)]
     ratios = [float(r) for r in re.findall(r"([0-9]*\.?[0-9]+)x", out)]
     assert times and ratios
-    assert all(0 < t < 1e7 for t in times) and all(0 < r < 1e7 for r in ratios)
+    assert all(0 <= t < 1e7 for t in times) and all(0 <= r < 1e7 for r in ratios)
+    assert max(times) > 0 and max(ratios) > 0   # (a very fast row may print as 0.00)
 
 
 def test_thread_benchmark_reports_both_settings(bench_path):

@@ -284,3 +284,22 @@ def test_np_rnn_init_is_normalised_positive_definite():
         assert not np.allclose(W, np.eye(H))
     rest = p[net.layout.slice("W_out")]
     assert np.abs(rest).max() <= 0.01 and np.abs(rest).min() > 0
+
+
+@pytest.mark.parametrize("n_in, hidden, n_out, T, outputs, bias", [
+    (1, [3], 1, 1, "last", False), (2, [3, 4], 2, 5, "all", True), (3, [2, 2, 2], 1, 7,
+                                                                     "last", True)])
+def test_size_check_counts_the_edges_exactly(monkeypatch, n_in, hidden, n_out, T, outputs,
+                                             bias):
+    """The constructor refuses oversized networks before allocating; its count is exact."""
+    from pathgeom.constructors import _base
+    seen = {}
+    real = _base.check_graph_size
+    import sys
+    module = sys.modules["pathgeom.constructors.rnn"]   # (the name rnn is the function)
+    monkeypatch.setattr(module, "check_graph_size",
+                        lambda n, e, what: seen.update(n=n, e=e) or real(n, e, what))
+    net = pathgeom.rnn(n_in, hidden, n_out, T, outputs=outputs, bias=bias)
+    assert seen == {"n": net.graph.n_nodes, "e": net.graph.n_edges}
+    with pytest.raises(pathgeom.GraphError, match="limited to 2"):
+        pathgeom.rnn(1, [100_000], 1, 10)

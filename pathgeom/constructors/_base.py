@@ -12,7 +12,34 @@ import numpy as np
 from .. import geometry
 from .._validation import as_params, as_real_array
 
-__all__ = ["Layout", "Network"]
+__all__ = ["Layout", "Network", "check_graph_size", "MAX_EDGES"]
+
+#: The most edges a constructor builds: the compiled graph indexes edges with int32.
+MAX_EDGES = 2 ** 31 - 1
+#: Bytes a constructor needs per edge while it builds (the edge arrays, the sort, both
+#: CSRs), the basis of the memory check in :func:`check_graph_size`.
+BYTES_PER_EDGE = 96
+
+
+def check_graph_size(n_nodes, n_edges, what):
+    """Refuse (:class:`~pathgeom.GraphError`) a network too large to build, *before*
+    anything is allocated: more than :data:`MAX_EDGES` edges or nodes, or an estimated
+    ``BYTES_PER_EDGE * n_edges`` above the memory this machine has available."""
+    from .._errors import GraphError
+    if n_edges > MAX_EDGES or n_nodes > MAX_EDGES:
+        raise GraphError(f"{what} would have {n_edges:,} edges and {n_nodes:,} nodes; "
+                         f"graphs are limited to 2**31 - 1 of each (int32 indices): "
+                         f"choose smaller sizes")
+    need = BYTES_PER_EDGE * n_edges
+    try:
+        import os
+        avail = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return
+    if need > avail:
+        raise GraphError(f"{what} would have {n_edges:,} edges: building it needs about "
+                         f"{need / 2**30:.1f} GiB, more than the {avail / 2**30:.1f} GiB "
+                         f"available; choose smaller sizes")
 
 
 class Layout:

@@ -17,7 +17,7 @@ import numpy as np
 from .._errors import PathOverflowError
 from .._validation import _as_float_array, as_params, check_int, check_rng
 from ..graph import SharedGraph
-from ._base import Layout, Network
+from ._base import Layout, Network, check_graph_size
 
 __all__ = ["FeedForward", "UNIFORM_SCALE", "INIT_SCHEMES"]
 
@@ -160,6 +160,10 @@ class FeedForward(Network):
         self._weights = [self.layout.slice(n, i) for n, i in weight_names]
         self._biases = ([self.layout.slice(n, i) for n, i in bias_names] if self.bias
                         else [None] * len(stages))
+        n_edges = sum(math.prod(s.out_shape) * (math.prod(s.weight_shape[1:]) + self.bias)
+                      for s in self._stages)   # an upper bound: padding drops edges
+        n_nodes = math.prod(self.input_shape) + sum(math.prod(s.out_shape) for s in stages)
+        check_graph_size(n_nodes, n_edges, f"a {type(self).__name__}")
         self.graph = self._build_graph()
 
     # ------------------------------------------------------------------ the graph

@@ -42,7 +42,7 @@ from ._rnn_edges import rnn_arrays, rnn_param_blocks
 from .._errors import PathOverflowError
 from .._validation import as_params, as_real_array, check_scale, check_int, check_rng
 from ..graph import SharedGraph
-from ._base import Layout, Network
+from ._base import Layout, Network, check_graph_size
 
 __all__ = ["rnn", "RNN"]
 
@@ -135,6 +135,13 @@ class RNN(Network):
         self.outputs = outputs
         self.bias = bool(bias)
         self.layout = Layout(rnn_param_blocks(self.n_in, self.hidden, self.n_out, self.bias))
+        widths = (self.n_in,) + self.hidden
+        n_edges = sum(self.T * (a + b) * b - b * b for a, b in zip(widths[:-1], self.hidden))
+        n_edges += self.bias * self.T * sum(self.hidden)
+        n_outs = self.T if outputs == "all" else 1
+        n_edges += n_outs * self.n_out * (self.hidden[-1] + self.bias)
+        check_graph_size(self.T * sum(widths) + self.bias + n_outs * self.n_out, n_edges,
+                         repr(self))
         a = rnn_arrays(self.n_in, self.hidden, self.n_out, self.T, outputs, self.bias)
         assert a["n_params"] == self.layout.n_params
         self._arrays = {k: a[k] for k in ("hidden_base", "out_base")}
