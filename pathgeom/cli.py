@@ -437,7 +437,10 @@ def _draw(args, out, err):
     path, fmt = _draw_target(args.out)
     g, desc = _network_from_args(args)
     rng = np.random.default_rng(args.seed)
-    p = np.round(rng.choice([-1.0, 1.0], g.n_params) * rng.uniform(0.5, 2.0, g.n_params), 2)
+    if args.params:
+        p = _read_params(args.params, g.n_params)
+    else:
+        p = np.round(rng.choice([-1.0, 1.0], g.n_params) * rng.uniform(0.5, 2.0, g.n_params), 2)
     used = np.flatnonzero(g.param_edge_counts() > 0)
     beta, note = None, ""
     if args.rescale:
@@ -518,6 +521,9 @@ def _parser():
     draw.add_argument("--rescale", action="store_true",
                       help="two panels: p and T_beta(p), weights and beta labelled")
     draw.add_argument("--dpi", type=_positive_int, default=120)
+    draw.add_argument("--params", metavar="FILE", default=None,
+                      help="the weights to show (a .npy, a .npz with p, or a text file); "
+                           "default: random values in +-[0.5, 2]")
     for p in (lemma1, invariance):
         p.add_argument("--weight-scale", type=_float_at_least(0.0, True), default=1.0,
                        metavar="S", help="draw p ~ U(-S, S) (1.0)")
