@@ -774,7 +774,26 @@ class _Loop:
             if bar is not None:
                 bar.close()
         if status == "interrupted":
-            st["test_loss"], st["test_metric"] = self._test(st["p"])
+            try:
+                test = self._test(st["p"])
+            except PathOverflowError:
+                test = (float("inf"), float("nan"))
+            if not np.isfinite(test[0]) or test[0] > self.bound:
+                # the parameters at the interruption already fail the bound: a divergence,
+                # with the last good parameters (one update before) kept
+                step = st["step"]
+                if st["step"] > 0:
+                    st["p"], st["step"] = st["prev"], st["step"] - 1
+                st["history"] = [h for h in st["history"] if h["step"] <= st["step"]]
+                status = "diverged"
+                message = (f"diverged at step {step}: {self._loss_text('test', test[0])}; "
+                           f"stopped and kept the last good parameters, those after "
+                           f"{st['step']} updates")
+                try:
+                    test = self._test(st["p"])
+                except PathOverflowError:
+                    test = (float("nan"), float("nan"))
+            st["test_loss"], st["test_metric"] = test
         return status, message
 
     def _loss_text(self, which, loss):

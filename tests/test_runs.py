@@ -418,3 +418,16 @@ class TestSweep:
             steps = [int(line.split(",")[0]) for line in
                      (run_dir / "history.csv").read_text().splitlines()[1:]]
             assert steps == [0, 10, 20, 30]
+
+
+def test_an_interruption_right_after_a_blow_up_is_reported_as_a_divergence(tmp_path):
+    """The test loss is checked at the interruption too: parameters that already fail the
+    bound end the run as diverged, with the update before kept."""
+    task = make_task("adding", T=30, seed=0)
+    net = pathgeom.rnn(2, 16, 1, 30)
+    res = train(net, task, make_optimizer("path-adam", 0.5), 50, batch_size=8, rng=0,
+                progress=False, out_dir=tmp_path, should_stop=lambda: True)
+    assert res.status == "diverged" and res.steps == 0
+    assert "test loss" in res.message and np.isfinite(res.test_loss)
+    result = json.loads((tmp_path / "result.json").read_text())
+    assert result["status"] == "diverged" and result["diverged"] is True
