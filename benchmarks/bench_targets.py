@@ -19,7 +19,7 @@ import numba
 import numpy as np
 
 import pathgeom
-from pathgeom.train import make_optimizer, mse_loss
+from pathgeom.training import _BatchLoss, make_optimizer, mse_loss
 
 from _common import best_time, copy_bandwidth, layered_dag_arrays, rnn_graph
 
@@ -97,9 +97,10 @@ def dgemm_rate(n=2048):
 def _step_fn(net, p, X, Y, opt):
     def step():  # what pathgeom.train does per step (engine="dense")
         Y_pred, states = net.forward_with_states(p, X)
-        _, dY = mse_loss(Y_pred, Y)
+        loss, dY = mse_loss(Y_pred, Y)
         grad = net.backward(p, X, dY, states=states)
-        return opt.step(p, grad, net, loss=lambda q: mse_loss(net.forward(q, X), Y)[0])
+        # the minibatch loss as train() passes it: the loss at p is not recomputed
+        return opt.step(p, grad, net, loss=_BatchLoss(net.forward, mse_loss, X, Y, p, loss))
     return step
 
 

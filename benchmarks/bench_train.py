@@ -19,9 +19,10 @@ from _common import best_time
 def _step_fn(net, p, X, Y, opt):
     def step():  # what pathgeom.train does per step (engine="dense")
         Y_pred, states = net.forward_with_states(p, X)
-        _, dY = mse_loss(Y_pred, Y)
+        loss, dY = mse_loss(Y_pred, Y)
         grad = net.backward(p, X, dY, states=states)
-        return opt.step(p, grad, net, loss=lambda q: mse_loss(net.forward(q, X), Y)[0])
+        # the minibatch loss as train() passes it: the loss at p is not recomputed
+        return opt.step(p, grad, net, loss=_BatchLoss(net.forward, mse_loss, X, Y, p, loss))
     return step
 
 
