@@ -11,7 +11,7 @@ import numba
 import numpy as np
 
 import pathgeom
-from pathgeom.training import make_optimizer, mse_loss
+from pathgeom.training import _BatchLoss, make_optimizer, mse_loss
 
 from _common import best_time
 
