@@ -490,7 +490,7 @@ def method_name(config):
 
 
 def export_runs(sweep_dir, dest, keep_every=1000, repo_root=None):
-    """Copy the selected, finished runs of ``sweep_dir`` into ``dest`` as small evidence:
+    """Copy the selected runs of ``sweep_dir`` that finished into ``dest`` as small evidence:
     ``result.json``, ``params.npz`` and a thinned ``history.csv`` (the rows at multiples of
     ``keep_every`` and every evaluation); return one table row per run (``EXPORT_COLUMNS``
     plus ``test_metric``), ``run`` relative to ``repo_root`` (default: ``dest``'s parent's
@@ -505,8 +505,8 @@ def export_runs(sweep_dir, dest, keep_every=1000, repo_root=None):
             if r is not None]
     out = []
     for r in select_irnn(rows):
-        if not r["selected"] or r["status"] == "diverged" or r["test_loss"] is None:
-            continue
+        if not r["selected"] or r["status"] != "finished" or r["test_loss"] is None:
+            continue  # diverged runs are reported in the text; unfinished ones are not results
         src = os.path.join(sweep_dir, r["run"])
         config = read_run_config(src)
         target = os.path.join(dest, r["run"])
