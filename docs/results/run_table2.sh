@@ -27,3 +27,6 @@ sweep "$RUNS/table2-T100" --T 100 --steps 100000 --lrs 0.01,0.001,0.0001 \
 # 2. np-RNN (SGD from the normalised positive-definite W_rec), the paper's comparison row
 sweep "$RUNS/table2-T100-np" --T 100 --steps 100000 --lrs 0.01,0.001,0.0001 \
       --optimizers sgd --init np-rnn --irnn-inits 10
+# 3. then, by the results of 1-2 (one sweep each, same options): T = 400 with the best rate
+#    of each method (--T 400 --lrs BEST --optimizers ...), T = 750 likewise, and sequential
+#    digits: --task digits --data builtin28 (784 steps per sequence) for path-sgd and sgd.
