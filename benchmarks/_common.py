@@ -101,3 +101,16 @@ class LevelSparseBaseline:
         kappa1 = np.bincount(self.par, weights=h[self.src] * delta[self.dst],
                              minlength=q.size)
         return h[self.outputs].sum(), kappa1, h, delta
+
+
+def train_step_fn(net, p, X, Y, opt):
+    """One training step as ``pathgeom.train`` takes it (dense engine, MSE): forward with
+    states, loss, backward, ``opt.step`` with the minibatch loss (not recomputed at p)."""
+    from pathgeom.training import _BatchLoss, mse_loss
+
+    def step():
+        Y_pred, states = net.forward_with_states(p, X)
+        loss, dY = mse_loss(Y_pred, Y)
+        grad = net.backward(p, X, dY, states=states)
+        return opt.step(p, grad, net, loss=_BatchLoss(net.forward, mse_loss, X, Y, p, loss))
+    return step

@@ -19,9 +19,9 @@ import numba
 import numpy as np
 
 import pathgeom
-from pathgeom.training import _BatchLoss, make_optimizer, mse_loss
+from pathgeom.training import make_optimizer
 
-from _common import best_time, copy_bandwidth, layered_dag_arrays, rnn_graph
+from _common import train_step_fn as _step_fn, best_time, copy_bandwidth, layered_dag_arrays, rnn_graph
 
 TARGETS = {  # row key -> (what, target text, target value, 'le' or 'ge')
     "k1-100-100": ("RNN gamma2+kappa1 (structured) T=100 H=100 / JAX grad", 1.0, "le"),
@@ -92,16 +92,6 @@ def dgemm_rate(n=2048):
     b = a.copy()
     t = best_time(lambda: a @ b, repeat=5)
     return 2.0 * n ** 3 / t
-
-
-def _step_fn(net, p, X, Y, opt):
-    def step():  # what pathgeom.train does per step (engine="dense")
-        Y_pred, states = net.forward_with_states(p, X)
-        loss, dY = mse_loss(Y_pred, Y)
-        grad = net.backward(p, X, dY, states=states)
-        # the minibatch loss as train() passes it: the loss at p is not recomputed
-        return opt.step(p, grad, net, loss=_BatchLoss(net.forward, mse_loss, X, Y, p, loss))
-    return step
 
 
 def structured_rows(quick, want):

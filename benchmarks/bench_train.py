@@ -11,19 +11,9 @@ import numba
 import numpy as np
 
 import pathgeom
-from pathgeom.training import _BatchLoss, make_optimizer, mse_loss
+from pathgeom.training import make_optimizer
 
-from _common import best_time
-
-
-def _step_fn(net, p, X, Y, opt):
-    def step():  # what pathgeom.train does per step (engine="dense")
-        Y_pred, states = net.forward_with_states(p, X)
-        loss, dY = mse_loss(Y_pred, Y)
-        grad = net.backward(p, X, dY, states=states)
-        # the minibatch loss as train() passes it: the loss at p is not recomputed
-        return opt.step(p, grad, net, loss=_BatchLoss(net.forward, mse_loss, X, Y, p, loss))
-    return step
+from _common import train_step_fn as _step_fn, best_time
 
 
 def torch_step_time(net, p, X, Y):

@@ -176,13 +176,15 @@ def _round_expansion(buf, n):
 
 
 @numba.njit(cache=True)
-def _exact_in_sum(lo, hi, src, par, p, H, b):
-    """Exact sum over the incoming edges ``lo..hi-1`` of ``p[par] * H[src, b]``, rounded."""
+def _exact_edge_sum(lo, hi, node, par, p, M, b):
+    """Exact sum over the edges ``lo..hi-1`` of a CSR of ``p[par] * M[node, b]``, rounded
+    once (the incoming CSR with the sources for the forward pass, the outgoing CSR with the
+    heads for the backward pass)."""
     buf = np.empty(2 * (hi - lo) + 2)
     n = 0
     for e in range(lo, hi):
         w = p[par[e]]
-        x = H[src[e], b]
+        x = M[node[e], b]
         if w == 0.0 or x == 0.0:
             continue
         t, r = _two_product(w, x)
@@ -224,28 +226,11 @@ def forward(indptr, src, par, relu, p, H):
             tol = n * _LOOSE
             for b in range(B):
                 if abs(row[b]) <= tol * mag[b] and mag[b] > 0.0 and mag[b] < np.inf:
-                    row[b] = _exact_in_sum(lo, hi, src, par, p, H, b)
+                    row[b] = _exact_edge_sum(lo, hi, src, par, p, H, b)
         if relu[v]:
             for b in range(B):
                 if row[b] < 0.0:  # nan (from inf - inf) stays nan and reaches the checks
                     row[b] = 0.0
-
-
-@numba.njit(cache=True)
-def _exact_out_sum(lo, hi, dst, opar, p, G, b):
-    """Exact sum over the outgoing edges ``lo..hi-1`` of ``p[opar] * G[dst, b]``, rounded."""
-    buf = np.empty(2 * (hi - lo) + 2)
-    n = 0
-    for e in range(lo, hi):
-        w = p[opar[e]]
-        x = G[dst[e], b]
-        if w == 0.0 or x == 0.0:
-            continue
-        t, r = _two_product(w, x)
-        n = _grow(buf, n, t)
-        if r != 0.0:
-            n = _grow(buf, n, r)
-    return _round_expansion(buf, n)
 
 
 @numba.njit(cache=True)
@@ -302,7 +287,7 @@ def backward(optr, dst, opar, relu, p, H, G, grad):
             tol = n * _LOOSE
             for b in range(B):
                 if abs(g[b]) <= tol * mag[b] and mag[b] > 0.0 and mag[b] < np.inf:
-                    g[b] = _exact_out_sum(lo, hi, dst, opar, p, G, b)
+                    g[b] = _exact_edge_sum(lo, hi, dst, opar, p, G, b)
         if relu[u]:
             for b in range(B):
                 if not hu[b] > 0.0:
