@@ -575,8 +575,10 @@ def figure2_table(Ts, Hs, train_steps, seed=0, lr=1e-3, progress=False):
 
 #: (optimizer, learning rates tried) in the demo's adding-problem race; the best rate of each
 #: optimiser (lowest final test loss) is kept.  Path-SGD uses its default step-size rule
-#: (backtracking on the calibrated step), so its rates mean what they mean for SGD.
-RACE = (("sgd", (1e-2, 1e-3)), ("path-sgd", (1e-2, 1e-3)), ("path-adam", (1e-3,)))
+#: (backtracking on the calibrated step), so its rates mean what they mean for SGD.  One rate
+#: each keeps the demo short: the one that did best in a grid of {1e-2, 1e-3} at T = 30,
+#: H = 32, 8,000 steps (SGD 1e-2 ended at 1.21, Path-SGD 1e-3 at 0.183).
+RACE = (("sgd", (1e-3,)), ("path-sgd", (1e-2,)), ("path-adam", (1e-3,)))
 
 
 def adding_race(T, H, steps, seed, out, err, plot=os.path.join("build", "demo", "demo-race.png")):
