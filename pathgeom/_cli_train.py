@@ -153,11 +153,11 @@ def add_commands(sub):
                     "one run directory per run in --out, and write table.csv as runs end. "
                     "--resume skips finished runs and resumes interrupted ones.")
     _add_run_arguments(p, sweep=True)
-    p.add_argument("--lrs", type=_floats, default=[1e-2, 1e-3, 1e-4],
+    p.add_argument("--lrs", type=_floats, default=None,
                    help="learning rates (default: 0.01,0.001,0.0001)")
     p.add_argument("--optimizers", type=_strs, default=None,
                    help="optimisers (default: path-sgd,sgd)")
-    p.add_argument("--seeds", type=_ints, default=[0], help="seeds (default: 0)")
+    p.add_argument("--seeds", type=_ints, default=None, help="seeds (default: 0)")
     p.add_argument("--preset", choices=("paper",), default=None,
                    help="paper: learning rates {1e-2, 1e-3, 1e-4}; path-sgd and sgd (IRNN: "
                         "the best of --irnn-inits initialisations per learning rate, chosen "
@@ -270,7 +270,7 @@ def _cmd_plot(args, out, err):
 
 def _grid(args):
     """The list of run configs of a sweep."""
-    lrs, optimizers = args.lrs, args.optimizers or ["path-sgd", "sgd"]
+    lrs, optimizers = args.lrs or [1e-2, 1e-3, 1e-4], args.optimizers or ["path-sgd", "sgd"]
     if args.preset == "paper":
         lrs = [1e-2, 1e-3, 1e-4]
         optimizers = args.optimizers or ["path-sgd", "sgd"]
@@ -287,8 +287,12 @@ def _grid(args):
         raise ValueError("--rule applies to path-sgd, which is not in --optimizers")
     if "curvature" in base and not set(optimizers) - {"sgd"}:
         raise ValueError("--curvature applies to path-sgd and path-adam, not to sgd")
-    return [check_config(c) for c in experiments.grid(base, optimizers, lrs, args.seeds,
-                                                       irnn_inits=inits)]
+    if inits > 1 and "sgd" in optimizers and base.get("task", DEFAULTS["task"]) == "digits":
+        raise ValueError("the digits task has no validation set, so the best of several SGD "
+                         "initialisations cannot be chosen without looking at the test set: "
+                         "use --irnn-inits 1")
+    return [check_config(c) for c in experiments.grid(base, optimizers, lrs,
+                                                       args.seeds or [0], irnn_inits=inits)]
 
 
 def _cmd_sweep(args, out, err):
@@ -297,6 +301,14 @@ def _cmd_sweep(args, out, err):
     if args.jobs is not None and args.jobs < 1:
         raise ValueError(f"--jobs must be >= 1, got {args.jobs}")
     if args.resume:
+        changed = [k for k in DEFAULTS if k not in ("steps", "threads")
+                   and getattr(args, k, None) is not None]
+        changed += [k for k in ("lrs", "optimizers", "seeds", "preset", "irnn_inits")
+                    if getattr(args, k, None) is not None]
+        if changed:
+            flags = ", ".join("--" + k.replace("_", "-") for k in changed)
+            raise ValueError(f"--resume continues the stored grid: {flags} cannot be changed "
+                             f"(only --steps, --jobs, --scheduler and --quiet may be given)")
         stored = runs.read_json(os.path.join(args.out, "sweep.json"),
                                 "the grid of a sweep written by pathgeom sweep")
         configs = stored["configs"]
@@ -310,8 +322,9 @@ def _cmd_sweep(args, out, err):
     print(_format_table(rows, configs[0]["task"]), file=out)
     print(f"{len(rows)} of {len(configs)} runs have results ({time.perf_counter() - start:.1f} s "
           f"this time); table in {os.path.join(args.out, 'table.csv')}", file=out)
-    unfinished = [r for r in rows if r["status"] == "interrupted"]
-    return _INTERRUPTED if unfinished or len(rows) < len(configs) else 0
+    if any(r["status"] == "interrupted" for r in rows):
+        return _INTERRUPTED
+    return 1 if len(rows) < len(configs) else 0   # a run that failed (named on stderr)
 
 
 def _cmd_export(args, out, err):
@@ -321,8 +334,7 @@ def _cmd_export(args, out, err):
     for sweep_dir in args.sweeps:
         dest = os.path.join(args.dest, os.path.basename(os.path.normpath(sweep_dir)))
         rows += experiments.export_runs(sweep_dir, dest, keep_every=args.keep_every)
-    tasks = {experiments.read_run_config(os.path.join(
-        args.sweeps[0], os.path.basename(r["run"])))["task"] for r in rows[:1]}
+    tasks = {experiments.read_run_config(r["run"])["task"] for r in rows}
     if tasks == {"digits"}:
         for r in rows:
             r["test_error"] = 1.0 - r["test_metric"]

@@ -195,10 +195,19 @@ def resume_run(run_dir, steps=None, progress=False, should_stop=None, handle_sig
     config = check_config(config)
     resume = runs.has_checkpoint(run_dir)
     if resume and steps is not None:
+        _check_not_fewer(run_dir, config["steps"])   # before anything is written
         runs.atomic_write_json(os.path.join(run_dir, "run.json"), {"config": config})
     return run_config(config, run_dir, progress=progress, resume=resume,
                       overwrite=not resume, should_stop=should_stop,
                       handle_signals=handle_signals)
+
+
+def _check_not_fewer(run_dir, steps):
+    """Refuse to resume ``run_dir`` with fewer steps than its checkpoint has done."""
+    done = runs.load_checkpoint(run_dir)["step"]
+    if steps < done:
+        raise runs.RunDirError(f"{run_dir} has done {done} steps already; resume with "
+                               f"steps >= {done}")
 
 
 # ---------------------------------------------------------------------------- sweeps
@@ -271,10 +280,10 @@ def _sweep_job(config, run_dir, stop=None):
     if runs.has_checkpoint(run_dir):
         runs.atomic_write_json(os.path.join(run_dir, "run.json"), {"config": config})
         run_config(config, run_dir, resume=True, should_stop=stop,
-                   handle_signals=stop is None)
+                   handle_signals=not isinstance(stop, _DaskStop))
     else:
         run_config(config, run_dir, overwrite=True, should_stop=stop,
-                   handle_signals=stop is None)
+                   handle_signals=not isinstance(stop, _DaskStop))
     return os.path.basename(run_dir)
 
 
@@ -329,9 +338,12 @@ def sweep(configs, out_dir, jobs=None, scheduler=None, resume=False, progress=No
     if os.path.isdir(out_dir) and os.listdir(out_dir) and not resume:
         raise SweepError(f"{out_dir} exists and is not empty: resume the sweep (--resume) or "
                          f"choose another output directory")
+    for c, n in zip(configs, names):  # before anything is written
+        if runs.has_checkpoint(os.path.join(out_dir, n)):
+            _check_not_fewer(os.path.join(out_dir, n), c["steps"])
     os.makedirs(out_dir, exist_ok=True)
     runs.atomic_write_json(os.path.join(out_dir, "sweep.json"), {"configs": configs})
-    dirs = [os.path.join(out_dir, n) for n in names]
+    dirs = [os.path.abspath(os.path.join(out_dir, n)) for n in names]
     table = os.path.join(out_dir, "table.csv")
     rows = {}
 
@@ -365,16 +377,32 @@ def sweep(configs, out_dir, jobs=None, scheduler=None, resume=False, progress=No
     return select_irnn([rows[n] for n in names if n in rows])
 
 
+class _FileStop:
+    """``should_stop`` for runs in local worker processes: true once the sweep's stop file
+    exists (queued runs then do not start; running ones checkpoint and end)."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __call__(self):
+        return os.path.exists(self.path)
+
+
 def _sweep_local(todo, jobs, record, bar):
     jobs = jobs or os.cpu_count() or 1
     ctx = multiprocessing.get_context("spawn")
     stopping = threading.Event()
+    stop_file = os.path.join(os.path.dirname(todo[0][1]), ".stop") if todo else None
+    if stop_file and os.path.exists(stop_file):
+        os.remove(stop_file)
     with cf.ProcessPoolExecutor(max_workers=jobs, mp_context=ctx,
                                 initializer=_ignore_sigint_until_run) as pool:
-        futures = {pool.submit(_sweep_job, c, d): d for c, d in todo}
+        futures = {pool.submit(_sweep_job, c, d, _FileStop(stop_file)): d for c, d in todo}
 
         def stop(signum, frame):
             stopping.set()
+            with open(stop_file, "w"):
+                pass
             for f in futures:
                 f.cancel()
             for proc in list(getattr(pool, "_processes", {}).values()):
@@ -400,6 +428,8 @@ def _sweep_local(todo, jobs, record, bar):
         finally:
             for sig, handler in old.items():
                 signal.signal(sig, handler)
+    if stop_file and os.path.exists(stop_file):
+        os.remove(stop_file)
 
 
 def _report_failure(run_dir, exc):

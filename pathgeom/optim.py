@@ -71,7 +71,7 @@ from .geometry import _check_graph
 from .graph import SharedGraph
 
 __all__ = ["path_sgd_step", "sgd_step", "clip_grad_norm", "PathSGD", "SGD", "PathAdam",
-           "make_optimizer", "CURVATURES", "STEP_RULES", "OPTIMIZERS", "MAX_HALVINGS"]
+           "make_optimizer", "StepOverflowError", "CURVATURES", "STEP_RULES", "OPTIMIZERS", "MAX_HALVINGS"]
 
 #: The curvatures Path-SGD and path-Adam divide by, and what each is.
 CURVATURES = {"kappa1": "kappa^(1) only (eq. 9, Theorem 3): one forward and one backward "
@@ -109,13 +109,18 @@ def _check_rule(rule):
     raise ValueError(f"rule must be one of {tuple(STEP_RULES)}, got {rule!r}")
 
 
+class StepOverflowError(PathOverflowError):
+    """An update that would make a parameter non-finite (the step, not the point, is at
+    fault: the training loop keeps the parameters it started from)."""
+
+
 def _checked_result(new, what, p=None, grad=None):
-    """``new`` when finite, else a PathOverflowError naming the first bad parameter."""
+    """``new`` when finite, else a StepOverflowError naming the first bad parameter."""
     bad = np.flatnonzero(~np.isfinite(new))
     if bad.size:
         i = int(bad[0])
         was = "" if p is None else f" (p[{i}] = {p[i]!r}, gradient {grad[i]!r})"
-        raise PathOverflowError(f"{what} made parameter {i} non-finite{was}: the step does "
+        raise StepOverflowError(f"{what} made parameter {i} non-finite{was}: the step does "
                                 f"not fit in float64; use a smaller learning rate or scale "
                                 f"the weights")
     return new
@@ -539,7 +544,9 @@ class PathSGD(_Optimizer):
         u, _ = _path_normalised(g, k, self.eps)
         if self.rule != "raw" and self.c is None:
             nu = _norm(u)
-            self.c = _norm(g) / nu if nu > 0 else 1.0
+            if nu == 0:           # a zero gradient moves nothing: calibrate at a later step
+                return p.copy()
+            self.c = _norm(g) / nu
         c = 1.0 if self.rule == "raw" else self.c
         with np.errstate(over="ignore", invalid="ignore"):  # checked
             d = (self.lr * c) * u
@@ -560,7 +567,7 @@ class PathSGD(_Optimizer):
                 return new
             s *= 0.5
             self.halvings += 1
-        self.s = s
+        self.s = 1.0   # no step taken; the next one starts afresh
         return p.copy()
 
     def __repr__(self):
@@ -644,7 +651,7 @@ class PathAdam(_Optimizer):
             new = p - d
         if not (np.isfinite(m).all() and np.isfinite(v).all()):
             bad = int(np.flatnonzero(~(np.isfinite(m) & np.isfinite(v)))[0])
-            raise PathOverflowError(f"the path-Adam moments of parameter {bad} overflowed "
+            raise StepOverflowError(f"the path-Adam moments of parameter {bad} overflowed "
                                     f"float64 (g/kappa = {u[bad]!r}); use gradient clipping "
                                     f"or scale the weights")
         _checked_result(new, "the path-Adam step", p, grad)

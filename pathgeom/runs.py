@@ -29,6 +29,7 @@ import io
 import json
 import os
 import shutil
+import zipfile
 
 import numpy as np
 
@@ -177,7 +178,8 @@ def load_checkpoint(out_dir):
                     opt_state[name[4:]] = np.array(f[name])
     except FileNotFoundError:
         raise RunDirError(f"{path} not found: nothing to resume") from None
-    except (KeyError, ValueError, OSError, json.JSONDecodeError) as exc:
+    except (KeyError, ValueError, OSError, EOFError, zipfile.BadZipFile,
+            json.JSONDecodeError) as exc:
         raise RunDirError(f"{path} is damaged ({exc}); start the run again with "
                           f"--overwrite") from None
     ckpt.pop("opt_meta", None)
@@ -305,7 +307,7 @@ def load_params(path):
         f = np.load(path, allow_pickle=False)
     except FileNotFoundError:
         raise RunDirError(f"{path} not found") from None
-    except (ValueError, OSError) as exc:
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
         raise RunDirError(f"{path} is not a readable .npz file ({exc})") from None
     if not hasattr(f, "files"):
         raise RunDirError(f"{path} holds a single array, not a params.npz written by pathgeom "

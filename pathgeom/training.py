@@ -41,7 +41,8 @@ from ._errors import PathOverflowError
 from ._validation import as_real_array, check_int, check_rng
 from .constructors.rnn import RNN
 from .graph import SharedGraph
-from .optim import SGD, PathAdam, PathSGD, clip_grad_norm, make_optimizer
+from .optim import (SGD, PathAdam, PathSGD, StepOverflowError, clip_grad_norm,
+                    make_optimizer)
 from .runs import RunDirError, load_params, save_params
 
 __all__ = ["mse_loss", "softmax_cross_entropy", "accuracy", "bits_per_char", "SGD",
@@ -657,6 +658,13 @@ class _Loop:
     # -- the run
 
     def run(self, p, rng, ckpt):
+        """The whole run with SIGINT/SIGTERM turned into a clean stop (the first test
+        evaluation and the final writes included)."""
+        with _StopFlag(self.handle_signals) as stop:
+            self.stop = stop
+            return self._run(p, rng, ckpt)
+
+    def _run(self, p, rng, ckpt):
         start = time.perf_counter()
         if ckpt is None:
             st = dict(step=0, prev=p, p=p, history=[], window=[0.0, 0], seconds=0.0,
@@ -681,13 +689,13 @@ class _Loop:
             st["resumed_from"] = st["step"]
         init = st["initial_test_loss"]
         self.bound = self.factor * init if init > 0 else math.inf
-        status, message = self._steps(st)
+        status, message = self._steps(st, start)
         if status == "finished":
             message = (f"finished {self.steps} steps: test {_metric_name(self.task)} "
                        f"{st['test_metric']:.3g}")
         return self._finish(st, start, status, message, st["test_loss"], st["test_metric"])
 
-    def _steps(self, st):
+    def _steps(self, st, start):
         """Run the updates; ``(status, message)`` (the message only after a divergence or
         an interruption)."""
         p, prev, rng = st["p"], st["prev"], st["rng"]
@@ -702,7 +710,8 @@ class _Loop:
         status = message = None
         quiet = np.errstate(over="ignore", invalid="ignore")  # overflow: reported
         try:
-            with quiet, _StopFlag(self.handle_signals) as stop:
+            stop = self.stop
+            with quiet:
                 for step in range(st["step"] + 1, self.steps + 1):
                     X, Y = self.task.sample(rng, self.batch_size)
                     stage = "the forward pass"
@@ -726,7 +735,10 @@ class _Loop:
                             if not np.isfinite(test[0]) or test[0] > self.bound:
                                 raise _Diverged(step, self._loss_text("test", test[0]), False)
                     except PathOverflowError as e:
-                        bad_p = stage != "the test evaluation"  # computed at p, not at new
+                        # computed at p (forward, backward, curvature): p is bad; a step
+                        # that overflows (StepOverflowError) or a bad test is new's fault
+                        bad_p = stage != "the test evaluation" and not isinstance(
+                            e, StepOverflowError)
                         raise _Diverged(step, f"{stage} overflowed float64 ({e})",
                                         bad_p) from None
                     prev, p = p, new
@@ -748,7 +760,7 @@ class _Loop:
                         bar.update(1)
                     if self.out_dir is not None and step % self.checkpoint_every == 0 \
                             and step < self.steps:
-                        self._checkpoint(st, None)
+                        self._checkpoint(st, None, start)
                     if stop.signal or (self.should_stop is not None and self.should_stop()):
                         why = f"by {stop.signal}" if stop.signal else "by should_stop"
                         if step < self.steps:
@@ -817,11 +829,12 @@ class _Loop:
             st[k] = float("nan") if st[k] is None else st[k]
         return st
 
-    def _checkpoint(self, st, status):
+    def _checkpoint(self, st, status, start=None):
+        seconds = st["seconds"] + (0.0 if start is None else time.perf_counter() - start)
         runs.save_checkpoint(self.out_dir, dict(
             p=st["p"], prev=st["prev"], step=st["step"], opt_state=self.optimizer.state_dict(),
             rng_state=st["rng"].bit_generator.state if st.get("rng") is not None else None,
-            history=st["history"], window=st["window"], seconds=st["seconds"],
+            history=st["history"], window=st["window"], seconds=seconds,
             initial_test_loss=st.get("initial_test_loss"), test_loss=st.get("test_loss"),
             test_metric=st.get("test_metric"), status=status, resumed_from=st["resumed_from"],
             config=self.config))

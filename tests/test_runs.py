@@ -431,3 +431,63 @@ def test_an_interruption_right_after_a_blow_up_is_reported_as_a_divergence(tmp_p
     assert "test loss" in res.message and np.isfinite(res.test_loss)
     result = json.loads((tmp_path / "result.json").read_text())
     assert result["status"] == "diverged" and result["diverged"] is True
+
+
+class TestReviewFixes:
+    def test_resume_with_fewer_steps_is_refused_before_writing(self, tmp_path):
+        out_dir = tmp_path / "r"
+        run("train", *TINY, "--steps", "20", "--out", out_dir)
+        before = snapshot(out_dir)
+        status, _, err = run("train", "--resume", out_dir, "--steps", "10")
+        assert status == 2 and "steps >= 20" in err
+        assert snapshot(out_dir) == before
+        assert run("train", "--resume", out_dir, "--quiet")[0] == 0
+
+    def test_sweep_resume_refuses_grid_flags_and_fewer_steps(self, tmp_path):
+        base = ["sweep", *TINY, "--lrs", "0.01", "--optimizers", "sgd", "--jobs", "1",
+                "--out", tmp_path / "s"]
+        assert run(*base, "--steps", "10")[0] == 0
+        status, _, err = run("sweep", "--out", tmp_path / "s", "--resume", "--lrs", "0.5")
+        assert status == 2 and "--lrs cannot be changed" in err
+        sweep_json = (tmp_path / "s" / "sweep.json").read_bytes()
+        status, _, err = run("sweep", "--out", tmp_path / "s", "--resume", "--steps", "5")
+        assert status == 2 and "steps >= 10" in err
+        assert (tmp_path / "s" / "sweep.json").read_bytes() == sweep_json
+
+    def test_a_queued_sweep_run_does_not_start_once_the_sweep_stops(self, tmp_path):
+        config = experiments.make_config(T=6, hidden=[4], batch=8, steps=40, optimizer="sgd")
+        d = tmp_path / "s" / "run"
+        experiments._sweep_job(config, str(d), stop=lambda: True)
+        assert not d.exists()
+
+    def test_an_overflowing_step_keeps_the_parameters_it_started_from(self):
+        from pathgeom.optim import SGD, StepOverflowError
+
+        class Flaky(SGD):
+            calls = 0
+
+            def step(self, p, grad, model=None, loss=None):
+                Flaky.calls += 1
+                if Flaky.calls == 5:
+                    raise StepOverflowError("the step overflowed")
+                return super().step(p, grad, model, loss)
+        task = make_task("adding", T=6, seed=0)
+        res = train(pathgeom.rnn(2, 4, 1, 6), task, Flaky(0.01), 10, batch_size=4,
+                    progress=False)
+        assert res.status == "diverged" and res.steps == 4   # p after 4 updates kept
+
+    def test_damaged_zip_files_are_named(self, tmp_path):
+        out_dir = tmp_path / "r"
+        run("train", *TINY, "--steps", "5", "--out", out_dir)
+        data = (out_dir / "checkpoint.npz").read_bytes()
+        (out_dir / "checkpoint.npz").write_bytes(data[: len(data) // 2])
+        status, _, err = run("train", "--resume", out_dir)
+        assert status == 2 and "checkpoint.npz is damaged" in err and "Traceback" not in err
+        (tmp_path / "empty.npz").write_bytes(b"")
+        with pytest.raises(runs.RunDirError, match="empty.npz"):
+            runs.load_params(tmp_path / "empty.npz")
+
+    def test_digits_irnn_selection_needs_a_validation_set(self, tmp_path):
+        status, _, err = run("sweep", "--task", "digits", "--preset", "paper", "--out",
+                             tmp_path / "s")
+        assert status == 2 and "no validation set" in err
