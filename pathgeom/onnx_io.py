@@ -1157,8 +1157,8 @@ def to_onnx(model, p, path=None, dtype="float64"):
     """
     onnx = _onnx()
     from onnx import TensorProto, helper, numpy_helper
-    from .constructors import CNN, MLP, RNN
-    from .constructors.cnn import FeedForward
+    from .constructors import RNN
+    from .constructors._feedforward import FeedForward
 
     if not isinstance(model, (RNN, FeedForward)):
         raise TypeError(f"to_onnx takes a network from pathgeom.rnn, pathgeom.cnn or "

@@ -7,7 +7,6 @@ implementations of gamma^2, kappa1 and the kappa2 tangents.
 import contextlib
 import io
 import pathlib
-import sys
 
 import pytest
 

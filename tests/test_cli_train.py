@@ -3,9 +3,7 @@
 import builtins
 import io
 import json
-import os
 
-import numpy as np
 import pytest
 
 from pathgeom import _cli_train, cli, experiments
