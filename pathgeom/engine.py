@@ -142,15 +142,15 @@ def rnn_block_sums(Pow, h, delta, b, n, P, Loc):
 #
 # One layer of the batched passes of pathgeom.rnn.  The time loops are here: per step one
 # product by numpy's BLAS (into a reused scratch) and one element-wise kernel of
-# pathgeom._dense_kernels.  Every array is float64 and C-contiguous; the kernels write
-# into arrays allocated here or by the caller.
+# pathgeom._dense_kernels.  Every array is float64 and C-contiguous unless said otherwise;
+# the kernels write into arrays allocated here or by the caller.
 
 
 def rnn_dense_forward(x, WinT, WrecT, b, h):
     """One RNN layer's states into ``h`` (T, B, H):
     ``h[t] = relu(h[t-1] WrecT + (x[t] WinT + b))`` with ``x`` (T, B, K) from below (any
-    strides: a narrow one is read in place), ``WinT`` (K, H) and ``b`` (H,) C-contiguous,
-    ``WrecT`` (H, H) any layout."""
+    strides: a narrow one is read in place); ``WinT`` (K, H), ``WrecT`` (H, H) and ``b``
+    (H,) C-contiguous."""
     T, B, H = h.shape
     K = x.shape[2]
     wide = K > _dense_kernels.SMALL
@@ -160,7 +160,7 @@ def rnn_dense_forward(x, WinT, WrecT, b, h):
     step = _dense_kernels.rnn_forward_step
     for t in range(T):
         if t:
-            np.matmul(h[t - 1], WrecT, out=z)
+            np.dot(h[t - 1], WrecT, out=z)  # (np.dot: less call overhead than matmul)
         step(x, WinT, b, z, h, t, wide)
 
 
@@ -181,7 +181,7 @@ def rnn_dense_bptt(G, M, h, Wrec, dz):
     for t in range(T - 1, -1, -1):
         bad |= step(G, M, h, dz, carry, t, wide)
         if t:
-            np.matmul(dz[t], Wrec, out=carry)
+            np.dot(dz[t], Wrec, out=carry)
     return not bad
 
 

@@ -259,8 +259,8 @@ class RNN(Network):
         states = []
         for l, H in enumerate(self.hidden):
             h = np.empty((T, B, H))
-            engine.rnn_dense_forward(below, np.array(W_in[l].T, order="C"), W_rec[l].T,
-                                     np.array(b[l]), h)
+            engine.rnn_dense_forward(below, np.array(W_in[l].T, order="C"),
+                                     np.array(W_rec[l].T, order="C"), np.array(b[l]), h)
             states.append(h)
             below = h
         return states
