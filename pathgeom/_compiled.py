@@ -4,6 +4,12 @@ Built once per :class:`~pathgeom.SharedGraph` by :func:`compile_arrays` from int
 arrays whose node ids are already topological positions.  Every array is C-contiguous and
 read-only.  Per edge it stores 16 bytes: ``src``/``par`` (incoming CSR, grouped by
 destination) and ``dst``/``opar`` (outgoing CSR, grouped by source), all int32.
+
+Graphs with many parameters spread over the edges at random (at least ``BLOCK_PARAMS``
+parameters, and most consecutive incoming edges of a node more than ``BLOCK_SPAN``
+parameters apart) also get the blocked edge groups that the squared-network sweeps use
+instead of the CSRs (``blk_*``; see ``pathgeom._kernels.build_blocks``): 8 more bytes per
+edge, about 1.5 times the CSRs.  Other graphs hold them empty.
 """
 
 from typing import NamedTuple
@@ -27,6 +33,24 @@ class CompiledGraph(NamedTuple):
     live: np.ndarray     # (n,) bool: some path leads from the node to an output
     reached: np.ndarray  # (n,) bool: some path leads from an input to the node
     n_params: int
+    # blocked edge groups for the squared network's sweeps (empty: the CSRs are used)
+    blk_ptr: np.ndarray    # (G+1,) int64: group g is blk_ptr[g]:blk_ptr[g+1] of blk_src/blk_key
+    blk_node: np.ndarray   # (G,) int64 first node of group g's segment (one depth level)
+    blk_param: np.ndarray  # (G,) int64 first parameter of group g's block
+    blk_src: np.ndarray    # (E',) int32 source of each edge
+    blk_key: np.ndarray    # (E',) uint32 (head - blk_node) << 16 | (param - blk_param)
+
+
+#: Blocked groups from this many parameters on (512 KiB of q: a core's L2 cache) ...
+BLOCK_PARAMS = 1 << 16
+#: ... when more than BLOCK_SCATTER of the consecutive incoming edges of a node have
+#: parameters more than BLOCK_SPAN apart (the CSR sweeps would read q at random).
+BLOCK_SPAN = 8
+BLOCK_SCATTER = 0.5
+#: Parameters per block (2**BLOCK_SHIFT; q and kappa1 blocks of 128 KiB) and nodes per
+#: segment (the key holds both offsets in 16 bits).
+BLOCK_SHIFT = 14
+BLOCK_WIDTH = 1 << 16
 
 
 def _frozen(a, dtype):
@@ -52,6 +76,12 @@ def compile_arrays(n, src, dst, par, pos, inputs, outputs, depth, n_params):
     is_input = np.zeros(n, dtype=np.bool_)
     is_input[inputs] = True
     reached = engine.reached_from(indptr, in_src, is_input)
+    if n_params >= BLOCK_PARAMS and engine.param_scatter(indptr, in_par, BLOCK_SPAN) > BLOCK_SCATTER:
+        blocks = engine.build_blocks(indptr, in_src, in_par, depth, live, reached, n_params,
+                                     BLOCK_SHIFT, BLOCK_WIDTH)
+    else:
+        blocks = (np.zeros(1, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64),
+                  np.zeros(0, np.int32), np.zeros(0, np.uint32))
     return CompiledGraph(
         indptr=_frozen(indptr, np.int64),
         src=_frozen(in_src, np.int32),
@@ -66,4 +96,9 @@ def compile_arrays(n, src, dst, par, pos, inputs, outputs, depth, n_params):
         live=_frozen(live, np.bool_),
         reached=_frozen(reached, np.bool_),
         n_params=int(n_params),
+        blk_ptr=_frozen(blocks[0], np.int64),
+        blk_node=_frozen(blocks[1], np.int64),
+        blk_param=_frozen(blocks[2], np.int64),
+        blk_src=_frozen(blocks[3], np.int32),
+        blk_key=_frozen(blocks[4], np.uint32),
     )

@@ -54,9 +54,6 @@ __all__ = ["PathQuantities", "path_quantities", "gamma2", "kappa1", "kappa2", "k
 TANGENT_BLOCK = 64
 #: Largest tangent buffer (bytes) one thread may hold; wider graphs get narrower blocks.
 TANGENT_MEMORY = 128 << 20
-#: From this many parameters (1 MiB of q, beyond a core's L2) the gamma^2/kappa1 sweeps
-#: gather q into edge order first and stream it (8 bytes per edge of scratch).
-STREAM_PARAMS = 1 << 17
 
 
 class PathQuantities(NamedTuple):
@@ -102,29 +99,53 @@ def _squared_forward(g, q, careful=False):
     c = g.compiled
     h = np.zeros(g.n_nodes)
     h[c.inputs] = 1.0
-    engine.sq_forward(c, q, h, careful=careful, streamed=g.n_params >= STREAM_PARAMS)
+    engine.sq_forward(c, q, h, careful=careful)
     h[~c.live] = 0.0  # they feed nothing that is summed; zeroing keeps inf*0 out of kappa
     if not careful and not np.isfinite(h).all():
         _overflow(g, first_nonfinite_row(h), "gamma^2")
     return h
 
 
-def _squared_backward(g, q, h, careful=False):
-    """``delta = dg/dh`` and ``kappa1 = dg/dq``."""
+def _squared_delta(g, q):
+    """``delta = dg/dh`` (it does not depend on ``h``: the squared network is linear)."""
+    c = g.compiled
+    delta = np.zeros(g.n_nodes)
+    delta[c.outputs] = 1.0
+    engine.sq_delta(c, q, delta)
+    delta[~c.reached] = 0.0  # h = 0 there: these sensitivities multiply nothing
+    if not np.isfinite(delta).all():
+        _overflow(g, first_nonfinite_row(delta), "the output sensitivity delta")
+    return delta
+
+
+def _squared_sweeps(g, q):
+    """``h``, ``delta`` and ``kappa1 = dg/dq`` in two sweeps: ``delta`` backward, then
+    ``h`` forward adding each edge's ``h_u delta_v`` to its parameter's ``kappa1``.
+    Raises PathOverflowError for any non-finite value (the callers then rerun carefully)."""
+    c = g.compiled
+    delta = _squared_delta(g, q)
+    h = np.zeros(g.n_nodes)
+    h[c.inputs] = 1.0
+    k1 = np.zeros(g.n_params)
+    engine.sq_forward_kappa1(c, q, h, delta, k1)
+    h[~c.live] = 0.0
+    if not np.isfinite(h).all():
+        _overflow(g, first_nonfinite_row(h), "gamma^2")
+    if not np.isfinite(k1).all():
+        i = int(np.flatnonzero(~np.isfinite(k1))[0])
+        raise PathOverflowError(f"kappa1[{i}] overflowed float64; scale the weights down")
+    return h, delta, k1
+
+
+def _squared_backward_careful(g, q, h):
+    """``delta`` and ``kappa1`` with 0 * (anything) = 0 (the rerun after a non-finite
+    value); non-finite values are left for the caller to judge."""
     c = g.compiled
     delta = np.zeros(g.n_nodes)
     delta[c.outputs] = 1.0
     k1 = np.zeros(g.n_params)
-    engine.sq_backward(c, q, h, delta, k1, careful=careful,
-                       streamed=g.n_params >= STREAM_PARAMS)
-    delta[~c.reached] = 0.0  # h = 0 there: these sensitivities multiply nothing
-    if careful:
-        return delta, k1
-    if not np.isfinite(delta).all():
-        _overflow(g, first_nonfinite_row(delta), "the output sensitivity delta")
-    if not np.isfinite(k1).all():
-        i = int(np.flatnonzero(~np.isfinite(k1))[0])
-        raise PathOverflowError(f"kappa1[{i}] overflowed float64; scale the weights down")
+    engine.sq_backward_careful(c, q, h, delta, k1)
+    delta[~c.reached] = 0.0
     return delta, k1
 
 
@@ -177,7 +198,7 @@ def _careful_quantities(g, q, with_kappa2):
     """All quantities with 0 * (anything) = 0; PathOverflowError only for a result that is
     itself beyond float64, naming the first node or parameter where it went."""
     h = _squared_forward(g, q, careful=True)
-    delta, k1 = _squared_backward(g, q, h, careful=True)
+    delta, k1 = _squared_backward_careful(g, q, h)
     with np.errstate(over="ignore"):
         total = float(h[g.compiled.outputs].sum())
     if not np.isfinite(total):
@@ -259,8 +280,7 @@ def squared_values(g, p):
     if not np.isfinite(q).all():
         _q_overflow(q)
     h = _squared_forward(g, q)
-    delta, _ = _squared_backward(g, q, h)
-    return h, delta
+    return h, _squared_delta(g, q)
 
 
 def gamma2(g, p):
@@ -540,9 +560,8 @@ def path_quantities(g, p, with_kappa2=True, client=None):
     if not np.isfinite(q).all():
         return _careful_quantities(g, q, with_kappa2)
     try:
-        h = _squared_forward(g, q)
+        h, delta, k1 = _squared_sweeps(g, q)
         g2 = _gamma2_from(g, h)
-        delta, k1 = _squared_backward(g, q, h)
         if not with_kappa2:
             return PathQuantities(g2, k1, None, None)
         k2 = _kappa2_from(g, q, h, delta, client)
