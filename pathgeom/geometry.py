@@ -90,6 +90,25 @@ def _overflow(g, row, what):
         f"(scaling p by c < 1 multiplies each path's term by c**(2 * path length))")
 
 
+def _dead(g):
+    """Cached per graph: positions of the nodes that reach no output, and of those no
+    input reaches (their h, resp. delta, multiply nothing and are set to 0)."""
+    dead = g._cache.get("dead_nodes")
+    if dead is None:
+        c = g.compiled
+        dead = g._cache["dead_nodes"] = (np.flatnonzero(~c.live), np.flatnonzero(~c.reached))
+    return dead
+
+
+def _finite(x):
+    """Whether every entry of ``x`` (>= 0 or nan) is finite: one sum, and the elementwise
+    test only when the sum itself is not finite."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        if np.isfinite(np.add.reduce(x)):
+            return True
+    return bool(np.isfinite(x).all())
+
+
 def _squared_forward(g, q, careful=False):
     """Node values ``h`` of the squared network; nodes that reach no output are zeroed.
 
@@ -100,8 +119,8 @@ def _squared_forward(g, q, careful=False):
     h = np.zeros(g.n_nodes)
     h[c.inputs] = 1.0
     engine.sq_forward(c, q, h, careful=careful)
-    h[~c.live] = 0.0  # they feed nothing that is summed; zeroing keeps inf*0 out of kappa
-    if not careful and not np.isfinite(h).all():
+    h[_dead(g)[0]] = 0.0  # they feed nothing that is summed; zeroing keeps inf*0 out of kappa
+    if not careful and not _finite(h):
         _overflow(g, first_nonfinite_row(h), "gamma^2")
     return h
 
@@ -112,8 +131,8 @@ def _squared_delta(g, q):
     delta = np.zeros(g.n_nodes)
     delta[c.outputs] = 1.0
     engine.sq_delta(c, q, delta)
-    delta[~c.reached] = 0.0  # h = 0 there: these sensitivities multiply nothing
-    if not np.isfinite(delta).all():
+    delta[_dead(g)[1]] = 0.0  # h = 0 there: these sensitivities multiply nothing
+    if not _finite(delta):
         _overflow(g, first_nonfinite_row(delta), "the output sensitivity delta")
     return delta
 
@@ -128,10 +147,10 @@ def _squared_sweeps(g, q):
     h[c.inputs] = 1.0
     k1 = np.zeros(g.n_params)
     engine.sq_forward_kappa1(c, q, h, delta, k1)
-    h[~c.live] = 0.0
-    if not np.isfinite(h).all():
+    h[_dead(g)[0]] = 0.0
+    if not _finite(h):
         _overflow(g, first_nonfinite_row(h), "gamma^2")
-    if not np.isfinite(k1).all():
+    if not _finite(k1):
         i = int(np.flatnonzero(~np.isfinite(k1))[0])
         raise PathOverflowError(f"kappa1[{i}] overflowed float64; scale the weights down")
     return h, delta, k1
@@ -145,7 +164,7 @@ def _squared_backward_careful(g, q, h):
     delta[c.outputs] = 1.0
     k1 = np.zeros(g.n_params)
     engine.sq_backward_careful(c, q, h, delta, k1)
-    delta[~c.reached] = 0.0
+    delta[_dead(g)[1]] = 0.0
     return delta, k1
 
 
@@ -174,7 +193,7 @@ def _blame_overflow(g, q, h, what):
     """Raise for an overflowed quantity: name a parameter whose square overflows and that
     carries a non-zero value, if there is one, else the first non-finite node."""
     c = g.compiled
-    if not np.isfinite(q).all():
+    if not _finite(q):
         hit = np.flatnonzero(~np.isfinite(q[c.par]) & (h[c.src] != 0))
         if hit.size:
             i = int(c.par[hit[0]])
@@ -277,7 +296,7 @@ def squared_values(g, p):
     (array([ 1.,  9., 81.]), array([81.,  9.,  1.]))
     """
     q = _setup(g, p)
-    if not np.isfinite(q).all():
+    if not _finite(q):
         _q_overflow(q)
     h = _squared_forward(g, q)
     return h, _squared_delta(g, q)
@@ -310,7 +329,7 @@ def gamma2(g, p):
     16.0
     """
     q = _setup(g, p)
-    if np.isfinite(q).all():
+    if _finite(q):
         try:
             return _gamma2_from(g, _squared_forward(g, q))
         except PathOverflowError:
@@ -557,7 +576,7 @@ def path_quantities(g, p, with_kappa2=True, client=None):
     (16.0, array([8.]), array([16.]), array([24.]))
     """
     q = _setup(g, p)
-    if not np.isfinite(q).all():
+    if not _finite(q):
         return _careful_quantities(g, q, with_kappa2)
     try:
         h, delta, k1 = _squared_sweeps(g, q)
