@@ -834,7 +834,8 @@ def param_scatter(indptr, par, span):
 def _sort_by_key(key, a, b, key2, a2, b2, k, bits):
     """Stable sort of ``key[:k]`` (values < 2**bits), carrying ``a`` and ``b`` along;
     the result is left in ``key, a, b`` (``key2, a2, b2`` are scratch).  Insertion sort
-    for short runs, else least-significant-digit radix sort, 8 bits a pass."""
+    for short runs, else least-significant-digit radix sort, 8 bits a pass (11 bits for
+    long runs: fewer passes, and the counts stay small next to the run)."""
     if k < 64:
         for j in range(1, k):
             kj = key[j]
@@ -850,19 +851,21 @@ def _sort_by_key(key, a, b, key2, a2, b2, k, bits):
             a[i + 1] = aj
             b[i + 1] = bj
         return
-    count = np.empty(257, dtype=np.int64)
+    digit = 11 if k >= 1 << 14 else 8
+    mask = (1 << digit) - 1
+    count = np.empty(mask + 2, dtype=np.int64)
     sk, sa, sb, dk, da, db = key, a, b, key2, a2, b2
     moved = False
-    for shift in range(0, bits, 8):
+    for shift in range(0, bits, digit):
         count[:] = 0
         for j in range(k):
-            count[((sk[j] >> shift) & 255) + 1] += 1
+            count[((sk[j] >> shift) & mask) + 1] += 1
         if count.max() == k:
             continue  # one digit value: already in order on this digit
-        for d in range(256):
+        for d in range(mask + 1):
             count[d + 1] += count[d]
         for j in range(k):
-            d = (sk[j] >> shift) & 255
+            d = (sk[j] >> shift) & mask
             t = count[d]
             dk[t] = sk[j]
             da[t] = sa[j]

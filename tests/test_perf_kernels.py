@@ -210,6 +210,36 @@ def test_build_blocks_layout(force_blocks, data):
     assert order == sorted(order) and len(set(order)) == len(order)
 
 
+@pytest.mark.parametrize("width, fan_in", [(30, 20), (2000, 12)])
+def test_build_blocks_sorts_long_segments(width, fan_in):
+    """Segments of hundreds and of tens of thousands of edges (the radix sort with 8- and
+    11-bit digits): exactly the order (segment, parameter, CSR position)."""
+    from pathgeom import _compiled
+    rng = np.random.default_rng(width)
+    m = 3 * _compiled.BLOCK_PARAMS + 7
+    layers = 4
+    dst = np.repeat(np.arange(width, width * (layers + 1)), fan_in)
+    src = (rng.random(dst.size) * (dst // width) * width).astype(np.int64)
+    par = rng.integers(0, m, dst.size)
+    g = pathgeom.SharedGraph.from_arrays(src, dst, par, np.arange(width),
+                                         np.arange(layers * width, (layers + 1) * width),
+                                         n_params=m)
+    c = g.compiled
+    assert c.blk_ptr.size > 1
+    heads = np.repeat(np.arange(g.n_nodes), np.diff(c.indptr))
+    kept = np.flatnonzero(c.live[heads] & c.reached[c.src])
+    order = kept[np.lexsort((kept, c.par[kept], c.depth[heads[kept]]))]
+    head, bsrc, bpar, _ = _decode_blocks(c)
+    np.testing.assert_array_equal(head, heads[order])
+    np.testing.assert_array_equal(bsrc, c.src[order])
+    np.testing.assert_array_equal(bpar, c.par[order])
+    p = rng.uniform(-0.5, 0.5, m)
+    r = pathgeom.path_quantities(g, p, with_kappa2=False)
+    csr = pathgeom.path_quantities(_unblocked(g), p, with_kappa2=False)
+    assert_close(r.gamma2, csr.gamma2, 1e-13)
+    assert_close(r.kappa1, csr.kappa1, 1e-13, scale=1e-300)
+
+
 def test_blocked_overflow_cases_match_the_csr_sweeps(force_blocks):
     """The overflow regressions (tests/test_passes.py) on blocked graphs: same results,
     same errors, dead branches harmless."""
