@@ -6,10 +6,11 @@ read-only.  Per edge it stores 16 bytes: ``src``/``par`` (incoming CSR, grouped 
 destination) and ``dst``/``opar`` (outgoing CSR, grouped by source), all int32.
 
 Graphs with many parameters spread over the edges at random (at least ``BLOCK_PARAMS``
-parameters, and most consecutive incoming edges of a node more than ``BLOCK_SPAN``
-parameters apart) also get the blocked edge groups that the squared-network sweeps use
-instead of the CSRs (``blk_*``; see ``pathgeom._kernels.build_blocks``): 8 more bytes per
-edge, about 1.5 times the CSRs.  Other graphs hold them empty.
+parameters, most consecutive incoming edges of a node more than ``BLOCK_SPAN`` parameters
+apart, and depth levels wide enough that a group holds ``BLOCK_REUSE / n_params`` edges
+on average) also get the blocked edge groups that the squared-network sweeps use instead
+of the CSRs (``blk_*``; see ``pathgeom._kernels.build_blocks``): 8 more bytes per edge,
+about 1.5 times the CSRs.  Other graphs hold them empty.
 """
 
 from typing import NamedTuple
@@ -47,6 +48,10 @@ BLOCK_PARAMS = 1 << 16
 #: parameters more than BLOCK_SPAN apart (the CSR sweeps would read q at random).
 BLOCK_SPAN = 8
 BLOCK_SCATTER = 0.5
+#: ... and when a (level, block) group holds at least BLOCK_REUSE / n_params edges on
+#: average: on narrow levels the groups are too short to reuse the block's cache lines
+#: (measured break-even: about 3,000 edges per group at 1e5 parameters, under 500 at 1e6).
+BLOCK_REUSE = 1 << 28
 #: Parameters per block (2**BLOCK_SHIFT; q and kappa1 blocks of 128 KiB) and nodes per
 #: segment (the key holds both offsets in 16 bits).
 BLOCK_SHIFT = 14
@@ -57,6 +62,16 @@ def _frozen(a, dtype):
     a = np.ascontiguousarray(a, dtype=dtype)
     a.flags.writeable = False
     return a
+
+
+def _wants_blocks(indptr, par, depth, n_params):
+    """Whether the blocked groups pay (see the module docstring and the constants)."""
+    if n_params < BLOCK_PARAMS or par.shape[0] == 0:
+        return False
+    if engine.param_scatter(indptr, par, BLOCK_SPAN) <= BLOCK_SCATTER:
+        return False
+    groups = engine.block_groups(indptr, depth, n_params, BLOCK_SHIFT, BLOCK_WIDTH)
+    return par.shape[0] * n_params >= BLOCK_REUSE * max(groups, 1)
 
 
 def compile_arrays(n, src, dst, par, pos, inputs, outputs, depth, n_params):
@@ -76,7 +91,7 @@ def compile_arrays(n, src, dst, par, pos, inputs, outputs, depth, n_params):
     is_input = np.zeros(n, dtype=np.bool_)
     is_input[inputs] = True
     reached = engine.reached_from(indptr, in_src, is_input)
-    if n_params >= BLOCK_PARAMS and engine.param_scatter(indptr, in_par, BLOCK_SPAN) > BLOCK_SCATTER:
+    if _wants_blocks(indptr, in_par, depth, n_params):
         blocks = engine.build_blocks(indptr, in_src, in_par, depth, live, reached, n_params,
                                      BLOCK_SHIFT, BLOCK_WIDTH)
     else:

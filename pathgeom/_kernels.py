@@ -831,6 +831,21 @@ def param_scatter(indptr, par, span):
 
 
 @numba.njit(cache=True)
+def block_groups(indptr, depth, n_params, shift, width):
+    """How many groups :func:`build_blocks` would make at most: over the segments, the
+    smaller of a segment's edges and the number of parameter blocks."""
+    n = indptr.shape[0] - 1
+    n_blocks = (n_params >> shift) + 1
+    groups = 0
+    start = 0
+    for v in range(1, n + 1):
+        if v == n or depth[v] != depth[v - 1] or v - start >= width:
+            groups += min(indptr[v] - indptr[start], n_blocks)
+            start = v
+    return groups
+
+
+@numba.njit(cache=True)
 def _sort_by_key(key, a, b, key2, a2, b2, k, bits):
     """Stable sort of ``key[:k]`` (values < 2**bits), carrying ``a`` and ``b`` along;
     the result is left in ``key, a, b`` (``key2, a2, b2`` are scratch).  Insertion sort

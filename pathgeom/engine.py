@@ -16,7 +16,7 @@ The functions do not validate: the public wrappers have done so once.
 from . import _kernels
 
 __all__ = ["build_csr", "longest_path_depth", "reaches_output", "reached_from",
-           "param_scatter", "build_blocks", "forward", "backward", "sq_forward", "sq_delta",
+           "param_scatter", "block_groups", "build_blocks", "forward", "backward", "sq_forward", "sq_delta",
            "sq_forward_kappa1", "sq_backward_careful", "sink_depth", "param_extents",
            "tangent_blocks", "tangent_one", "rnn_sq_sweep", "rnn_block_sums"]
 
@@ -48,6 +48,11 @@ def reached_from(indptr, src, is_input):
 def param_scatter(indptr, par, span):
     """Fraction of consecutive incoming edges whose parameters lie more than ``span`` apart."""
     return _kernels.param_scatter(indptr, par, span)
+
+
+def block_groups(indptr, depth, n_params, shift, width):
+    """Upper bound on the number of blocked groups (see :func:`build_blocks`)."""
+    return _kernels.block_groups(indptr, depth, n_params, shift, width)
 
 
 def build_blocks(indptr, src, par, depth, live, reached, n_params, shift, width):

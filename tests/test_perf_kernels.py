@@ -131,6 +131,7 @@ def force_blocks(request):
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(_compiled, "BLOCK_PARAMS", 0)
         mp.setattr(_compiled, "BLOCK_SCATTER", -1.0)
+        mp.setattr(_compiled, "BLOCK_REUSE", 0)
         mp.setattr(_compiled, "BLOCK_SHIFT", shift)
         mp.setattr(_compiled, "BLOCK_WIDTH", width)
         yield shift, width
@@ -211,10 +212,11 @@ def test_build_blocks_layout(force_blocks, data):
 
 
 @pytest.mark.parametrize("width, fan_in", [(30, 20), (2000, 12)])
-def test_build_blocks_sorts_long_segments(width, fan_in):
+def test_build_blocks_sorts_long_segments(width, fan_in, monkeypatch):
     """Segments of hundreds and of tens of thousands of edges (the radix sort with 8- and
     11-bit digits): exactly the order (segment, parameter, CSR position)."""
     from pathgeom import _compiled
+    monkeypatch.setattr(_compiled, "BLOCK_REUSE", 0)   # narrow levels too
     rng = np.random.default_rng(width)
     m = 3 * _compiled.BLOCK_PARAMS + 7
     layers = 4
@@ -273,23 +275,26 @@ def test_blocked_overflow_cases_match_the_csr_sweeps(force_blocks):
         pathgeom.path_quantities(g, np.array([1.0, 1e200, 1.0, 2.0]))
 
 
-def _scattered_graph(rng, n_params, n=3000, fan_in=20):
-    dst = np.repeat(np.arange(100, n), fan_in)
-    src = (rng.random(dst.size) * np.minimum(dst, n - 50)).astype(np.int64)
+def _layered_graph(rng, n_params, width, layers, fan_in=10):
+    """Layers of ``width`` nodes, each drawing ``fan_in`` sources from the layer below, on
+    parameters drawn at random."""
+    dst = np.repeat(np.arange(width, width * (layers + 1)), fan_in)
+    src = dst - width + rng.integers(0, width, dst.size) - dst % width
     par = rng.integers(0, n_params, dst.size)
-    return pathgeom.SharedGraph.from_arrays(src, dst, par, np.arange(100),
-                                            np.arange(n - 50, n), n_nodes=n,
+    return pathgeom.SharedGraph.from_arrays(src, dst, par, np.arange(width),
+                                            np.arange(layers * width, (layers + 1) * width),
                                             n_params=n_params)
 
 
 def test_blocked_groups_where_parameters_are_many_and_scattered():
-    """Built for many parameters spread at random (and then equal to the CSR sweeps);
-    not for the unrolled RNN, few parameters, or many parameters read in order."""
+    """Built for many parameters spread at random over wide levels (and then equal to the
+    CSR sweeps); not for the unrolled RNN, few parameters, many parameters read in order,
+    or narrow levels."""
     import pickle
     from pathgeom import _compiled
     rng = np.random.default_rng(0)
     m = _compiled.BLOCK_PARAMS + 5
-    g = _scattered_graph(rng, m)
+    g = _layered_graph(rng, m, 20_000, 3)
     assert g.compiled.blk_ptr.size > 1
     assert g.compiled.blk_src.size == np.count_nonzero(
         g.compiled.live[np.repeat(np.arange(g.n_nodes), np.diff(g.compiled.indptr))]
@@ -303,7 +308,8 @@ def test_blocked_groups_where_parameters_are_many_and_scattered():
     back = pickle.loads(pickle.dumps(g))
     np.testing.assert_array_equal(back.compiled.blk_key, g.compiled.blk_key)
     np.testing.assert_array_equal(pathgeom.kappa1(back, p), blocked.kappa1)
-    assert _scattered_graph(rng, _compiled.BLOCK_PARAMS - 1).compiled.blk_ptr.size == 1
+    assert _layered_graph(rng, _compiled.BLOCK_PARAMS - 1, 20_000, 3).compiled.blk_ptr.size == 1
+    assert _layered_graph(rng, m, 100, 600).compiled.blk_ptr.size == 1    # 1,000 edges a level
     assert pathgeom.rnn(1, 16, 1, 10).graph.compiled.blk_ptr.size == 1
     # a dense layer whose parameters follow the incoming edges: the CSR sweeps read q in order
     k = 400
