@@ -20,6 +20,12 @@ import numpy as np
 from . import engine
 
 
+def _empty(dtype, n=0):
+    a = np.zeros(n, dtype=dtype)
+    a.flags.writeable = False
+    return a
+
+
 class CompiledGraph(NamedTuple):
     indptr: np.ndarray   # (n+1,) int64: incoming edges of v are indptr[v]:indptr[v+1]
     src: np.ndarray      # (E,) int32 source of each incoming edge, sorted by (dst, src, par)
@@ -34,12 +40,13 @@ class CompiledGraph(NamedTuple):
     live: np.ndarray     # (n,) bool: some path leads from the node to an output
     reached: np.ndarray  # (n,) bool: some path leads from an input to the node
     n_params: int
-    # blocked edge groups for the squared network's sweeps (empty: the CSRs are used)
-    blk_ptr: np.ndarray    # (G+1,) int64: group g is blk_ptr[g]:blk_ptr[g+1] of blk_src/blk_key
-    blk_node: np.ndarray   # (G,) int64 first node of group g's segment (one depth level)
-    blk_param: np.ndarray  # (G,) int64 first parameter of group g's block
-    blk_src: np.ndarray    # (E',) int32 source of each edge
-    blk_key: np.ndarray    # (E',) uint32 (head - blk_node) << 16 | (param - blk_param)
+    # blocked edge groups for the squared network's sweeps (empty: the CSRs are used; the
+    # defaults let records pickled before they existed load)
+    blk_ptr: np.ndarray = _empty(np.int64, 1)  # (G+1,): group g is blk_ptr[g]:blk_ptr[g+1]
+    blk_node: np.ndarray = _empty(np.int64)    # (G,) first node of group g's segment (one depth)
+    blk_param: np.ndarray = _empty(np.int64)   # (G,) first parameter of group g's block
+    blk_src: np.ndarray = _empty(np.int32)     # (E',) source of each edge
+    blk_key: np.ndarray = _empty(np.uint32)    # (E',) (head - blk_node) << 16 | (param - blk_param)
 
 
 #: Blocked groups from this many parameters on (512 KiB of q: a core's L2 cache) ...

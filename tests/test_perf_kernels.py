@@ -318,3 +318,17 @@ def test_blocked_groups_where_parameters_are_many_and_scattered():
     dense = pathgeom.SharedGraph.from_arrays(src, dst, np.arange(k * k), np.arange(k),
                                              np.arange(k, 2 * k))
     assert dense.n_params >= _compiled.BLOCK_PARAMS and dense.compiled.blk_ptr.size == 1
+
+
+def test_record_pickled_before_the_blocked_arrays_loads():
+    """A compiled record of the 13 fields it had before the blocked groups unpickles with
+    empty groups (the CSR sweeps)."""
+    from pathgeom.graph import _unpickle
+    g = pathgeom.rnn(1, 3, 1, 4).graph
+    old = _unpickle(tuple(g.compiled)[:13], g._order, g._labels)
+    assert old.compiled.blk_ptr.tolist() == [0] and old.compiled.blk_key.size == 0
+    p = np.random.default_rng(0).uniform(-0.5, 0.5, g.n_params)
+    want = pathgeom.path_quantities(g, p)
+    got = pathgeom.path_quantities(old, p)
+    assert got.gamma2 == want.gamma2
+    np.testing.assert_array_equal(got.kappa, want.kappa)
