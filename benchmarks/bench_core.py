@@ -1,4 +1,4 @@
-"""gamma^2 + kappa1 throughput (one forward + one backward pass of the squared network).
+"""gamma^2 + kappa1 throughput (one backward and one forward pass of the squared network).
 
 Target (issue 2): >= 250 million edges per second on one core for 10^6 - 10^7 edges.
 The bound printed is the machine's copy bandwidth over 16 bytes per edge (8 bytes of
@@ -72,7 +72,8 @@ def construction(quick=False):
                                          a["outputs"], a["n_nodes"], a["n_params"])
     dt = time.perf_counter() - t0
     c = g.compiled
-    per_edge = (c.src.nbytes + c.par.nbytes + c.dst.nbytes + c.opar.nbytes) / g.n_edges
+    per_edge = sum(getattr(c, f).nbytes for f in ("src", "par", "dst", "opar", "blk_src",
+                                                  "blk_key")) / g.n_edges
     print(f"SharedGraph.from_arrays, RNN T={T} H={H}: {g.n_edges:,} edges in {dt:.2f} s "
           f"({g.n_edges / dt / 1e6:.1f} M edges/s); {per_edge:.0f} bytes per edge stored")
 

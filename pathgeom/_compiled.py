@@ -4,6 +4,13 @@ Built once per :class:`~pathgeom.SharedGraph` by :func:`compile_arrays` from int
 arrays whose node ids are already topological positions.  Every array is C-contiguous and
 read-only.  Per edge it stores 16 bytes: ``src``/``par`` (incoming CSR, grouped by
 destination) and ``dst``/``opar`` (outgoing CSR, grouped by source), all int32.
+
+Graphs with many parameters spread over the edges at random (at least ``BLOCK_PARAMS``
+parameters, most consecutive incoming edges of a node more than ``BLOCK_SPAN`` parameters
+apart, and depth levels wide enough that a group holds ``BLOCK_REUSE / n_params`` edges
+on average) also get the blocked edge groups that the squared-network sweeps use instead
+of the CSRs (``blk_*``; see ``pathgeom._kernels.build_blocks``): 8 more bytes per edge,
+about 1.5 times the CSRs.  Other graphs hold them empty.
 """
 
 from typing import NamedTuple
@@ -11,6 +18,12 @@ from typing import NamedTuple
 import numpy as np
 
 from . import engine
+
+
+def _empty(dtype, n=0):
+    a = np.zeros(n, dtype=dtype)
+    a.flags.writeable = False
+    return a
 
 
 class CompiledGraph(NamedTuple):
@@ -27,12 +40,45 @@ class CompiledGraph(NamedTuple):
     live: np.ndarray     # (n,) bool: some path leads from the node to an output
     reached: np.ndarray  # (n,) bool: some path leads from an input to the node
     n_params: int
+    # blocked edge groups for the squared network's sweeps (empty: the CSRs are used; the
+    # defaults let records pickled before they existed load)
+    blk_ptr: np.ndarray = _empty(np.int64, 1)  # (G+1,): group g is blk_ptr[g]:blk_ptr[g+1]
+    blk_node: np.ndarray = _empty(np.int64)    # (G,) first node of group g's segment (one depth)
+    blk_param: np.ndarray = _empty(np.int64)   # (G,) first parameter of group g's block
+    blk_src: np.ndarray = _empty(np.int32)     # (E',) source of each edge
+    blk_key: np.ndarray = _empty(np.uint32)    # (E',) (head - blk_node) << 16 | (param - blk_param)
+
+
+#: Blocked groups from this many parameters on (512 KiB of q: a core's L2 cache) ...
+BLOCK_PARAMS = 1 << 16
+#: ... when more than BLOCK_SCATTER of the consecutive incoming edges of a node have
+#: parameters more than BLOCK_SPAN apart (the CSR sweeps would read q at random).
+BLOCK_SPAN = 8
+BLOCK_SCATTER = 0.5
+#: ... and when a (level, block) group holds at least BLOCK_REUSE / n_params edges on
+#: average: on narrow levels the groups are too short to reuse the block's cache lines
+#: (measured break-even: about 3,000 edges per group at 1e5 parameters, under 500 at 1e6).
+BLOCK_REUSE = 1 << 28
+#: Parameters per block (2**BLOCK_SHIFT; q and kappa1 blocks of 128 KiB) and nodes per
+#: segment (the key holds both offsets in 16 bits).
+BLOCK_SHIFT = 14
+BLOCK_WIDTH = 1 << 16
 
 
 def _frozen(a, dtype):
     a = np.ascontiguousarray(a, dtype=dtype)
     a.flags.writeable = False
     return a
+
+
+def _wants_blocks(indptr, par, depth, n_params):
+    """Whether the blocked groups pay (see the module docstring and the constants)."""
+    if n_params < BLOCK_PARAMS or par.shape[0] == 0:
+        return False
+    if engine.param_scatter(indptr, par, BLOCK_SPAN) <= BLOCK_SCATTER:
+        return False
+    groups = engine.block_groups(indptr, depth, n_params, BLOCK_SHIFT, BLOCK_WIDTH)
+    return par.shape[0] * n_params >= BLOCK_REUSE * max(groups, 1)
 
 
 def compile_arrays(n, src, dst, par, pos, inputs, outputs, depth, n_params):
@@ -52,6 +98,12 @@ def compile_arrays(n, src, dst, par, pos, inputs, outputs, depth, n_params):
     is_input = np.zeros(n, dtype=np.bool_)
     is_input[inputs] = True
     reached = engine.reached_from(indptr, in_src, is_input)
+    if _wants_blocks(indptr, in_par, depth, n_params):
+        blocks = engine.build_blocks(indptr, in_src, in_par, depth, live, reached, n_params,
+                                     BLOCK_SHIFT, BLOCK_WIDTH)
+    else:
+        blocks = (np.zeros(1, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64),
+                  np.zeros(0, np.int32), np.zeros(0, np.uint32))
     return CompiledGraph(
         indptr=_frozen(indptr, np.int64),
         src=_frozen(in_src, np.int32),
@@ -66,4 +118,9 @@ def compile_arrays(n, src, dst, par, pos, inputs, outputs, depth, n_params):
         live=_frozen(live, np.bool_),
         reached=_frozen(reached, np.bool_),
         n_params=int(n_params),
+        blk_ptr=_frozen(blocks[0], np.int64),
+        blk_node=_frozen(blocks[1], np.int64),
+        blk_param=_frozen(blocks[2], np.int64),
+        blk_src=_frozen(blocks[3], np.int32),
+        blk_key=_frozen(blocks[4], np.uint32),
     )

@@ -338,6 +338,16 @@ def backward(optr, dst, opar, relu, p, H, G, grad):
 
 
 # --------------------------------------------------------------------------- squared network
+#
+# The squared network is linear with non-negative weights, so delta (= dg/dh) does not
+# depend on h: path_quantities sweeps delta first, backward, then h forward, adding each
+# edge's kappa1 term h[u] * delta[v] as it goes (the h[u] it loads anyway).
+#
+# Indices are read as unsigned (``_U``): numba then indexes without the wrap-around
+# code it emits for signed indices (negative index -> from the end), about half the
+# instructions of these loops.  Every index in the compiled record is >= 0.
+
+_U = numba.uint64
 
 
 @numba.njit(cache=True, fastmath=_FM)
@@ -349,8 +359,8 @@ def sq_forward(indptr, src, par, q, h):
     consecutive edges overlap (faster here than letting LLVM vectorise with gathers).
     """
     for v in range(h.shape[0]):
-        lo = indptr[v]
-        hi = indptr[v + 1]
+        lo = _U(indptr[v])
+        hi = _U(indptr[v + 1])
         if lo == hi:
             continue
         s0 = 0.0
@@ -358,68 +368,103 @@ def sq_forward(indptr, src, par, q, h):
         s2 = 0.0
         s3 = 0.0
         e = lo
-        while e + 4 <= hi:
-            s0 += q[par[e]] * h[src[e]]
-            s1 += q[par[e + 1]] * h[src[e + 1]]
-            s2 += q[par[e + 2]] * h[src[e + 2]]
-            s3 += q[par[e + 3]] * h[src[e + 3]]
-            e += 4
+        while e + _U(4) <= hi:
+            s0 += q[_U(par[e])] * h[_U(src[e])]
+            s1 += q[_U(par[e + _U(1)])] * h[_U(src[e + _U(1)])]
+            s2 += q[_U(par[e + _U(2)])] * h[_U(src[e + _U(2)])]
+            s3 += q[_U(par[e + _U(3)])] * h[_U(src[e + _U(3)])]
+            e += _U(4)
         while e < hi:
-            s0 += q[par[e]] * h[src[e]]
-            e += 1
+            s0 += q[_U(par[e])] * h[_U(src[e])]
+            e += _U(1)
         h[v] = (s0 + s1) + (s2 + s3)
 
 
 @numba.njit(cache=True, fastmath=_FM)
-def sq_backward(optr, dst, opar, q, h, delta, kappa1):
-    """``delta[u] = sum_{u->v} q[par] delta[v]``; ``kappa1[i] += sum_{(u->v) in E_i} h[u] delta[v]``.
+def sq_delta(optr, dst, opar, q, delta):
+    """``delta[u] = sum_{u->v} q[par] delta[v]`` (pull over the outgoing CSR, last node first).
 
-    Pull form over the *outgoing* CSR (``dst``/``opar`` grouped by source): one store per
-    edge instead of two.  ``delta`` arrives with ones on the outputs (which have no
-    outgoing edges and keep them) and zeros elsewhere.  Unrolled by four with separate
-    partial sums, which is what lets the loads of consecutive edges overlap.  Where
-    ``h[u] == 0`` the kappa1 terms are skipped: they are exactly zero.
+    ``delta`` arrives with ones on the outputs (which have no outgoing edges and keep
+    them) and zeros elsewhere.  Each node's edges are read last to first as well, so that
+    the whole sweep reads the CSR as one descending stream.
     """
-    for u in range(h.shape[0] - 1, -1, -1):
-        lo = optr[u]
-        hi = optr[u + 1]
+    n = delta.shape[0]
+    for k in range(n):
+        u = n - 1 - k
+        lo = _U(optr[u])
+        hi = _U(optr[u + 1])
         if lo == hi:
             continue
-        hu = h[u]
+        s0 = 0.0
+        s1 = 0.0
+        s2 = 0.0
+        s3 = 0.0
+        e = hi
+        while e >= lo + _U(4):
+            e -= _U(4)
+            s0 += q[_U(opar[e + _U(3)])] * delta[_U(dst[e + _U(3)])]
+            s1 += q[_U(opar[e + _U(2)])] * delta[_U(dst[e + _U(2)])]
+            s2 += q[_U(opar[e + _U(1)])] * delta[_U(dst[e + _U(1)])]
+            s3 += q[_U(opar[e])] * delta[_U(dst[e])]
+        while e > lo:
+            e -= _U(1)
+            s0 += q[_U(opar[e])] * delta[_U(dst[e])]
+        delta[u] = (s0 + s1) + (s2 + s3)
+
+
+@numba.njit(cache=True, fastmath=_FM)
+def sq_forward_kappa1(indptr, src, par, q, h, delta, kappa1):
+    """:func:`sq_forward`, and ``kappa1[i] += h[u] delta[v]`` over the edges ``u -> v`` of
+    ``E_i`` (``delta`` final, ``kappa1`` zeros on entry).
+
+    ``h`` comes out equal to :func:`sq_forward`'s bit for bit (same sums in the same
+    order).  Nodes with ``delta[v] == 0`` add no kappa1 terms: they are exactly 0 (and
+    an overflowed ``h[u]`` in a branch that reaches no output must not make them nan).
+    """
+    for v in range(h.shape[0]):
+        lo = _U(indptr[v])
+        hi = _U(indptr[v + 1])
+        if lo == hi:
+            continue
+        dv = delta[v]
         s0 = 0.0
         s1 = 0.0
         s2 = 0.0
         s3 = 0.0
         e = lo
-        if hu == 0.0:  # kappa1 terms are exactly 0 (and 0 * inf must not become nan)
-            while e < hi:
-                s0 += q[opar[e]] * delta[dst[e]]
-                e += 1
-        while e + 4 <= hi:
-            i0 = opar[e]
-            i1 = opar[e + 1]
-            i2 = opar[e + 2]
-            i3 = opar[e + 3]
-            d0 = delta[dst[e]]
-            d1 = delta[dst[e + 1]]
-            d2 = delta[dst[e + 2]]
-            d3 = delta[dst[e + 3]]
-            s0 += q[i0] * d0
-            s1 += q[i1] * d1
-            s2 += q[i2] * d2
-            s3 += q[i3] * d3
-            kappa1[i0] += hu * d0
-            kappa1[i1] += hu * d1
-            kappa1[i2] += hu * d2
-            kappa1[i3] += hu * d3
-            e += 4
+        if dv == 0.0:
+            while e + _U(4) <= hi:
+                s0 += q[_U(par[e])] * h[_U(src[e])]
+                s1 += q[_U(par[e + _U(1)])] * h[_U(src[e + _U(1)])]
+                s2 += q[_U(par[e + _U(2)])] * h[_U(src[e + _U(2)])]
+                s3 += q[_U(par[e + _U(3)])] * h[_U(src[e + _U(3)])]
+                e += _U(4)
+        while e + _U(4) <= hi:
+            i0 = _U(par[e])
+            i1 = _U(par[e + _U(1)])
+            i2 = _U(par[e + _U(2)])
+            i3 = _U(par[e + _U(3)])
+            x0 = h[_U(src[e])]
+            x1 = h[_U(src[e + _U(1)])]
+            x2 = h[_U(src[e + _U(2)])]
+            x3 = h[_U(src[e + _U(3)])]
+            s0 += q[i0] * x0
+            s1 += q[i1] * x1
+            s2 += q[i2] * x2
+            s3 += q[i3] * x3
+            kappa1[i0] += x0 * dv
+            kappa1[i1] += x1 * dv
+            kappa1[i2] += x2 * dv
+            kappa1[i3] += x3 * dv
+            e += _U(4)
         while e < hi:
-            i = opar[e]
-            dv = delta[dst[e]]
-            s0 += q[i] * dv
-            kappa1[i] += hu * dv
-            e += 1
-        delta[u] = (s0 + s1) + (s2 + s3)
+            i0 = _U(par[e])
+            x0 = h[_U(src[e])]
+            s0 += q[i0] * x0
+            if dv != 0.0:
+                kappa1[i0] += x0 * dv
+            e += _U(1)
+        h[v] = (s0 + s1) + (s2 + s3)
 
 
 @numba.njit(cache=True, fastmath=_FM)
@@ -752,86 +797,256 @@ def rnn_block_sums(Pow, h, delta, b, n, P, Loc):
                         Lrow[j] += ps[j] * du[j]
 
 
-# --------------------------------------------------------------------------- squared network, streamed
+# --------------------------------------------------------------------------- squared network, blocked
 #
-# When the parameter vector is far larger than the caches and parameters are spread at
-# random over the edges, every q[par] in the sweeps above is a cache miss on the critical
-# path.  These variants first gather q into edge order in a tight loop (independent loads,
-# many misses in flight), sweep over the per-edge weights as a stream, and add kappa1 by
-# one scatter pass at the end.  Same sums, same order within each node: same results.
+# Graphs whose parameters are many (q beyond the L2 cache) and spread over the edges at
+# random: in the CSR sweeps every q[par] is a random read from L3 or memory, and adding
+# kappa1 per edge a random read-modify-write.  The compiled record then also holds the
+# edges into live nodes from reached nodes grouped by (depth level, block of 2**shift
+# parameters) and sorted by parameter within each group (``build_blocks``).  Nodes of one
+# depth do not feed each other, so a sweep may take a level's edges in any order: within
+# a group the parameters increase (q and kappa1 read as a stream from one L2-sized
+# block), and the node values of the level and of the sources are the random accesses,
+# over a much smaller range.  Per edge 8 bytes: the source (int32) and one uint32 key =
+# (head - first node of the group's segment) << 16 | (parameter - first of its block).
+# Edges that touch a node no input reaches or that reaches no output are left out: every
+# term they add is exactly 0 (h[u] = 0 or delta[v] = 0).
+
+_LOW = np.uint64(0xFFFF)
+_SHIFT = np.uint64(16)
 
 
 @numba.njit(cache=True)
-def sq_gather(q, par, w):
-    """``w[e] = q[par[e]]``."""
-    for e in range(par.shape[0]):
-        w[e] = q[par[e]]
+def param_scatter(indptr, par, span):
+    """Fraction of consecutive incoming edges of a node whose parameters lie more than
+    ``span`` apart (how random the CSR sweeps' reads of q are)."""
+    far = 0
+    pairs = 0
+    for v in range(indptr.shape[0] - 1):
+        for e in range(indptr[v] + 1, indptr[v + 1]):
+            pairs += 1
+            if abs(np.int64(par[e]) - np.int64(par[e - 1])) > span:
+                far += 1
+    return far / max(pairs, 1)
+
+
+@numba.njit(cache=True)
+def block_groups(indptr, depth, n_params, shift, width):
+    """How many groups :func:`build_blocks` would make at most: over the segments, the
+    smaller of a segment's edges and the number of parameter blocks."""
+    n = indptr.shape[0] - 1
+    n_blocks = (n_params >> shift) + 1
+    groups = 0
+    start = 0
+    for v in range(1, n + 1):
+        if v == n or depth[v] != depth[v - 1] or v - start >= width:
+            groups += min(indptr[v] - indptr[start], n_blocks)
+            start = v
+    return groups
+
+
+@numba.njit(cache=True)
+def _sort_by_key(key, a, b, key2, a2, b2, k, bits):
+    """Stable sort of ``key[:k]`` (values < 2**bits), carrying ``a`` and ``b`` along;
+    the result is left in ``key, a, b`` (``key2, a2, b2`` are scratch).  Insertion sort
+    for short runs, else least-significant-digit radix sort, 8 bits a pass (11 bits for
+    long runs: fewer passes, and the counts stay small next to the run)."""
+    if k < 64:
+        for j in range(1, k):
+            kj = key[j]
+            aj = a[j]
+            bj = b[j]
+            i = j - 1
+            while i >= 0 and key[i] > kj:
+                key[i + 1] = key[i]
+                a[i + 1] = a[i]
+                b[i + 1] = b[i]
+                i -= 1
+            key[i + 1] = kj
+            a[i + 1] = aj
+            b[i + 1] = bj
+        return
+    digit = 11 if k >= 1 << 14 else 8
+    mask = (1 << digit) - 1
+    count = np.empty(mask + 2, dtype=np.int64)
+    sk, sa, sb, dk, da, db = key, a, b, key2, a2, b2
+    moved = False
+    for shift in range(0, bits, digit):
+        count[:] = 0
+        for j in range(k):
+            count[((sk[j] >> shift) & mask) + 1] += 1
+        if count.max() == k:
+            continue  # one digit value: already in order on this digit
+        for d in range(mask + 1):
+            count[d + 1] += count[d]
+        for j in range(k):
+            d = (sk[j] >> shift) & mask
+            t = count[d]
+            dk[t] = sk[j]
+            da[t] = sa[j]
+            db[t] = sb[j]
+            count[d] = t + 1
+        sk, sa, sb, dk, da, db = dk, da, db, sk, sa, sb
+        moved = not moved
+    if moved:
+        key[:k] = sk[:k]
+        a[:k] = sa[:k]
+        b[:k] = sb[:k]
+
+
+@numba.njit(cache=True)
+def build_blocks(indptr, src, par, depth, live, reached, n_params, shift, width):
+    """The blocked edge groups (see the section comment).
+
+    Segments are runs of nodes of one depth, at most ``width`` (<= 2**16) long; groups
+    are the runs of one segment whose parameters share ``par >> shift`` (shift <= 16).
+    Returns ``ptr`` (G+1,) int64 (group g is ``ptr[g]:ptr[g+1]``), ``node`` and ``param``
+    (G,) int64 (the group's first node and first parameter), ``bsrc`` (int32) and ``bkey``
+    (uint32).  Within a group edges are sorted by parameter, ties in CSR order.  Each
+    segment's edges are contiguous in the incoming CSR and sorted on their own, so the
+    scratch is a segment's size.
+    """
+    n = indptr.shape[0] - 1
+    seg_start = np.empty(n + 1, dtype=np.int64)
+    n_seg = 0
+    for v in range(n):
+        if v == 0 or depth[v] != depth[v - 1] or v - seg_start[n_seg - 1] >= width:
+            seg_start[n_seg] = v
+            n_seg += 1
+    seg_start[n_seg] = n
+    kept = 0
+    most = 0
+    groups = 0   # at most: a segment has no more groups than edges or blocks
+    n_blocks = (n_params >> shift) + 1
+    for s in range(n_seg):
+        k = 0
+        for v in range(seg_start[s], seg_start[s + 1]):
+            if live[v]:
+                for e in range(indptr[v], indptr[v + 1]):
+                    if reached[src[e]]:
+                        k += 1
+        kept += k
+        most = max(most, k)
+        groups += min(k, n_blocks)
+    bits = 1
+    while (1 << bits) < n_params:
+        bits += 1
+    key = np.empty(most, dtype=np.int64)
+    edge = np.empty(most, dtype=np.int32)
+    head = np.empty(most, dtype=np.int32)
+    key2 = np.empty(most, dtype=np.int64)
+    edge2 = np.empty(most, dtype=np.int32)
+    head2 = np.empty(most, dtype=np.int32)
+    ptr = np.empty(groups + 1, dtype=np.int64)
+    node = np.empty(groups, dtype=np.int64)
+    param = np.empty(groups, dtype=np.int64)
+    bsrc = np.empty(kept, dtype=np.int32)
+    bkey = np.empty(kept, dtype=np.uint32)
+    g = 0
+    out = 0
+    for s in range(n_seg):
+        base = seg_start[s]
+        k = 0
+        for v in range(base, seg_start[s + 1]):
+            if live[v]:
+                for e in range(indptr[v], indptr[v + 1]):
+                    if reached[src[e]]:
+                        key[k] = par[e]
+                        edge[k] = e
+                        head[k] = v
+                        k += 1
+        _sort_by_key(key, edge, head, key2, edge2, head2, k, bits)
+        for j in range(k):
+            blk = key[j] >> shift
+            if j == 0 or blk != (key[j - 1] >> shift):
+                ptr[g] = out
+                node[g] = base
+                param[g] = blk << shift
+                g += 1
+            bsrc[out] = src[edge[j]]
+            bkey[out] = np.uint32(((head[j] - base) << 16) | (key[j] - param[g - 1]))
+            out += 1
+    ptr[g] = out
+    return ptr[:g + 1].copy(), node[:g].copy(), param[:g].copy(), bsrc, bkey
 
 
 @numba.njit(cache=True, fastmath=_FM)
-def sq_forward_w(indptr, src, w, h):
-    """:func:`sq_forward` with the per-edge weights ``w`` (incoming order) given."""
-    for v in range(h.shape[0]):
-        lo = indptr[v]
-        hi = indptr[v + 1]
-        if lo == hi:
-            continue
-        s0 = 0.0
-        s1 = 0.0
-        s2 = 0.0
-        s3 = 0.0
-        e = lo
-        while e + 4 <= hi:
-            s0 += w[e] * h[src[e]]
-            s1 += w[e + 1] * h[src[e + 1]]
-            s2 += w[e + 2] * h[src[e + 2]]
-            s3 += w[e + 3] * h[src[e + 3]]
-            e += 4
-        while e < hi:
-            s0 += w[e] * h[src[e]]
-            e += 1
-        h[v] = (s0 + s1) + (s2 + s3)
+def sq_forward_blocked(ptr, node, param, bsrc, bkey, q, h):
+    """:func:`sq_forward` over the blocked groups, first level first (``h`` as there).
+    The statements are those of :func:`sq_forward_kappa1_blocked` without kappa1, so
+    that both give the same ``h`` bit for bit."""
+    for g in range(ptr.shape[0] - 1):
+        hb = h[node[g]:]
+        qb = q[param[g]:]
+        e = _U(ptr[g])
+        hi = _U(ptr[g + 1])
+        while e + _U(2) <= hi:
+            k0 = _U(bkey[e])
+            k1 = _U(bkey[e + _U(1)])
+            x0 = h[_U(bsrc[e])]
+            x1 = h[_U(bsrc[e + _U(1)])]
+            hb[k0 >> _SHIFT] += qb[k0 & _LOW] * x0
+            hb[k1 >> _SHIFT] += qb[k1 & _LOW] * x1
+            e += _U(2)
+        if e < hi:
+            k0 = _U(bkey[e])
+            x0 = h[_U(bsrc[e])]
+            hb[k0 >> _SHIFT] += qb[k0 & _LOW] * x0
 
 
 @numba.njit(cache=True, fastmath=_FM)
-def sq_backward_w(optr, dst, opar, w, h, delta, kappa1):
-    """:func:`sq_backward` with the per-edge weights ``w`` (outgoing order) given; ``w``
-    is overwritten with the per-edge kappa1 terms, which one scatter pass then adds."""
-    for u in range(h.shape[0] - 1, -1, -1):
-        lo = optr[u]
-        hi = optr[u + 1]
-        if lo == hi:
-            continue
-        hu = h[u]
-        s0 = 0.0
-        s1 = 0.0
-        s2 = 0.0
-        s3 = 0.0
-        e = lo
-        if hu == 0.0:  # kappa1 terms are exactly 0 (and 0 * inf must not become nan)
-            while e < hi:
-                s0 += w[e] * delta[dst[e]]
-                w[e] = 0.0
-                e += 1
-        while e + 4 <= hi:
-            d0 = delta[dst[e]]
-            d1 = delta[dst[e + 1]]
-            d2 = delta[dst[e + 2]]
-            d3 = delta[dst[e + 3]]
-            s0 += w[e] * d0
-            s1 += w[e + 1] * d1
-            s2 += w[e + 2] * d2
-            s3 += w[e + 3] * d3
-            w[e] = hu * d0
-            w[e + 1] = hu * d1
-            w[e + 2] = hu * d2
-            w[e + 3] = hu * d3
-            e += 4
-        while e < hi:
-            dv = delta[dst[e]]
-            s0 += w[e] * dv
-            w[e] = hu * dv
-            e += 1
-        delta[u] = (s0 + s1) + (s2 + s3)
-    for e in range(opar.shape[0]):
-        kappa1[opar[e]] += w[e]
+def sq_delta_blocked(ptr, node, param, bsrc, bkey, q, delta):
+    """:func:`sq_delta` over the blocked groups, last level first, in push form:
+    ``delta[u] += q[par] delta[v]`` (every ``delta[v]`` of a level is final before its
+    edges are read, since its outgoing edges all lead to deeper levels)."""
+    for k in range(ptr.shape[0] - 1):
+        g = ptr.shape[0] - 2 - k
+        db = delta[node[g]:]
+        qb = q[param[g]:]
+        e = _U(ptr[g])
+        hi = _U(ptr[g + 1])
+        while e + _U(2) <= hi:
+            k0 = _U(bkey[e])
+            k1 = _U(bkey[e + _U(1)])
+            a0 = qb[k0 & _LOW] * db[k0 >> _SHIFT]
+            a1 = qb[k1 & _LOW] * db[k1 >> _SHIFT]
+            delta[_U(bsrc[e])] += a0
+            delta[_U(bsrc[e + _U(1)])] += a1
+            e += _U(2)
+        if e < hi:
+            k0 = _U(bkey[e])
+            delta[_U(bsrc[e])] += qb[k0 & _LOW] * db[k0 >> _SHIFT]
+
+
+@numba.njit(cache=True, fastmath=_FM)
+def sq_forward_kappa1_blocked(ptr, node, param, bsrc, bkey, q, h, delta, kappa1):
+    """:func:`sq_forward_blocked` adding ``kappa1[i] += h[u] delta[v]`` on every edge
+    (``h`` bit for bit as there)."""
+    for g in range(ptr.shape[0] - 1):
+        hb = h[node[g]:]
+        db = delta[node[g]:]
+        qb = q[param[g]:]
+        kb = kappa1[param[g]:]
+        e = _U(ptr[g])
+        hi = _U(ptr[g + 1])
+        while e + _U(2) <= hi:
+            k0 = _U(bkey[e])
+            k1 = _U(bkey[e + _U(1)])
+            i0 = k0 & _LOW
+            i1 = k1 & _LOW
+            v0 = k0 >> _SHIFT
+            v1 = k1 >> _SHIFT
+            x0 = h[_U(bsrc[e])]
+            x1 = h[_U(bsrc[e + _U(1)])]
+            hb[v0] += qb[i0] * x0
+            kb[i0] += x0 * db[v0]
+            hb[v1] += qb[i1] * x1
+            kb[i1] += x1 * db[v1]
+            e += _U(2)
+        if e < hi:
+            k0 = _U(bkey[e])
+            i0 = k0 & _LOW
+            v0 = k0 >> _SHIFT
+            x0 = h[_U(bsrc[e])]
+            hb[v0] += qb[i0] * x0
+            kb[i0] += x0 * db[v0]

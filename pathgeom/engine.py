@@ -18,8 +18,9 @@ import numpy as np
 
 from . import _dense_kernels, _kernels
 
-__all__ = ["build_csr", "longest_path_depth", "reaches_output", "reached_from", "forward",
-           "backward", "sq_forward", "sq_backward", "sink_depth", "param_extents",
+__all__ = ["build_csr", "longest_path_depth", "reaches_output", "reached_from",
+           "param_scatter", "block_groups", "build_blocks", "forward", "backward", "sq_forward", "sq_delta",
+           "sq_forward_kappa1", "sq_backward_careful", "sink_depth", "param_extents",
            "tangent_blocks", "tangent_one", "rnn_sq_sweep", "rnn_block_sums",
            "rnn_dense_forward", "rnn_dense_bptt", "rnn_dense_grads"]
 
@@ -48,6 +49,23 @@ def reached_from(indptr, src, is_input):
     return _kernels.reached_from(indptr, src, is_input)
 
 
+def param_scatter(indptr, par, span):
+    """Fraction of consecutive incoming edges whose parameters lie more than ``span`` apart."""
+    return _kernels.param_scatter(indptr, par, span)
+
+
+def block_groups(indptr, depth, n_params, shift, width):
+    """Upper bound on the number of blocked groups (see :func:`build_blocks`)."""
+    return _kernels.block_groups(indptr, depth, n_params, shift, width)
+
+
+def build_blocks(indptr, src, par, depth, live, reached, n_params, shift, width):
+    """The blocked edge groups of the squared-network sweeps (see
+    :func:`pathgeom._kernels.build_blocks`)."""
+    return _kernels.build_blocks(indptr, src, par, depth, live, reached, n_params, shift,
+                                 width)
+
+
 # ---------------------------------------------------------------------------- real network
 
 
@@ -66,36 +84,52 @@ def backward(c, p, H, G, grad):
 # ---------------------------------------------------------------------------- squared network
 
 
-def sq_forward(c, q, h, careful=False, streamed=False):
+def _blocks(c):
+    """The compiled record's blocked groups, or None when the CSR sweeps are used."""
+    if c.blk_ptr.shape[0] > 1:
+        return c.blk_ptr, c.blk_node, c.blk_param, c.blk_src, c.blk_key
+    return None
+
+
+def sq_forward(c, q, h, careful=False):
     """Squared-network node values into ``h`` (inputs preset to 1): the path sums
     :math:`h_v = \\sum_{\\zeta: V_{in} \\leadsto v} \\prod q`.  ``careful``: a term with a zero
-    factor is exactly 0 (the rerun after a non-finite value); ``streamed``: the weights are
-    first gathered into edge order (graphs with many parameters)."""
+    factor is exactly 0 (the rerun after a non-finite value).  Graphs with blocked groups
+    are swept over them (the values of nodes that reach no output are then left 0)."""
+    blocks = None if careful else _blocks(c)
     if careful:
         _kernels.sq_forward_careful(c.indptr, c.src, c.par, q, h)
-    elif streamed:
-        w = _kernels_gather(q, c.par)
-        _kernels.sq_forward_w(c.indptr, c.src, w, h)
+    elif blocks is not None:
+        _kernels.sq_forward_blocked(*blocks, q, h)
     else:
         _kernels.sq_forward(c.indptr, c.src, c.par, q, h)
 
 
-def sq_backward(c, q, h, delta, k1, careful=False, streamed=False):
+def sq_delta(c, q, delta):
     """Sensitivities :math:`\\delta = \\partial g / \\partial h` into ``delta`` (outputs
-    preset to 1) and :math:`\\kappa^{(1)} = \\partial g / \\partial q` added into ``k1``."""
-    if careful:
-        _kernels.sq_backward_careful(c.optr, c.dst, c.opar, q, h, delta, k1)
-    elif streamed:
-        w = _kernels_gather(q, c.opar)
-        _kernels.sq_backward_w(c.optr, c.dst, c.opar, w, h, delta, k1)
+    preset to 1).  With blocked groups, nodes that no input reaches are left 0."""
+    blocks = _blocks(c)
+    if blocks is not None:
+        _kernels.sq_delta_blocked(*blocks, q, delta)
     else:
-        _kernels.sq_backward(c.optr, c.dst, c.opar, q, h, delta, k1)
+        _kernels.sq_delta(c.optr, c.dst, c.opar, q, delta)
 
 
-def _kernels_gather(q, par):
-    w = np.empty(par.shape[0])
-    _kernels.sq_gather(q, par, w)
-    return w
+def sq_forward_kappa1(c, q, h, delta, k1):
+    """:func:`sq_forward` (the same ``h`` bit for bit) and
+    :math:`\\kappa^{(1)}_i = \\sum_{(u \\to v) \\in E_i} h_u \\delta_v` added into ``k1``, from
+    the final ``delta``.  Terms on edges into nodes with ``delta == 0`` are skipped."""
+    blocks = _blocks(c)
+    if blocks is not None:
+        _kernels.sq_forward_kappa1_blocked(*blocks, q, h, delta, k1)
+    else:
+        _kernels.sq_forward_kappa1(c.indptr, c.src, c.par, q, h, delta, k1)
+
+
+def sq_backward_careful(c, q, h, delta, k1):
+    """``delta`` and ``kappa1`` (added into ``k1``) with 0 * (anything) = 0, in one
+    backward pass (the rerun after a non-finite value)."""
+    _kernels.sq_backward_careful(c.optr, c.dst, c.opar, q, h, delta, k1)
 
 
 # ---------------------------------------------------------------------------- kappa2

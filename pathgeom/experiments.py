@@ -554,7 +554,10 @@ def export_runs(sweep_dir, dest, keep_every=1000, repo_root=None):
                                       for k in ("train_loss", "test_loss", "test_metric")])
         runs.atomic_write_text(os.path.join(target, "history.csv"), buf.getvalue())
         rel = os.path.relpath(target, repo_root or os.getcwd())
-        out.append(dict(T=config["T"], method=method_name(config), lr=config["lr"],
+        T = config["T"]
+        if T is None:  # digits: the sequence length is the trained model's
+            T = runs.load_params(os.path.join(target, "params.npz"))[0].T
+        out.append(dict(T=T, method=method_name(config), lr=config["lr"],
                         steps=r["steps"], test_mse=r["test_loss"], run=rel,
                         test_metric=r["test_metric"], status=r["status"],
                         requested=config["steps"]))

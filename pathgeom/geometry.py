@@ -54,9 +54,6 @@ __all__ = ["PathQuantities", "path_quantities", "gamma2", "kappa1", "kappa2", "k
 TANGENT_BLOCK = 64
 #: Largest tangent buffer (bytes) one thread may hold; wider graphs get narrower blocks.
 TANGENT_MEMORY = 128 << 20
-#: From this many parameters (1 MiB of q, beyond a core's L2) the gamma^2/kappa1 sweeps
-#: gather q into edge order first and stream it (8 bytes per edge of scratch).
-STREAM_PARAMS = 1 << 17
 
 
 class PathQuantities(NamedTuple):
@@ -93,6 +90,25 @@ def _overflow(g, row, what):
         f"(scaling p by c < 1 multiplies each path's term by c**(2 * path length))")
 
 
+def _dead(g):
+    """Cached per graph: positions of the nodes that reach no output, and of those no
+    input reaches (their h, resp. delta, multiply nothing and are set to 0)."""
+    dead = g._cache.get("dead_nodes")
+    if dead is None:
+        c = g.compiled
+        dead = g._cache["dead_nodes"] = (np.flatnonzero(~c.live), np.flatnonzero(~c.reached))
+    return dead
+
+
+def _finite(x):
+    """Whether every entry of ``x`` (>= 0 or nan) is finite: one sum, and the elementwise
+    test only when the sum itself is not finite."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        if np.isfinite(np.add.reduce(x)):
+            return True
+    return bool(np.isfinite(x).all())
+
+
 def _squared_forward(g, q, careful=False):
     """Node values ``h`` of the squared network; nodes that reach no output are zeroed.
 
@@ -102,29 +118,53 @@ def _squared_forward(g, q, careful=False):
     c = g.compiled
     h = np.zeros(g.n_nodes)
     h[c.inputs] = 1.0
-    engine.sq_forward(c, q, h, careful=careful, streamed=g.n_params >= STREAM_PARAMS)
-    h[~c.live] = 0.0  # they feed nothing that is summed; zeroing keeps inf*0 out of kappa
-    if not careful and not np.isfinite(h).all():
+    engine.sq_forward(c, q, h, careful=careful)
+    h[_dead(g)[0]] = 0.0  # they feed nothing that is summed; zeroing keeps inf*0 out of kappa
+    if not careful and not _finite(h):
         _overflow(g, first_nonfinite_row(h), "gamma^2")
     return h
 
 
-def _squared_backward(g, q, h, careful=False):
-    """``delta = dg/dh`` and ``kappa1 = dg/dq``."""
+def _squared_delta(g, q):
+    """``delta = dg/dh`` (it does not depend on ``h``: the squared network is linear)."""
+    c = g.compiled
+    delta = np.zeros(g.n_nodes)
+    delta[c.outputs] = 1.0
+    engine.sq_delta(c, q, delta)
+    delta[_dead(g)[1]] = 0.0  # h = 0 there: these sensitivities multiply nothing
+    if not _finite(delta):
+        _overflow(g, first_nonfinite_row(delta), "the output sensitivity delta")
+    return delta
+
+
+def _squared_sweeps(g, q):
+    """``h``, ``delta`` and ``kappa1 = dg/dq`` in two sweeps: ``delta`` backward, then
+    ``h`` forward adding each edge's ``h_u delta_v`` to its parameter's ``kappa1``.
+    Raises PathOverflowError for any non-finite value (the callers then rerun carefully)."""
+    c = g.compiled
+    delta = _squared_delta(g, q)
+    h = np.zeros(g.n_nodes)
+    h[c.inputs] = 1.0
+    k1 = np.zeros(g.n_params)
+    engine.sq_forward_kappa1(c, q, h, delta, k1)
+    h[_dead(g)[0]] = 0.0
+    if not _finite(h):
+        _overflow(g, first_nonfinite_row(h), "gamma^2")
+    if not _finite(k1):
+        i = int(np.flatnonzero(~np.isfinite(k1))[0])
+        raise PathOverflowError(f"kappa1[{i}] overflowed float64; scale the weights down")
+    return h, delta, k1
+
+
+def _squared_backward_careful(g, q, h):
+    """``delta`` and ``kappa1`` with 0 * (anything) = 0 (the rerun after a non-finite
+    value); non-finite values are left for the caller to judge."""
     c = g.compiled
     delta = np.zeros(g.n_nodes)
     delta[c.outputs] = 1.0
     k1 = np.zeros(g.n_params)
-    engine.sq_backward(c, q, h, delta, k1, careful=careful,
-                       streamed=g.n_params >= STREAM_PARAMS)
-    delta[~c.reached] = 0.0  # h = 0 there: these sensitivities multiply nothing
-    if careful:
-        return delta, k1
-    if not np.isfinite(delta).all():
-        _overflow(g, first_nonfinite_row(delta), "the output sensitivity delta")
-    if not np.isfinite(k1).all():
-        i = int(np.flatnonzero(~np.isfinite(k1))[0])
-        raise PathOverflowError(f"kappa1[{i}] overflowed float64; scale the weights down")
+    engine.sq_backward_careful(c, q, h, delta, k1)
+    delta[_dead(g)[1]] = 0.0
     return delta, k1
 
 
@@ -153,7 +193,7 @@ def _blame_overflow(g, q, h, what):
     """Raise for an overflowed quantity: name a parameter whose square overflows and that
     carries a non-zero value, if there is one, else the first non-finite node."""
     c = g.compiled
-    if not np.isfinite(q).all():
+    if not _finite(q):
         hit = np.flatnonzero(~np.isfinite(q[c.par]) & (h[c.src] != 0))
         if hit.size:
             i = int(c.par[hit[0]])
@@ -177,7 +217,7 @@ def _careful_quantities(g, q, with_kappa2):
     """All quantities with 0 * (anything) = 0; PathOverflowError only for a result that is
     itself beyond float64, naming the first node or parameter where it went."""
     h = _squared_forward(g, q, careful=True)
-    delta, k1 = _squared_backward(g, q, h, careful=True)
+    delta, k1 = _squared_backward_careful(g, q, h)
     with np.errstate(over="ignore"):
         total = float(h[g.compiled.outputs].sum())
     if not np.isfinite(total):
@@ -256,11 +296,10 @@ def squared_values(g, p):
     (array([ 1.,  9., 81.]), array([81.,  9.,  1.]))
     """
     q = _setup(g, p)
-    if not np.isfinite(q).all():
+    if not _finite(q):
         _q_overflow(q)
     h = _squared_forward(g, q)
-    delta, _ = _squared_backward(g, q, h)
-    return h, delta
+    return h, _squared_delta(g, q)
 
 
 def gamma2(g, p):
@@ -290,7 +329,7 @@ def gamma2(g, p):
     16.0
     """
     q = _setup(g, p)
-    if np.isfinite(q).all():
+    if _finite(q):
         try:
             return _gamma2_from(g, _squared_forward(g, q))
         except PathOverflowError:
@@ -537,12 +576,11 @@ def path_quantities(g, p, with_kappa2=True, client=None):
     (16.0, array([8.]), array([16.]), array([24.]))
     """
     q = _setup(g, p)
-    if not np.isfinite(q).all():
+    if not _finite(q):
         return _careful_quantities(g, q, with_kappa2)
     try:
-        h = _squared_forward(g, q)
+        h, delta, k1 = _squared_sweeps(g, q)
         g2 = _gamma2_from(g, h)
-        delta, k1 = _squared_backward(g, q, h)
         if not with_kappa2:
             return PathQuantities(g2, k1, None, None)
         k2 = _kappa2_from(g, q, h, delta, client)

@@ -503,8 +503,11 @@ class SharedGraph:
         """The compiled record (:class:`pathgeom._compiled.CompiledGraph`): the graph's flat
         arrays in topological order -- incoming CSR (``indptr``, ``src``, ``par``), outgoing
         CSR (``optr``, ``dst``, ``opar``), ``relu``, ``inputs``, ``outputs`` (positions),
-        ``depth``, ``live``, ``reached`` -- every array read-only.  What the engine and the
-        exact reference read; positions are those of :attr:`nodes`."""
+        ``depth``, ``live``, ``reached``, and the blocked edge groups of the squared-network
+        sweeps (``blk_ptr``, ``blk_node``, ``blk_param``, ``blk_src``, ``blk_key``; empty
+        unless the graph has many parameters spread at random over wide depth levels) --
+        every array read-only.  What the engine and the exact reference read; positions are
+        those of :attr:`nodes`."""
         return self._c
 
     @property

@@ -419,6 +419,22 @@ class TestSweep:
                      (run_dir / "history.csv").read_text().splitlines()[1:]]
             assert steps == [0, 10, 20, 30]
 
+    def test_export_of_digits_runs_gives_test_error_and_the_sequence_length(self, tmp_path):
+        sweep_dir = tmp_path / "d"
+        assert run("sweep", "--task", "digits", "--hidden", "4", "--batch", "8", "--steps",
+                   "4", "--eval-every", "2", "--lrs", "0.001", "--optimizers", "path-adam",
+                   "--jobs", "1", "--quiet", "--out", sweep_dir)[0] == 0
+        status, out, _ = run("export", sweep_dir, "--dest", tmp_path / "ev", "--table",
+                             tmp_path / "digits.csv")
+        assert status == 0 and "1 runs exported" in out
+        header, line = (tmp_path / "digits.csv").read_text().splitlines()
+        assert header == "T,method,lr,steps,test_error,run"
+        row = dict(zip(header.split(","), line.split(",")))
+        result = json.loads((pathlib.Path(row["run"]) / "result.json").read_text())
+        assert float(row["test_error"]) == 1.0 - result["test_metric"]
+        assert int(row["T"]) == 64  # the built-in 8 x 8 digits, one pixel per step
+        assert row["method"] == "path-adam" and int(row["steps"]) == 4
+
 
 def test_an_interruption_right_after_a_blow_up_is_reported_as_a_divergence(tmp_path):
     """The test loss is checked at the interruption too: parameters that already fail the
