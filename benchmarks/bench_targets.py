@@ -8,7 +8,8 @@ Yardsticks (all timed in this process, best of several, compile time excluded):
 * JAX jit one-hot Hessian-vector products for the generic exact kappa;
 * an SGD step for the Path-SGD step;
 * the step's matrix-multiply flops at the dgemm rate measured here (2048 x 2048, every
-  thread) for the dense training step.
+  thread) for the dense training step; its note adds the same step and yardstick on one
+  thread (``threads=1``, what training runs use), which is not the row.
 
 ``python benchmarks/bench_targets.py [--quick] [row-name-substring ...]``
 """
@@ -19,7 +20,7 @@ import numba
 import numpy as np
 
 import pathgeom
-from pathgeom.training import make_optimizer
+from pathgeom.training import make_optimizer, thread_limits
 
 from _common import train_step_fn as _step_fn, best_time, copy_bandwidth, layered_dag_arrays, rnn_graph
 
@@ -180,7 +181,7 @@ def training_rows(quick, want):
     B, H = (16, 16) if quick else (64, 100)
     for T in ((20,) if quick else (100, 784)):
         key = f"psgd-{T}"
-        if not (want(key) or (T == 100 and want("dense-sgd"))):
+        if not (want(key) or (T == (20 if quick else 100) and want("dense-sgd"))):
             continue
         net = pathgeom.rnn(2, H, 1, T)
         p = net.init(rng, "irnn")
@@ -200,11 +201,19 @@ def training_rows(quick, want):
                         f"default (backtracking) {best['backtracking'] / best['sgd']:.2f}x"))
         if T == (20 if quick else 100) and want("dense-sgd"):
             flops = 3 * 2.0 * (T - 1) * B * H * H + 2 * 2.0 * T * B * H * 2  # rec + input
-            rate = dgemm_rate(512 if quick else 2048)
+            n = 512 if quick else 2048
+            rate = dgemm_rate(n)
             t_flops = flops / rate
+            # not the row: the same step and yardstick on one thread (train's threads=1)
+            with thread_limits(1):
+                fn = fns[0][1]
+                one = min(best_time(fn, repeat=3, min_time=0) for _ in range(3 if quick else 8))
+                rate1 = dgemm_rate(n)
             out.append(("dense-sgd", best["sgd"] / t_flops,
                         f"{best['sgd'] * 1e3:.2f} ms; {flops / 1e6:.0f} Mflop at "
-                        f"{rate / 1e9:.0f} Gflop/s = {t_flops * 1e3:.2f} ms"))
+                        f"{rate / 1e9:.0f} Gflop/s = {t_flops * 1e3:.2f} ms. One thread "
+                        f"(not the row): {one * 1e3:.2f} ms = {one * rate1 / flops:.2f}x "
+                        f"at the 1-thread {rate1 / 1e9:.0f} Gflop/s"))
     return out
 
 

@@ -5,20 +5,24 @@ float64 arrays, writing into arrays the caller allocates.
 Nothing above this module calls a kernel: :mod:`pathgeom.graph` (the real network's
 passes), :mod:`pathgeom.geometry` (the squared network's passes and the exact
 :math:`\\kappa^{(2)}` tangents), :mod:`pathgeom._compiled` (building the record) and the
-RNN constructor's dense sweeps all come through here.  Today every function runs the
-numba CPU kernels of :mod:`pathgeom._kernels`; a second backend (numba's CUDA target, say)
+RNN constructor's dense sweeps and its batched real-network passes all come through here.
+Today every function runs the numba CPU kernels of :mod:`pathgeom._kernels` and
+:mod:`pathgeom._dense_kernels`; a second backend (numba's CUDA target, say)
 provides the same functions over device copies of the record -- see
 ``docs/architecture.md``, "Adding a backend".
 
 The functions do not validate: the public wrappers have done so once.
 """
 
-from . import _kernels
+import numpy as np
+
+from . import _dense_kernels, _kernels
 
 __all__ = ["build_csr", "longest_path_depth", "reaches_output", "reached_from",
            "param_scatter", "block_groups", "build_blocks", "forward", "backward", "sq_forward", "sq_delta",
            "sq_forward_kappa1", "sq_backward_careful", "sink_depth", "param_extents",
-           "tangent_blocks", "tangent_one", "rnn_sq_sweep", "rnn_block_sums"]
+           "tangent_blocks", "tangent_one", "rnn_sq_sweep", "rnn_block_sums",
+           "rnn_dense_forward", "rnn_dense_bptt", "rnn_dense_grads"]
 
 
 # ---------------------------------------------------------------------------- building
@@ -166,3 +170,69 @@ def rnn_sq_sweep(R, drive, seed, h, d, fwd, bwd):
 def rnn_block_sums(Pow, h, delta, b, n, P, Loc):
     """Block sums of the blocked structured :math:`\\kappa^{(2)}` recursion."""
     _kernels.rnn_block_sums(Pow, h, delta, b, n, P, Loc)
+
+
+# ---------------------------------------------------------------------------- dense RNN passes
+#
+# One layer of the batched passes of pathgeom.rnn.  The time loops are here: per step one
+# product by numpy's BLAS (into a reused scratch) and one element-wise kernel of
+# pathgeom._dense_kernels.  Every array is float64 and C-contiguous unless said otherwise;
+# the kernels write into arrays allocated here or by the caller.
+
+
+def rnn_dense_forward(x, WinT, WrecT, b, h):
+    """One RNN layer's states into ``h`` (T, B, H):
+    ``h[t] = relu(h[t-1] WrecT + (x[t] WinT + b))`` with ``x`` (T, B, K) from below (any
+    strides: a narrow one is read in place); ``WinT`` (K, H), ``WrecT`` (H, H) and ``b``
+    (H,) C-contiguous."""
+    T, B, H = h.shape
+    K = x.shape[2]
+    wide = K > _dense_kernels.SMALL
+    if wide:  # the input drive of every step as one product
+        np.matmul(np.reshape(x, (T * B, K)), WinT, out=h.reshape(T * B, H))
+    z = np.zeros((B, H))
+    step = _dense_kernels.rnn_forward_step
+    for t in range(T):
+        if t:
+            np.dot(h[t - 1], WrecT, out=z)  # (np.dot: less call overhead than matmul)
+        step(x, WinT, b, z, h, t, wide)
+
+
+def rnn_dense_bptt(G, M, h, Wrec, dz):
+    """One RNN layer's backpropagation through time into ``dz`` (T, B, H), the gradient
+    of the loss with respect to the pre-activations:
+    ``dz[t] = (G[t] M + dz[t+1] Wrec) * (h[t] > 0)``, with the gradient from above
+    ``G`` (T steps, or 1: the last step only; B, K) times ``M`` (K, H).  Returns whether
+    every state in ``h`` is finite (checked on the way)."""
+    T, B, H = h.shape
+    TG, _, K = G.shape
+    wide = K > _dense_kernels.SMALL
+    if wide:  # the gradient from above at every step as one product
+        G = np.matmul(G.reshape(TG * B, K), M).reshape(TG, B, H)
+    carry = np.zeros((B, H))
+    bad = False
+    step = _dense_kernels.rnn_bptt_step
+    for t in range(T - 1, -1, -1):
+        bad |= step(G, M, h, dz, carry, t, wide)
+        if t:
+            np.dot(dz[t], Wrec, out=carry)
+    return not bad
+
+
+def rnn_dense_grads(dz, h, x, want_b):
+    """One RNN layer's weight gradients from ``dz`` (T, B, H), its states ``h`` and its
+    input ``x`` (T, B, K): ``(dW_rec, dW_in, db)`` = ``sum_t dz[t]^T h[t-1]``,
+    ``sum_t dz[t]^T x[t]``, ``sum_t dz[t]`` over the batch too (``db`` None unless
+    ``want_b``); the products over every (time, row) pair as single BLAS calls.  ``x``
+    may have any strides."""
+    T, B, H = h.shape
+    K = x.shape[2]
+    dz2 = dz.reshape(T * B, H)
+    gWrec = dz2[B:].T @ h.reshape(T * B, H)[:-B]
+    narrow = K <= _dense_kernels.SMALL
+    gWinT = np.empty((K if narrow else 0, H))
+    gb = np.empty(H if want_b else 0)
+    if narrow or want_b:
+        _dense_kernels.rnn_sums(dz, x, narrow, want_b, gWinT, gb)
+    gWin = gWinT.T if narrow else dz2.T @ np.reshape(x, (T * B, K))
+    return gWrec, gWin, (gb if want_b else None)

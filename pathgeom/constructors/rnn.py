@@ -248,19 +248,19 @@ class RNN(Network):
         return X, squeeze
 
     def _run(self, p, X):
-        """All hidden states: list over layers of arrays (T, B, H_l)."""
+        """All hidden states: list over layers of arrays (T, B, H_l).
+
+        Per layer :func:`pathgeom.engine.rnn_dense_forward`:
+        ``h[t] = relu(h[t-1] W_rec^T + (x[t] W_in^T + b))``, per step one BLAS product and
+        one compiled element-wise pass."""
         W_in, W_rec, _, b, _ = self._blocks(p)
-        below = np.moveaxis(X, 1, 0)  # (T, B, n_in)
+        below = np.moveaxis(X, 1, 0)  # (T, B, n_in), a view
+        T, B = below.shape[:2]
         states = []
-        for l in range(self.n_layers):
-            h = below @ W_in[l].T + b[l]  # (T, B, H): input drive of every step at once
-            rec_T = np.ascontiguousarray(W_rec[l].T)
-            z = np.empty_like(h[0])
-            np.maximum(h[0], 0.0, out=h[0])
-            for t in range(1, self.T):  # in place: h[t] = relu(drive_t + h[t-1] W_rec^T)
-                np.matmul(h[t - 1], rec_T, out=z)
-                z += h[t]
-                np.maximum(z, 0.0, out=h[t])
+        for l, H in enumerate(self.hidden):
+            h = np.empty((T, B, H))
+            engine.rnn_dense_forward(below, np.array(W_in[l].T, order="C"),
+                                     np.array(W_rec[l].T, order="C"), np.array(b[l]), h)
             states.append(h)
             below = h
         return states
@@ -346,56 +346,59 @@ class RNN(Network):
             where = [int(i) for i in np.argwhere(~np.isfinite(dY))[0]]
             raise ValueError(f"dY{where} = {dY[tuple(where)]} is not finite; the output "
                              f"gradient must be finite")
+        if states is not None:
+            states = self._check_states(states, B)
         with np.errstate(over="ignore", invalid="ignore"):  # checked below
             return self._backward(p, X, dY, states)
 
+    def _check_states(self, states, B):
+        """``states`` as :meth:`forward_with_states` returns them for a batch of ``B``:
+        one C-contiguous float64 array (T, B, H_l) per layer (the compiled passes read
+        them without bounds checks)."""
+        states = list(states)
+        want = [(self.T, B, H) for H in self.hidden]
+        got = [np.shape(h) for h in states]
+        if got != want:
+            raise ValueError(f"states have shapes {got}; expected {want}, as "
+                             f"forward_with_states returns them for this X")
+        return [np.ascontiguousarray(as_real_array(h, f"states[{l}]"))
+                for l, h in enumerate(states)]
+
     def _backward(self, p, X, dY, states):
-        B = X.shape[0]
         W_in, W_rec, W_out, _, _ = self._blocks(p)
         if states is None:
             states = self._run(p, X)
-        for l, h in enumerate(states):
-            if not np.isfinite(h).all():
-                raise PathOverflowError(f"the dense forward pass overflowed float64 in layer "
-                                        f"{l}; scale the weights down")
-        inputs = np.moveaxis(X, 1, 0)
-        grads = {name: np.zeros_like(block) if not isinstance(block, list)
-                 else [np.zeros_like(x) for x in block]
-                 for name, block in zip(("W_in", "W_rec", "W_out", "b", "b_out"),
-                                        self._blocks(p))}
-        # gradient reaching the top layer from the outputs, per time step (T, B, H_top)
-        dtop = np.zeros_like(states[-1])
+        grad = np.zeros(self.n_params)
+        gW_in, gW_rec, gW_out, gb, gb_out = self._blocks(grad)  # views (biases: with bias)
+        top = states[-1]
+        # the gradient reaching the top layer is G[t] @ W_out, G time-major: (1, B, n_out)
+        # (the last step only) or (T, B, n_out)
         if self.outputs == "last":
-            dtop[-1] = dY @ W_out
-            grads["W_out"] += dY.T @ states[-1][-1]
-            grads["b_out"] += dY.sum(axis=0)
+            G = np.ascontiguousarray(dY[None])
+            rows = top[-1]
         else:
-            dYt = np.moveaxis(dY, 1, 0)  # (T, B, n_out)
-            dtop = dYt @ W_out
-            top = states[-1]
-            grads["W_out"] += dYt.reshape(-1, self.n_out).T @ top.reshape(-1, top.shape[-1])
-            grads["b_out"] += dYt.sum(axis=(0, 1))
-        dh = dtop
+            G = np.ascontiguousarray(np.moveaxis(dY, 1, 0))
+            rows = top.reshape(-1, top.shape[-1])
+        gW_out += G.reshape(-1, self.n_out).T @ rows
+        if self.bias:
+            gb_out += G.sum(axis=(0, 1))
+        M = np.array(W_out)
+        finite = [True] * self.n_layers
         for l in range(self.n_layers - 1, -1, -1):
             h = states[l]
-            below = inputs if l == 0 else states[l - 1]
-            dz = np.empty_like(h)
-            active = h > 0
-            carry = np.zeros((B, self.hidden[l]))
-            for t in range(self.T - 1, -1, -1):
-                np.add(dh[t], carry, out=dz[t])
-                dz[t] *= active[t]
-                np.matmul(dz[t], W_rec[l], out=carry)
-            H = self.hidden[l]
-            # sums over time and batch as single matrix products (rows are (t, b) pairs)
-            grads["W_in"][l] += dz.reshape(-1, H).T @ below.reshape(-1, below.shape[-1])
-            grads["W_rec"][l] += dz[1:].reshape(-1, H).T @ h[:-1].reshape(-1, H)
-            grads["b"][l] += dz.sum(axis=(0, 1))
-            if l:
-                dh = dz @ W_in[l]  # into the layer below
-        if not self.bias:
-            del grads["b"], grads["b_out"]
-        grad = self.layout.pack(**grads)
+            below = np.moveaxis(X, 1, 0) if l == 0 else states[l - 1]
+            dz = np.empty_like(h)  # dL/d(pre-activation), (T, B, H)
+            finite[l] = engine.rnn_dense_bptt(G, M, h, W_rec[l], dz)
+            d_rec, d_in, d_b = engine.rnn_dense_grads(dz, h, below, self.bias)
+            gW_rec[l] += d_rec
+            gW_in[l] += d_in
+            if self.bias:
+                gb[l] += d_b
+            G, M = dz, np.array(W_in[l])  # into the layer below
+        for l, ok in enumerate(finite):
+            if not ok:
+                raise PathOverflowError(f"the dense forward pass overflowed float64 in layer "
+                                        f"{l}; scale the weights down")
         if not np.isfinite(grad).all():
             i = int(np.flatnonzero(~np.isfinite(grad))[0])
             raise PathOverflowError(f"the gradient of parameter {i} overflowed float64; "
