@@ -27,6 +27,21 @@ import numpy as np
 SMALL = 8
 
 
+@numba.njit(cache=True, inline="always")
+def _narrow_product(a, M, row):
+    """``row = a M`` for a short vector ``a`` (K,) and ``M`` (K, H), row by row of ``M``
+    (``a[0] M[0]`` first, then ``+= a[k] M[k]``: the order the numpy passes summed in)."""
+    a0 = a[0]
+    m0 = M[0]
+    for j in range(row.shape[0]):
+        row[j] = a0 * m0[j]
+    for k in range(1, M.shape[0]):
+        ak = a[k]
+        mk = M[k]
+        for j in range(row.shape[0]):
+            row[j] += ak * mk[j]
+
+
 @numba.njit(cache=True)
 def rnn_forward_step(x, WinT, b, z, h, t, wide):
     """Step ``t`` of one layer's forward pass, in place on ``h[t]`` (B, H):
@@ -70,15 +85,7 @@ def rnn_forward_step(x, WinT, b, z, h, t, wide):
                 v = zi[j] + ((x0 * w0[j] + x1 * w1[j]) + b[j])
                 row[j] = 0.0 if v < 0.0 else v
         else:  # any narrow K: the drive first, in the row itself
-            x0 = xr[0]
-            w0 = WinT[0]
-            for j in range(H):
-                row[j] = x0 * w0[j]
-            for k in range(1, K):
-                xk = xr[k]
-                wk = WinT[k]
-                for j in range(H):
-                    row[j] += xk * wk[j]
+            _narrow_product(xr, WinT, row)
             if rec:
                 for j in range(H):
                     v = zi[j] + (row[j] + b[j])
@@ -106,7 +113,6 @@ def rnn_bptt_step(G, M, h, dz, carry, t, wide):
     B = h.shape[1]
     H = h.shape[2]
     TG = G.shape[0]
-    K = G.shape[2]
     last = t == T - 1
     has_g = TG == T or last
     s = t - (T - TG)
@@ -115,17 +121,7 @@ def rnn_bptt_step(G, M, h, dz, carry, t, wide):
     cf = carry.ravel()
     if has_g and not wide:  # g = G[s] M, row by row, into dz[t]
         for i in range(B):
-            row = dz[t, i]
-            gr = G[s, i]
-            g0 = gr[0]
-            m0 = M[0]
-            for j in range(H):
-                row[j] = g0 * m0[j]
-            for k in range(1, K):
-                gk = gr[k]
-                mk = M[k]
-                for j in range(H):
-                    row[j] += gk * mk[j]
+            _narrow_product(G[s, i], M, dz[t, i])
     exp_bits = np.int64(0x7FF0000000000000)
     top = np.int64(0)
     hb = hf.view(np.int64)
