@@ -272,18 +272,33 @@ def test_rescale_with_one_step_leaves_the_unused_w_rec_alone():
 
 
 def test_np_rnn_init_is_normalised_positive_definite():
-    """np-RNN: W_rec symmetric positive semi-definite with largest eigenvalue exactly 1; the
-    other weights as for irnn."""
+    """np-RNN: W_rec = (A^T A / H + I) / lambda_max, symmetric positive definite with largest
+    eigenvalue exactly 1; the other weights as for irnn."""
     net = pathgeom.rnn(2, [7, 5], 1, T=4)
     p = net.init(np.random.default_rng(3), "np-rnn")
     for l, H in enumerate((7, 5)):
         W = p[net.layout.slice("W_rec", l)].reshape(H, H)
         np.testing.assert_allclose(W, W.T, rtol=0, atol=1e-15)
         ev = np.linalg.eigvalsh(W)
-        assert ev[0] > -1e-12 and abs(ev[-1] - 1.0) < 1e-12
+        assert abs(ev[-1] - 1.0) < 1e-12
+        # lambda_max * W - I = A^T A / H is positive semi-definite: the smallest eigenvalue
+        # of W is 1 / lambda_max, so W's spectrum spans exactly [1 / lambda_max, 1]
+        lam = 1.0 / ev[0]
+        assert np.linalg.eigvalsh(lam * W - np.eye(H))[0] > -1e-12
         assert not np.allclose(W, np.eye(H))
     rest = p[net.layout.slice("W_out")]
     assert np.abs(rest).max() <= 0.01 and np.abs(rest).min() > 0
+
+
+def test_np_rnn_spectrum_is_the_shifted_marchenko_pastur_law():
+    """For large H the spectrum of A^T A / H fills [0, 4] (Marchenko-Pastur), so that of
+    K = A^T A / H + I fills [1, 5] and W = K / lambda_max(K) spans about [1/5, 1]: strictly
+    positive definite (without the identity the smallest eigenvalue would be near 0)."""
+    from pathgeom.constructors.rnn import _normalised_positive_definite
+    ev = np.linalg.eigvalsh(_normalised_positive_definite(np.random.default_rng(0), 400))
+    assert abs(ev[-1] - 1.0) < 1e-12
+    assert 0.18 < ev[0] < 0.22
+    assert 0.31 < np.median(ev) < 0.36   # MP(1) has median 0.65: (1 + 0.65) / 5 = 0.33
 
 
 @pytest.mark.parametrize("n_in, hidden, n_out, T, outputs, bias", [

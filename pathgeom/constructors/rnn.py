@@ -50,7 +50,7 @@ __all__ = ["rnn", "RNN"]
 INIT_SCHEMES = {"irnn": "W_rec = I, other weights U[-0.01, 0.01] (adding problem, digits)",
                 "lm": "W_rec ~ U[-0.01, 0.01], other weights U[-0.2, 0.2] (language models)",
                 "uniform": "every weight U[-scale, scale]",
-                "np-rnn": "W_rec = A^T A / H scaled to largest eigenvalue 1, A ~ N(0, 1) "
+                "np-rnn": "W_rec = A^T A / H + I scaled to largest eigenvalue 1, A ~ N(0, 1) "
                           "(Talathi & Vartak's np-RNN); other weights U[-0.01, 0.01]"}
 _SCHEMES = tuple(INIT_SCHEMES)
 #: Relative accuracy per entry that ``path_quantities(method="fft")`` guarantees (else it
@@ -59,13 +59,13 @@ FFT_RTOL = 1e-10
 
 
 def _normalised_positive_definite(rng, H):
-    r"""The np-RNN recurrent matrix: :math:`R = A^T A / H` with :math:`A_{ij} \sim N(0, 1)`,
-    divided by its largest eigenvalue, so that it is symmetric positive semi-definite with
-    spectral radius exactly 1 (Talathi & Vartak, 2016)."""
+    r"""The np-RNN recurrent matrix (Talathi & Vartak, 2016): with :math:`A_{ij} \sim N(0, 1)`,
+    :math:`K = A^T A / H + I` divided by its largest eigenvalue -- symmetric, positive
+    definite (every eigenvalue in :math:`[1/\lambda_{max}(K), 1]`), largest eigenvalue exactly 1."""
     A = rng.standard_normal((H, H))
-    R = A.T @ A / H
-    R = (R + R.T) / 2
-    return R / np.linalg.eigvalsh(R)[-1]
+    K = A.T @ A / H + np.eye(H)
+    K = (K + K.T) / 2
+    return K / np.linalg.eigvalsh(K)[-1]
 
 
 def rnn(n_in, hidden, n_out, T, outputs="last", bias=False):
@@ -191,15 +191,15 @@ class RNN(Network):
         Parameters
         ----------
         rng : numpy.random.Generator
-        scheme : {"irnn", "lm", "uniform"}
+        scheme : {"irnn", "lm", "np-rnn", "uniform"}
             ``"irnn"``: :math:`W_{rec} = I`, non-recurrent weights :math:`U[-0.01, 0.01]`
             (the adding-problem and sequential-digits setting, IRNN and RNN-Path alike).
             ``"lm"``: :math:`W_{rec} \sim U[-0.01, 0.01]`, non-recurrent
             :math:`U[-0.2, 0.2]` (the language-model setting).  ``"uniform"``: every weight
             :math:`U[-\text{scale}, \text{scale}]`.  ``"np-rnn"`` (Talathi & Vartak's
-            normalised-positive-definite initialisation): :math:`W_{rec} = R / \lambda_{max}(R)`
-            with :math:`R = A^T A / H`, :math:`A_{ij} \sim N(0, 1)` -- symmetric, positive
-            semi-definite, largest eigenvalue exactly 1 -- and non-recurrent weights
+            normalised-positive-definite initialisation): :math:`W_{rec} = K / \lambda_{max}(K)`
+            with :math:`K = A^T A / H + I`, :math:`A_{ij} \sim N(0, 1)` -- symmetric, positive
+            definite, largest eigenvalue exactly 1 -- and non-recurrent weights
             :math:`U[-0.01, 0.01]` as for ``"irnn"`` (so that the two differ only in
             :math:`W_{rec}`).
         scale : float
