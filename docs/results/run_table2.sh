@@ -4,7 +4,8 @@
 # that has finished runs nothing. Run directories live outside the checkout ($RUNS).
 #
 # Usage: bash docs/results/run_table2.sh [RUNS_DIR [STAGE ...]]   (Ctrl-C stops cleanly)
-#   STAGE: t100 t100-np t400-adam t400-sgd t400-irnn digits (default: all, in that order).
+#   STAGE: t100 t100-np t400-adam t400-sgd t400-irnn t750-sgd t750-irnn digits (the default:
+#   all of these, in that order) and the side studies t100-rules t100-clip.
 #   JOBS=1 bash ... runs one worker, so that two stages can share a 2-core machine, e.g.
 #   JOBS=1 bash docs/results/run_table2.sh /work/runs t100 t100-np &
 #   JOBS=1 bash docs/results/run_table2.sh /work/runs t400-adam &
@@ -12,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 RUNS=${1:-/work/runs}
 shift || true
-STAGES=${*:-t100 t100-np t400-adam t400-sgd t400-irnn digits}
+STAGES=${*:-t100 t100-np t400-adam t400-sgd t400-irnn t750-sgd t750-irnn digits}
 PY=${PY:-.venv/bin/python}
 JOBS=${JOBS:-2}
 mkdir -p "$RUNS"
@@ -45,6 +46,18 @@ for stage in $STAGES; do
           --lrs 0.01 --optimizers path-sgd ;;
   t400-irnn) sweep "$RUNS/table2-T400-irnn" --task adding --T 400 --steps 100000 \
           --lrs 0.0001 --optimizers sgd --irnn-inits 10 ;;
+  # T = 750, the best configuration of each method at T = 400 as far as the budget allows
+  # (a run costs about 2.5 CPU-hours: one initialisation for IRNN)
+  t750-sgd) sweep "$RUNS/table2-T750-sgd" --task adding --T 750 --steps 100000 \
+          --lrs 0.01 --optimizers path-sgd ;;
+  t750-irnn) sweep "$RUNS/table2-T750-irnn" --task adding --T 750 --steps 100000 \
+          --lrs 0.0001 --optimizers sgd ;;
+  # side studies at T = 100 (not rows of table2.csv): Path-SGD with the calibrated rule (no
+  # backtracking), and IRNN with the gradient norm clipped at 1 (one initialisation per rate)
+  t100-rules) sweep "$RUNS/table2-T100-calibrated" --task adding --T 100 --steps 100000 \
+          --lrs 0.01,0.001,0.0001 --optimizers path-sgd --rule calibrated ;;
+  t100-clip) sweep "$RUNS/table2-T100-clip" --task adding --T 100 --steps 100000 \
+          --lrs 0.01,0.001,0.0001 --optimizers sgd --clip 1 ;;
   # long sequential digits (the built-in digits upsampled to 28 x 28, 784 steps per sequence)
   digits) sweep "$RUNS/digits" --task digits --data builtin28 --steps 20000 \
           --lrs 0.0001 --optimizers path-adam,path-sgd,sgd ;;
