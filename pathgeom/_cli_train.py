@@ -181,7 +181,9 @@ def add_commands(sub):
                     "initialisation selected on the validation set) are copied to "
                     "--dest/SWEEP/RUN (result.json, params.npz, run.json, a thinned "
                     "history.csv) and listed in --table: T,method,lr,steps,test_mse,run "
-                    "(test_error = 1 - accuracy for the digits task).")
+                    "(test_error = 1 - accuracy for the digits task); the sweep's table.csv "
+                    "(every run, diverged and unfinished ones too) is copied to "
+                    "--dest/SWEEP/all-runs.csv.")
     p.add_argument("sweeps", nargs="+", help="sweep directories")
     p.add_argument("--dest", required=True, help="directory for the copied runs")
     p.add_argument("--table", required=True, help="the CSV table to write")

@@ -524,7 +524,9 @@ def export_runs(sweep_dir, dest, keep_every=1000, repo_root=None):
     ``result.json``, ``params.npz`` and a thinned ``history.csv`` (the rows at multiples of
     ``keep_every`` and every evaluation); return one table row per run (``EXPORT_COLUMNS``
     plus ``test_metric``), ``run`` relative to ``repo_root`` (default: ``dest``'s parent's
-    parent's ... the current directory)."""
+    parent's ... the current directory).  The sweep's own ``table.csv`` (every run, the
+    diverged and unfinished ones included, with status, losses and wall time) is copied
+    beside them as ``dest/all-runs.csv``."""
     import csv
     import io
     import shutil
@@ -534,6 +536,10 @@ def export_runs(sweep_dir, dest, keep_every=1000, repo_root=None):
     rows = [r for r in (_row_from_dir(os.path.join(sweep_dir, n), n) for n in names)
             if r is not None]
     out = []
+    os.makedirs(dest, exist_ok=True)
+    table = os.path.join(sweep_dir, "table.csv")
+    if os.path.exists(table):
+        shutil.copyfile(table, os.path.join(dest, "all-runs.csv"))
     for r in select_irnn(rows):
         if not r["selected"] or r["status"] != "finished" or r["test_loss"] is None:
             continue  # diverged runs are reported in the text; unfinished ones are not results

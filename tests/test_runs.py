@@ -403,6 +403,10 @@ class TestSweep:
         status, out, _ = run("export", sweep_dir, "--dest", tmp_path / "ev", "--table",
                              tmp_path / "t.csv", "--keep-every", "10")
         assert status == 0 and "2 runs exported" in out
+        # every run of the sweep, the ones not selected too, in the sweep's own table
+        all_runs = (tmp_path / "ev" / "s" / "all-runs.csv").read_text()
+        assert all_runs == (sweep_dir / "table.csv").read_text()
+        assert len(all_runs.splitlines()) == 1 + 4
         lines = (tmp_path / "t.csv").read_text().splitlines()
         assert lines[0] == "T,method,lr,steps,test_mse,run"
         rows = [dict(zip(lines[0].split(","), line.split(","))) for line in lines[1:]]
