@@ -241,12 +241,24 @@ def _cmd_evaluate(args, out, err):
 
 def _plot_runs(run_dirs, path, err):
     """Learning curves of the runs in ``run_dirs`` into ``path``; None without matplotlib."""
+    configs = [experiments.read_run_config(run) for run in run_dirs]
+    show_T = len({c.get("T") for c in configs}) > 1
+    labels = []
+    for config in configs:
+        label = f"{experiments.method_name(config)} lr={config['lr']:g} seed={config['seed']}"
+        if config["optimizer"] == "path-sgd" and config.get("rule", "backtracking") != \
+                "backtracking":
+            label += f" {config['rule']}"
+        if config.get("clip") is not None:
+            label += f" clip={config['clip']:g}"
+        if show_T:
+            label += f" T={config['T']}"
+        labels.append(label)
     histories = {}
-    for run in run_dirs:
-        history = runs.read_history(run)
-        config = experiments.read_run_config(run)
-        label = f"{config['optimizer']} lr={config['lr']:g} seed={config['seed']}"
-        histories[label] = history
+    for run, label in zip(run_dirs, labels):
+        if labels.count(label) > 1:   # the same settings in two sweeps: name the directory
+            label += f" ({os.path.basename(os.path.dirname(os.path.abspath(run)))})"
+        histories[label] = runs.read_history(run)
     return _plot_histories(histories, path, err)
 
 

@@ -73,6 +73,25 @@ def test_plot(tmp_path):
     assert status == 0 and (tmp_path / "c.png").stat().st_size > 1000
 
 
+def test_plot_labels_name_the_method_and_keep_every_run(tmp_path, monkeypatch):
+    """IRNN and np-RNN runs are labelled by their initialisation; runs with the same settings
+    (two sweeps, or T = 6 and T = 8) each keep a curve of their own."""
+    seen = {}
+    monkeypatch.setattr(_cli_train, "_plot_histories",
+                        lambda histories, path, err: seen.update(histories) or path)
+    small = [a for a in TINY if a not in ("6",)]
+    small.remove("--T")
+    for name, extra in (("a/x", ["--T", "6"]), ("b/x", ["--T", "6"]), ("c", ["--T", "8"]),
+                        ("np", ["--T", "6", "--init", "np-rnn", "--clip", "1"])):
+        assert run("train", "--task", "adding", *small, *extra, "--optimizer", "sgd", "--lr",
+                   "1e-3", "--out", tmp_path / name)[0] == 0
+    seen.clear()   # (train plots its own run's curves too)
+    _cli_train._plot_runs([str(tmp_path / n) for n in ("a/x", "b/x", "c", "np")], "x.png",
+                          None)
+    assert sorted(seen) == ["irnn lr=0.001 seed=0 T=6 (a)", "irnn lr=0.001 seed=0 T=6 (b)",
+                            "irnn lr=0.001 seed=0 T=8", "np-rnn lr=0.001 seed=0 clip=1 T=6"]
+
+
 def test_sweep(tmp_path):
     status, out, _ = run("sweep", *TINY, "--lrs", "1e-3,1e-4", "--optimizers", "sgd,path-adam",
                          "--jobs", "2", "--out", tmp_path / "s")
