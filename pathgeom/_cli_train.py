@@ -1,5 +1,5 @@
 """The training commands of the ``pathgeom`` command line: ``train``, ``evaluate``, ``plot``,
-``sweep`` and ``figure2``.  Registered by :mod:`pathgeom.cli`."""
+``sweep``, ``status``, ``export`` and ``figure2``.  Registered by :mod:`pathgeom.cli`."""
 
 import argparse
 import os
@@ -176,6 +176,16 @@ def add_commands(sub):
     p.set_defaults(handler=_cmd_sweep)
 
     p = sub.add_parser(
+        "status", help="where each run of a sweep stands (reads files only)",
+        description="For each sweep directory, one line per run of its grid: status "
+                    "(finished, diverged, interrupted, running, to extend, not started), "
+                    "updates done of those asked for, the last evaluated test metric and "
+                    "the wall time so far; then the totals. Nothing is written, so it is "
+                    "safe while the sweep runs.")
+    p.add_argument("sweeps", nargs="+", help="sweep directories")
+    p.set_defaults(handler=_cmd_status)
+
+    p = sub.add_parser(
         "export", help="copy the selected runs of sweeps as small evidence and a table",
         description="For each sweep directory: the runs that finished (for SGD, the "
                     "initialisation selected on the validation set) are copied to "
@@ -339,6 +349,37 @@ def _cmd_sweep(args, out, err):
     if any(r["status"] == "interrupted" for r in rows):
         return _INTERRUPTED
     return 1 if len(rows) < len(configs) else 0   # a run that failed (named on stderr)
+
+
+def _cmd_status(args, out, err):
+    for i, sweep_dir in enumerate(args.sweeps):
+        rows = experiments.sweep_status(sweep_dir)
+        task = runs.read_json(os.path.join(sweep_dir, "sweep.json"),
+                              "the grid of a sweep")["configs"][0]["task"]
+        if i:
+            print(file=out)
+        print(sweep_dir, file=out)
+        print(_format_status(rows, task), file=out)
+        counts = {}
+        for r in rows:
+            counts[r["status"]] = counts.get(r["status"], 0) + 1
+        done = sum(r["step"] for r in rows)
+        asked = sum(r["steps"] for r in rows)
+        hours = sum(r["seconds"] for r in rows) / 3600
+        summary = ", ".join(f"{n} {s}" for s, n in counts.items())
+        print(f"{len(rows)} runs: {summary}; {done:,} of {asked:,} updates done "
+              f"({100 * done / asked:.0f} %), {hours:.2f} h of run time", file=out)
+    return 0
+
+
+def _format_status(rows, task):
+    lines = [f"{'run':<28} {'method':>9} {'status':>11} {'step':>9} {'of':>9} "
+             f"{_metric_name(task):>14} {'seconds':>9}"]
+    for r in rows:
+        tm = "-" if r["test_metric"] is None else f"{r['test_metric']:.4g}"
+        lines.append(f"{r['run']:<28} {r['method']:>9} {r['status']:>11} {r['step']:>9} "
+                     f"{r['steps']:>9} {tm:>14} {r['seconds']:>9.0f}")
+    return "\n".join(lines)
 
 
 def _cmd_export(args, out, err):

@@ -40,7 +40,7 @@ from .training import train
 __all__ = ["kappa_ratio", "figure2_table", "adding_race", "RACE", "DEFAULTS", "TASK_DEFAULT_T", "check_config", "make_config", "run_config",
            "resume_run", "run_dir_name", "sweep", "select_irnn", "SweepError", "grid",
            "TABLE_COLUMNS", "read_run_config", "method_name", "export_runs",
-           "write_export_table", "EXPORT_COLUMNS"]
+           "write_export_table", "EXPORT_COLUMNS", "sweep_status", "STATUS_COLUMNS"]
 
 #: The default of every run setting (the command line shows these in ``--help``).
 DEFAULTS = dict(task="adding", T=None, data=None, hidden=[100], init="irnn", steps=1000,
@@ -375,6 +375,67 @@ def sweep(configs, out_dir, jobs=None, scheduler=None, resume=False, progress=No
         if bar is not None:
             bar.close()
     return select_irnn([rows[n] for n in names if n in rows])
+
+
+#: The keys of a row of :func:`sweep_status`.
+STATUS_COLUMNS = ("run", "method", "optimizer", "lr", "seed", "status", "step", "steps",
+                  "test_metric", "seconds")
+
+
+def sweep_status(sweep_dir):
+    """Where every run of the sweep in ``sweep_dir`` stands, read from its files only (safe
+    while the sweep runs; nothing is written).
+
+    One dict per run of the grid, in the grid's order, with the keys
+    :data:`STATUS_COLUMNS`: ``step`` is the number of updates done (from the newer of the
+    run's ``result.json`` and checkpoint), ``steps`` the number the grid asks for,
+    ``test_metric`` the last evaluated test metric (None before the first evaluation),
+    ``seconds`` the wall time spent so far, and ``status`` one of
+
+    ``finished``
+        done, with at least ``steps`` updates;
+    ``diverged``
+        stopped by the divergence check (a sweep does not resume it);
+    ``interrupted``
+        stopped cleanly (SIGINT/SIGTERM) after some updates: a resumed sweep continues it
+        from its checkpoint;
+    ``running``
+        a checkpoint newer than any result: the run is under way, or its process was killed
+        without a clean stop (then it resumes from that checkpoint);
+    ``to extend``
+        finished with fewer updates than the grid now asks for (``--resume --steps``);
+    ``not started``
+        no updates yet.
+    """
+    sweep_dir = os.fspath(sweep_dir)
+    if not os.path.isfile(os.path.join(sweep_dir, "sweep.json")):
+        raise SweepError(f"{sweep_dir} is not a sweep directory (no sweep.json): give the "
+                         f"--out directory of a pathgeom sweep")
+    stored = runs.read_json(os.path.join(sweep_dir, "sweep.json"), "the grid of a sweep")
+    out = []
+    for config in stored["configs"]:
+        name = run_dir_name(config)
+        run_dir = os.path.join(sweep_dir, name)
+        status, step, metric, seconds = "not started", 0, None, 0.0
+        if runs.has_checkpoint(run_dir):
+            ckpt = runs.load_checkpoint(run_dir)
+            step, seconds = ckpt["step"], ckpt.get("seconds") or 0.0
+            evaluated = [h for h in ckpt["history"] if h.get("test_metric") is not None]
+            metric = evaluated[-1]["test_metric"] if evaluated else None
+            status = ckpt.get("status") or "running"
+        if os.path.exists(os.path.join(run_dir, "result.json")):
+            res = runs.read_result(run_dir)
+            if res["steps"] >= step or res["status"] == "diverged":
+                status, step = res["status"], res["steps"]
+                metric, seconds = res.get("test_metric"), res.get("seconds") or 0.0
+        if status == "finished" and step < config["steps"]:
+            status = "to extend"
+        elif status in ("interrupted", "running") and step == 0:
+            status = "not started"
+        out.append(dict(run=name, method=method_name(config), optimizer=config["optimizer"],
+                        lr=config["lr"], seed=config["seed"], status=status, step=step,
+                        steps=config["steps"], test_metric=metric, seconds=seconds))
+    return out
 
 
 class _FileStop:

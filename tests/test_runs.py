@@ -395,6 +395,61 @@ class TestSweep:
         assert rows[0]["status"] == "finished" and rows[0]["steps"] == 40
         assert json.loads((d / "result.json").read_text())["resumed_from"] == 15
 
+    def test_status_reads_where_each_run_stands_without_writing(self, tmp_path):
+        def config(lr, steps=40):
+            return experiments.make_config(T=6, hidden=[4], batch=8, steps=steps,
+                                           optimizer="sgd", lr=lr, eval_every=10,
+                                           checkpoint_every=10)
+        sweep_dir = tmp_path / "s"
+        experiments.sweep([config(0.01), config(1e4)], sweep_dir, jobs=1, progress=False)
+
+        def stop_after(n):
+            calls = []
+            return lambda: calls.append(1) or len(calls) > n
+        # interrupted after 15 updates
+        d = sweep_dir / experiments.run_dir_name(config(0.002))
+        experiments.run_config(config(0.002), d, should_stop=stop_after(15))
+        # under way: resumed from 15, checkpointed at 25, result.json still the old one
+        d = sweep_dir / experiments.run_dir_name(config(0.003))
+        experiments.run_config(config(0.003), d, should_stop=stop_after(15))
+        old = (d / "result.json").read_bytes()
+        experiments.resume_run(d, should_stop=stop_after(10))
+        (d / "result.json").write_bytes(old)
+        ckpt = runs.load_checkpoint(d)
+        runs.save_checkpoint(d, dict(ckpt, status=None))
+        # the grid now asks for 60 updates of the first run, and has one run not started
+        grid = [config(0.01, 60), config(1e4), config(0.002), config(0.003), config(0.004)]
+        runs.atomic_write_json(sweep_dir / "sweep.json", {"configs": grid})
+        def tree():
+            return {str(f): f.read_bytes() for f in sorted(sweep_dir.rglob("*"))
+                    if f.is_file()}
+        before = tree()
+        rows = experiments.sweep_status(sweep_dir)
+        assert tree() == before
+        assert [r["run"] for r in rows] == [experiments.run_dir_name(c) for c in grid]
+        assert [r["status"] for r in rows] == ["to extend", "diverged", "interrupted",
+                                               "running", "not started"]
+        steps = [json.loads((sweep_dir / r["run"] / "result.json").read_text())["steps"]
+                 for r in rows[:4]]
+        assert [r["step"] for r in rows] == steps[:3] + [ckpt["step"], 0]
+        assert steps[0] == 40 and steps[1] < 40 and 0 < steps[2] < ckpt["step"] < 40
+        assert steps[3] == steps[2]     # the old result.json of the run under way
+        assert [r["steps"] for r in rows] == [60, 40, 40, 40, 40]
+        result = json.loads((sweep_dir / rows[0]["run"] / "result.json").read_text())
+        assert rows[0]["test_metric"] == result["test_metric"]
+        last = [h for h in ckpt["history"] if h["test_metric"] is not None][-1]
+        assert last["step"] == 20 and rows[3]["test_metric"] == last["test_metric"]
+        assert rows[4]["test_metric"] is None and rows[4]["seconds"] == 0
+        assert all(r["method"] == "irnn" for r in rows)
+        status, out, _ = run("status", sweep_dir)
+        assert status == 0 and tree() == before
+        assert "5 runs: 1 to extend, 1 diverged, 1 interrupted, 1 running, 1 not started" in out
+        done = sum(steps[:3]) + ckpt["step"]
+        assert f"{done:,} of 220 updates done" in out
+        # a directory that is not a sweep is named
+        status, _, err = run("status", tmp_path)
+        assert status == 2 and "no sweep.json" in err
+
     def test_export_selected_runs_as_evidence(self, tmp_path):
         sweep_dir = tmp_path / "s"
         assert run("sweep", *TINY, "--steps", "30", "--lrs", "0.01", "--optimizers",

@@ -5,7 +5,7 @@
 #
 # Usage: bash docs/results/run_table2.sh [RUNS_DIR [STAGE ...]]   (Ctrl-C stops cleanly)
 #   STAGE: t100 t100-np t400-adam t400-sgd t400-irnn t750-sgd t750-irnn digits (the default:
-#   all of these, in that order) and the side studies t100-rules t100-clip.
+#   all of these, in that order) and the side studies t100-rules t100-clip t400-clip.
 #   JOBS=1 bash ... runs one worker, so that two stages can share a 2-core machine, e.g.
 #   JOBS=1 bash docs/results/run_table2.sh /work/runs t100 t100-np &
 #   JOBS=1 bash docs/results/run_table2.sh /work/runs t400-adam &
@@ -58,6 +58,9 @@ for stage in $STAGES; do
           --lrs 0.01,0.001,0.0001 --optimizers path-sgd --rule calibrated ;;
   t100-clip) sweep "$RUNS/table2-T100-clip" --task adding --T 100 --steps 100000 \
           --lrs 0.01,0.001,0.0001 --optimizers sgd --clip 1 ;;
+  # ... and clipped IRNN at T = 400, at the rate that solved T = 100 with clipping
+  t400-clip) sweep "$RUNS/table2-T400-clip" --task adding --T 400 --steps 100000 \
+          --lrs 0.01 --optimizers sgd --clip 1 ;;
   # long sequential digits (the built-in digits upsampled to 28 x 28, 784 steps per sequence)
   digits) sweep "$RUNS/digits" --task digits --data builtin28 --steps 20000 \
           --lrs 0.0001 --optimizers path-adam,path-sgd,sgd ;;
