@@ -406,6 +406,9 @@ def sweep_status(sweep_dir):
         finished with fewer updates than the grid now asks for (``--resume --steps``);
     ``not started``
         no updates yet.
+
+    The files change at checkpoints only, so a run shows its state as of its last
+    checkpoint (``checkpoint_every`` updates at most behind).
     """
     sweep_dir = os.fspath(sweep_dir)
     if not os.path.isfile(os.path.join(sweep_dir, "sweep.json")):

@@ -89,3 +89,31 @@ def test_weights_moved_rebuilds_the_initialisation_of_a_committed_run(capsys):
     config = experiments.read_run_config(d)
     p0 = net.init(np.random.default_rng(config["seed"]), config["init"])
     assert float(cells["W_out"][1]) == pytest.approx(np.linalg.norm(p[s] - p0[s]), rel=1e-2)
+
+
+def _partial_runs():
+    base = os.path.join(RESULTS, "runs", "partial")
+    return sorted(os.path.relpath(dirpath, base) for dirpath, _, names in os.walk(base)
+                  if "result.json" in names)
+
+
+@pytest.mark.parametrize("name", _partial_runs())
+def test_each_cut_short_run_says_how_it_ended(name):
+    """The runs the text reports as diverged or cut short: their own files say so, and the
+    history stops where the result says the run stopped."""
+    import re
+    d = os.path.join(RESULTS, "runs", "partial", name)
+    with open(os.path.join(d, "result.json")) as f:
+        result = json.load(f)
+    config = experiments.read_run_config(d)
+    assert result["status"] in ("diverged", "interrupted")
+    assert result["diverged"] == (result["status"] == "diverged")
+    assert result["steps"] < config["steps"]
+    with open(os.path.join(d, "history.csv"), newline="") as f:
+        steps = [int(h["step"]) for h in csv.DictReader(f)]
+    assert steps[0] == 0 and steps == sorted(steps)
+    if result["status"] == "diverged":
+        stopped = int(re.match(r"diverged at step (\d+)", result["message"]).group(1))
+        assert result["steps"] < stopped and steps[-1] <= stopped
+    else:
+        assert steps[-1] == result["steps"]

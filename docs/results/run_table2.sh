@@ -4,8 +4,9 @@
 # that has finished runs nothing. Run directories live outside the checkout ($RUNS).
 #
 # Usage: bash docs/results/run_table2.sh [RUNS_DIR [STAGE ...]]   (Ctrl-C stops cleanly)
-#   STAGE: t100 t100-np t400-adam t400-sgd t400-irnn t750-sgd t750-irnn digits (the default:
-#   all of these, in that order) and the side studies t100-rules t100-clip t400-clip.
+#   STAGE: t100 t100-np t400-adam t400-sgd t400-irnn t750-sgd t750-adam t750-irnn digits
+#   (the default: all of these, in that order); t400-irnn-rest and t750-irnn-rest (IRNN
+#   at the other rates); the side studies t100-rules t100-clip t400-clip.
 #   JOBS=1 bash ... runs one worker, so that two stages can share a 2-core machine, e.g.
 #   JOBS=1 bash docs/results/run_table2.sh /work/runs t100 t100-np &
 #   JOBS=1 bash docs/results/run_table2.sh /work/runs t400-adam &
@@ -13,7 +14,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 RUNS=${1:-/work/runs}
 shift || true
-STAGES=${*:-t100 t100-np t400-adam t400-sgd t400-irnn t750-sgd t750-irnn digits}
+STAGES=${*:-t100 t100-np t400-adam t400-sgd t400-irnn t750-sgd t750-adam t750-irnn digits}
 PY=${PY:-.venv/bin/python}
 JOBS=${JOBS:-2}
 mkdir -p "$RUNS"
@@ -46,12 +47,19 @@ for stage in $STAGES; do
           --lrs 0.01 --optimizers path-sgd ;;
   t400-irnn) sweep "$RUNS/table2-T400-irnn" --task adding --T 400 --steps 100000 \
           --lrs 0.0001 --optimizers sgd --irnn-inits 10 ;;
+  # ... and the other two rates, once every initialisation at 1e-4 had exploded
+  t400-irnn-rest) sweep "$RUNS/table2-T400-irnn-rest" --task adding --T 400 --steps 100000 \
+          --lrs 0.01,0.001 --optimizers sgd --irnn-inits 10 ;;
   # T = 750, the best configuration of each method at T = 400 as far as the budget allows
   # (a run costs about 2.5 CPU-hours: one initialisation for IRNN)
   t750-sgd) sweep "$RUNS/table2-T750-sgd" --task adding --T 750 --steps 100000 \
           --lrs 0.01 --optimizers path-sgd ;;
+  t750-adam) sweep "$RUNS/table2-T750-adam" --task adding --T 750 --steps 100000 \
+          --lrs 0.0001 --optimizers path-adam ;;
   t750-irnn) sweep "$RUNS/table2-T750-irnn" --task adding --T 750 --steps 100000 \
           --lrs 0.0001 --optimizers sgd ;;
+  t750-irnn-rest) sweep "$RUNS/table2-T750-irnn-rest" --task adding --T 750 --steps 100000 \
+          --lrs 0.01,0.001 --optimizers sgd ;;
   # side studies at T = 100 (not rows of table2.csv): Path-SGD with the calibrated rule (no
   # backtracking), and IRNN with the gradient norm clipped at 1 (one initialisation per rate)
   t100-rules) sweep "$RUNS/table2-T100-calibrated" --task adding --T 100 --steps 100000 \
