@@ -125,6 +125,10 @@ def add_commands(sub):
     _opt(p, "--optimizer", choices=sorted(OPTIMIZERS), help="the optimiser")
     _opt(p, "--lr", type=float, help="learning rate")
     _opt(p, "--seed", type=int, help="seed of the initialisation, the batches and the data")
+    p.add_argument("--data-seed", dest="data_seed", type=int, default=None,
+                   help="seed of the data alone (test and validation sets; default: --seed): "
+                        "a sweep's IRNN initialisations share their cell's, so --seed K "
+                        "--data-seed 0 reruns its run seed K on its own")
     p.add_argument("--out", default=None, help="the run directory (none: nothing is written)")
     p.add_argument("--resume", metavar="DIR", default=None,
                    help="continue the run in DIR with its own settings (--steps may extend "

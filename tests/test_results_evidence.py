@@ -9,6 +9,8 @@ import pytest
 
 from pathgeom import experiments, runs
 
+from helpers import assert_close
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, "docs", "results")
 #: table file -> its metric column (the issue's formats)
@@ -117,3 +119,19 @@ def test_each_cut_short_run_says_how_it_ended(name):
         assert result["steps"] < stopped and steps[-1] <= stopped
     else:
         assert steps[-1] == result["steps"]
+
+
+def test_worst_sequences_rebuilds_the_test_set_of_a_committed_run(capsys):
+    """docs/results/worst_sequences.py: its mean is the run's own test MSE (so it scores the
+    run's test set), and the median and maximum are those of the per-sequence errors."""
+    import runpy
+    d = os.path.join(RESULTS, "runs", "partial", "table2-T100", "path-adam-lr0.001-seed0")
+    module = runpy.run_path(os.path.join(RESULTS, "worst_sequences.py"))
+    module["main"]([d])
+    cells = capsys.readouterr().out.strip().splitlines()[2].split("|")
+    with open(os.path.join(d, "result.json")) as f:
+        result = json.load(f)
+    assert_close(float(cells[2]), result["test_loss"], rtol=1e-3)
+    # the mean of 1,000 errors: the largest alone accounts for it (one blown-up sequence)
+    assert_close(float(cells[5]) / 1000, result["test_loss"], rtol=1e-2)
+    assert float(cells[3]) < 1 and cells[4].strip().endswith("of 1000")

@@ -326,14 +326,33 @@ class TestArguments:
             cli.main(["train", "--help"])
         text = " ".join(capsys.readouterr().out.split())
         for key, value in experiments.DEFAULTS.items():
-            if key in ("data_seed",):
-                continue
             flag = "--" + key.replace("_", "-")
             assert flag in text, flag
         for shown in ("(default: 0.001)", "(default: path-sgd)", "(default: backtracking)",
                       "(default: 100.0)", "(default: 500)", "(default: 1)"):
             assert shown in text
         assert all(rule in text for rule in STEP_RULES)
+
+    def test_a_sweep_run_reruns_on_its_own_with_its_data_seed(self, tmp_path):
+        """IRNN initialisation k of a sweep cell is seed k on the cell's data (data_seed 0):
+        --seed k --data-seed 0 gives the same run, --seed k alone a different test set."""
+        assert run("sweep", *TINY, "--steps", "6", "--lrs", "0.01", "--optimizers", "sgd",
+                   "--irnn-inits", "2", "--jobs", "1", "--out", tmp_path / "s")[0] == 0
+        swept = tmp_path / "s" / "sgd-lr0.01-seed1"
+        args = ("train", *TINY, "--steps", "6", "--optimizer", "sgd", "--lr", "0.01",
+                "--seed", "1")
+        assert run(*args, "--data-seed", "0", "--out", tmp_path / "alone")[0] == 0
+        assert run(*args, "--out", tmp_path / "other")[0] == 0
+
+        def result(d):
+            r = json.loads((d / "result.json").read_text())
+            return r["initial_test_loss"], r["test_loss"]
+        assert result(tmp_path / "alone") == result(swept)
+        assert result(tmp_path / "other")[0] != result(swept)[0]
+        assert experiments.read_run_config(tmp_path / "alone")["data_seed"] == 0
+        _, a = pathgeom.load_params(tmp_path / "alone" / "params.npz")
+        _, b = pathgeom.load_params(swept / "params.npz")
+        np.testing.assert_array_equal(a, b)
 
     def test_thread_setting_is_recorded(self, tmp_path):
         run("train", *TINY, "--steps", "3", "--threads", "2", "--out", tmp_path / "r")
