@@ -155,7 +155,8 @@ def add_commands(sub):
         description="Run a grid in worker processes (--jobs), or on a Dask cluster with "
                     "--scheduler ADDRESS or --scheduler local (the optional [dask] extra), "
                     "one run directory per run in --out, and write table.csv as runs end. "
-                    "--resume skips finished runs and resumes interrupted ones.")
+                    "--resume skips finished runs and resumes interrupted ones; --from RUN ... "
+                    "starts a new sweep from copies of runs, continued to --steps.")
     _add_run_arguments(p, sweep=True)
     p.add_argument("--lrs", type=_floats, default=None,
                    help="learning rates (default: 0.01,0.001,0.0001)")
@@ -177,6 +178,10 @@ def add_commands(sub):
     p.add_argument("--resume", action="store_true",
                    help="continue the sweep in --out with its own grid (--steps may extend "
                         "it)")
+    p.add_argument("--from", dest="branch", nargs="+", metavar="RUN", default=None,
+                   help="a new sweep in --out from copies of these run directories, "
+                        "continued to --steps (the runs themselves are left as they are; "
+                        "resume the branch with --resume)")
     p.set_defaults(handler=_cmd_sweep)
 
     p = sub.add_parser(
@@ -328,15 +333,26 @@ def _cmd_sweep(args, out, err):
         raise ValueError("sweep needs --out DIR, the sweep directory")
     if args.jobs is not None and args.jobs < 1:
         raise ValueError(f"--jobs must be >= 1, got {args.jobs}")
-    if args.resume:
+    if args.resume or args.branch:
         changed = [k for k in DEFAULTS if k not in ("steps", "threads")
                    and getattr(args, k, None) is not None]
         changed += [k for k in ("lrs", "optimizers", "seeds", "preset", "irnn_inits")
                     if getattr(args, k, None) is not None]
+        what = "--from continues the runs' own settings" if args.branch else \
+            "--resume continues the stored grid"
         if changed:
             flags = ", ".join("--" + k.replace("_", "-") for k in changed)
-            raise ValueError(f"--resume continues the stored grid: {flags} cannot be changed "
+            raise ValueError(f"{what}: {flags} cannot be changed "
                              f"(only --steps, --jobs, --scheduler and --quiet may be given)")
+    if args.branch:
+        if args.resume:
+            raise ValueError("--from starts a new sweep in --out; --resume continues one: "
+                             "give one of them")
+        if args.steps is None:
+            raise ValueError("--from needs --steps, the number of updates to continue to")
+        configs = experiments.branch_runs(args.branch, args.out, args.steps)
+        args.resume = True   # the copies resume from their checkpoints
+    elif args.resume:
         stored = runs.read_json(os.path.join(args.out, "sweep.json"),
                                 "the grid of a sweep written by pathgeom sweep")
         configs = stored["configs"]

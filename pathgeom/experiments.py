@@ -40,7 +40,7 @@ from .training import train
 __all__ = ["kappa_ratio", "figure2_table", "adding_race", "RACE", "DEFAULTS", "TASK_DEFAULT_T", "check_config", "make_config", "run_config",
            "resume_run", "run_dir_name", "sweep", "select_irnn", "SweepError", "grid",
            "TABLE_COLUMNS", "read_run_config", "method_name", "export_runs",
-           "write_export_table", "EXPORT_COLUMNS", "sweep_status", "STATUS_COLUMNS"]
+           "write_export_table", "EXPORT_COLUMNS", "sweep_status", "STATUS_COLUMNS", "branch_runs"]
 
 #: The default of every run setting (the command line shows these in ``--help``).
 DEFAULTS = dict(task="adding", T=None, data=None, hidden=[100], init="irnn", steps=1000,
@@ -377,6 +377,55 @@ def sweep(configs, out_dir, jobs=None, scheduler=None, resume=False, progress=No
     return select_irnn([rows[n] for n in names if n in rows])
 
 
+def branch_runs(run_dirs, out_dir, steps):
+    """Copy runs (of sweeps, or of ``pathgeom train --out``) into a new sweep directory
+    ``out_dir``, to be continued there to ``steps`` updates; the sources stay as they are.
+
+    Returns the run configurations with ``steps`` set: pass them to
+    ``sweep(configs, out_dir, resume=True)``, which resumes every copy from its checkpoint
+    (bit for bit as if the source had been continued) and writes ``sweep.json``, after
+    which the branch is an ordinary sweep (``--resume``, :func:`sweep_status`,
+    :func:`export_runs`).  Everything is checked before anything is written: each source
+    needs a checkpoint and no more than ``steps`` updates done, a diverged run is refused,
+    and two sources that would share a directory name (:func:`run_dir_name`) are refused.
+    ``out_dir`` must not exist or be empty; the copies appear there at once (a failed copy
+    leaves nothing behind in it).
+    """
+    import shutil
+    out_dir = os.fspath(out_dir)
+    if os.path.exists(out_dir) and (not os.path.isdir(out_dir) or os.listdir(out_dir)):
+        raise SweepError(f"{out_dir} exists and is not empty: branch into a new directory")
+    if not run_dirs:
+        raise SweepError("no runs to branch: give one or more run directories")
+    configs, names = [], {}
+    for src in map(os.fspath, run_dirs):
+        config = check_config(dict(read_run_config(src), steps=steps))
+        if not runs.has_checkpoint(src):
+            raise runs.RunDirError(f"{src} has no checkpoint to continue from")
+        if os.path.exists(os.path.join(src, "result.json")) and \
+                runs.read_result(src)["status"] == "diverged":
+            raise SweepError(f"{src} diverged: there is nothing to continue")
+        _check_not_fewer(src, steps)
+        name = run_dir_name(config)
+        if name in names:
+            raise SweepError(f"{names[name]} and {src} would share the directory {name} (the "
+                             f"same optimiser, learning rate and seed): branch them into "
+                             f"separate sweeps")
+        names[name] = src
+        configs.append(config)
+    tmp = out_dir.rstrip(os.sep) + ".branching"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        for name, src in names.items():
+            shutil.copytree(src, os.path.join(tmp, name))
+        if os.path.isdir(out_dir):
+            os.rmdir(out_dir)
+        os.replace(tmp, out_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return configs
+
+
 #: The keys of a row of :func:`sweep_status`.
 STATUS_COLUMNS = ("run", "method", "optimizer", "lr", "seed", "status", "step", "steps",
                   "test_metric", "seconds")
@@ -505,8 +554,9 @@ def _report_failure(run_dir, exc):
 
 
 def _ignore_sigint_until_run():
-    """Worker initializer: the run's own handler (installed by train) takes SIGINT and
-    SIGTERM; before and between runs a worker does not die of them with a traceback."""
+    """Worker initializer: during a run, the run's own handler (installed by train) takes
+    SIGINT and SIGTERM; before and between runs a worker ignores SIGINT, which a Ctrl-C
+    sends to the whole process group (the sweep process stops the grid)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
@@ -518,8 +568,10 @@ def _sweep_dask(todo, scheduler, jobs, record, bar):
                           "'pathgeom[dask]'") from None
     cluster = None
     if scheduler == "local":
+        from ._dask import IgnoreStopSignals
         cluster = LocalCluster(n_workers=jobs or os.cpu_count() or 1, threads_per_worker=1,
-                               processes=True, dashboard_address=None)
+                               processes=True, dashboard_address=None,
+                               plugins={IgnoreStopSignals()})
         scheduler = cluster
     name = f"pathgeom-sweep-stop-{os.getpid()}-{time.time_ns()}"
     try:

@@ -300,6 +300,49 @@ class TestResume:
         np.testing.assert_array_equal(a, b)
 
 
+    @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+    @pytest.mark.parametrize("scheduler", [None, "local"])
+    def test_a_signal_to_the_whole_process_group_stops_a_sweep_cleanly(self, tmp_path, sig,
+                                                                       scheduler):
+        """Ctrl-C in a terminal signals the sweep *and* its worker processes (one process
+        group). The workers must not die of it: the runs checkpoint and end as interrupted,
+        the sweep exits 130, and no worker process is left behind."""
+        out = tmp_path / "s"
+        argv = [sys.executable, "-m", "pathgeom", "sweep", "--T", "30", "--hidden", "16",
+                "--batch", "16", "--steps", "200000", "--eval-every", "500",
+                "--checkpoint-every", "200", "--lrs", "0.01", "--optimizers", "sgd",
+                "--jobs", "1", "--quiet", "--out", str(out)]
+        if scheduler:
+            argv += ["--scheduler", scheduler]
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, start_new_session=True)
+        run_dir = out / "sgd-lr0.01-seed0"
+        deadline = time.time() + 120
+        while not runs.has_checkpoint(run_dir) and time.time() < deadline:
+            time.sleep(0.05)
+        os.killpg(proc.pid, sig)
+        try:
+            _, err = proc.communicate(timeout=120)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+        assert proc.returncode == 130, err
+        assert "Traceback" not in err
+        result = json.loads((run_dir / "result.json").read_text())
+        assert result["status"] == "interrupted" and 0 < result["steps"] < 200000
+        assert runs.load_checkpoint(run_dir)["step"] == result["steps"]
+        deadline = time.time() + 30
+        while time.time() < deadline:   # the group empties: no orphaned worker
+            try:
+                os.killpg(proc.pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.1)
+        else:
+            os.killpg(proc.pid, signal.SIGKILL)
+            raise AssertionError("worker processes outlived the sweep")
+
+
 # ---------------------------------------------------------------- arguments
 
 
@@ -468,6 +511,68 @@ class TestSweep:
         # a directory that is not a sweep is named
         status, _, err = run("status", tmp_path)
         assert status == 2 and "no sweep.json" in err
+
+    def test_branch_continues_copies_of_runs_and_leaves_the_sources(self, tmp_path):
+        src = tmp_path / "s"
+        assert run("sweep", *TINY, "--steps", "10", "--lrs", "0.01,0.001", "--optimizers",
+                   "sgd,path-sgd", "--jobs", "1", "--out", src)[0] == 0
+
+        def tree(d):
+            return {str(f): f.read_bytes() for f in sorted(d.rglob("*")) if f.is_file()}
+        before = tree(src)
+        picked = [src / "sgd-lr0.01-seed0", src / "path-sgd-lr0.001-seed0"]
+        status, out, _ = run("sweep", "--from", *picked, "--steps", "20", "--jobs", "1",
+                             "--quiet", "--out", tmp_path / "b")
+        assert status == 0 and "2 of 2 runs have results" in out
+        assert tree(src) == before
+        rows = experiments.sweep_status(tmp_path / "b")
+        assert [(r["run"], r["status"], r["step"]) for r in rows] == [
+            ("sgd-lr0.01-seed0", "finished", 20), ("path-sgd-lr0.001-seed0", "finished", 20)]
+        # continuing a copy is continuing the run: equal to a fresh 20-step run
+        for name, opt, lr in (("sgd-lr0.01-seed0", "sgd", "0.01"),
+                              ("path-sgd-lr0.001-seed0", "path-sgd", "0.001")):
+            fresh = tmp_path / ("fresh-" + name)
+            run("train", *TINY, "--optimizer", opt, "--lr", lr, "--steps", "20", "--out", fresh)
+            _, a = pathgeom.load_params(fresh / "params.npz")
+            _, b = pathgeom.load_params(tmp_path / "b" / name / "params.npz")
+            np.testing.assert_array_equal(a, b)
+            result = json.loads((tmp_path / "b" / name / "result.json").read_text())
+            assert result["resumed_from"] == 10
+        # the branch is an ordinary sweep from then on
+        assert run("sweep", "--out", tmp_path / "b", "--resume", "--steps", "30",
+                   "--quiet")[0] == 0
+        assert {r["step"] for r in experiments.sweep_status(tmp_path / "b")} == {30}
+        assert tree(src) == before
+
+    def test_branch_refusals_write_nothing(self, tmp_path):
+        src, other = tmp_path / "s", tmp_path / "t"
+        for d in (src, other):
+            assert run("sweep", *TINY, "--steps", "10", "--lrs", "0.01,1e4", "--optimizers",
+                       "sgd", "--jobs", "1", "--out", d)[0] == 0
+        ok, bad = src / "sgd-lr0.01-seed0", src / "sgd-lr10000.0-seed0"
+        assert json.loads((bad / "result.json").read_text())["status"] == "diverged"
+        (tmp_path / "full").mkdir()
+        (tmp_path / "full" / "x").write_text("")
+        bare = tmp_path / "bare"
+        bare.mkdir()
+        (bare / "run.json").write_text((ok / "run.json").read_text())
+        out = tmp_path / "b"
+        for argv, match in [
+                (["--from", ok, "--out", out], "needs --steps"),
+                (["--from", ok, "--steps", "20", "--lrs", "0.1", "--out", out],
+                 "--lrs cannot be changed"),
+                (["--from", ok, "--steps", "20", "--resume", "--out", out], "one of them"),
+                (["--from", ok, "--steps", "5", "--out", out], "steps >= 10"),
+                (["--from", bad, "--steps", "20", "--out", out], "diverged"),
+                (["--from", ok, other / "sgd-lr0.01-seed0", "--steps", "20", "--out", out],
+                 "separate sweeps"),
+                (["--from", bare, "--steps", "20", "--out", out], "no checkpoint"),
+                (["--from", ok, "--steps", "20", "--out", tmp_path / "full"],
+                 "not empty")]:
+            status, _, err = run("sweep", *argv)
+            assert status == 2 and match in err, (argv, err)
+            assert not out.exists()
+        assert not list(tmp_path.glob("*.branching"))
 
     def test_export_selected_runs_as_evidence(self, tmp_path):
         sweep_dir = tmp_path / "s"

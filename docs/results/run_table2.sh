@@ -6,7 +6,8 @@
 # Usage: bash docs/results/run_table2.sh [RUNS_DIR [STAGE ...]]   (Ctrl-C stops cleanly)
 #   STAGE: t100 t100-np t400-adam t400-sgd t400-irnn t750-sgd t750-adam t750-irnn digits
 #   (the default: all of these, in that order); t400-irnn-rest and t750-irnn-rest (IRNN
-#   at the other rates); the side studies t100-rules t100-clip t400-clip.
+#   at the other rates); the side studies t100-rules t100-clip t400-clip; longer runs
+#   t100-long t100-clip-long (copies of finished runs continued to 300,000 steps).
 #   JOBS=1 bash ... runs one worker, so that two stages can share a 2-core machine, e.g.
 #   JOBS=1 bash docs/results/run_table2.sh /work/runs t100 t100-np &
 #   JOBS=1 bash docs/results/run_table2.sh /work/runs t400-adam &
@@ -27,6 +28,16 @@ sweep() {  # sweep DIR ARGS...: start it, or resume it when DIR exists
     "$PY" -m pathgeom sweep --out "$dir" --resume --scheduler local --jobs "$JOBS" --quiet
   else
     "$PY" -m pathgeom sweep "${common[@]}" "$@" --out "$dir"
+  fi
+}
+
+branch() {  # branch DIR STEPS RUN...: continue copies of runs in a new sweep DIR, or resume it
+  local dir=$1 steps=$2; shift 2
+  if [ -f "$dir/sweep.json" ]; then
+    "$PY" -m pathgeom sweep --out "$dir" --resume --scheduler local --jobs "$JOBS" --quiet
+  else
+    "$PY" -m pathgeom sweep --from "$@" --steps "$steps" --out "$dir" --scheduler local \
+        --jobs "$JOBS" --quiet
   fi
 }
 
@@ -69,6 +80,12 @@ for stage in $STAGES; do
   # ... and clipped IRNN at T = 400, at the rate that solved T = 100 with clipping
   t400-clip) sweep "$RUNS/table2-T400-clip" --task adding --T 400 --steps 100000 \
           --lrs 0.01 --optimizers sgd --clip 1 ;;
+  # longer runs where the T = 100 curves may still fall: the selected RNN-Path and IRNN runs
+  # to 300,000 steps, and the clipped IRNN at 1e-3, which was still falling at 100,000
+  t100-long) branch "$RUNS/table2-T100-long" 300000 "$RUNS/table2-T100/path-sgd-lr0.01-seed0" \
+          "$RUNS/table2-T100/sgd-lr0.0001-seed1" ;;
+  t100-clip-long) branch "$RUNS/table2-T100-clip-long" 300000 \
+          "$RUNS/table2-T100-clip/sgd-lr0.001-seed0" ;;
   # long sequential digits (the built-in digits upsampled to 28 x 28, 784 steps per sequence)
   digits) sweep "$RUNS/digits" --task digits --data builtin28 --steps 20000 \
           --lrs 0.0001 --optimizers path-adam,path-sgd,sgd ;;
