@@ -334,8 +334,7 @@ def _cmd_sweep(args, out, err):
     if args.jobs is not None and args.jobs < 1:
         raise ValueError(f"--jobs must be >= 1, got {args.jobs}")
     if args.resume or args.branch:
-        changed = [k for k in DEFAULTS if k not in ("steps", "threads")
-                   and getattr(args, k, None) is not None]
+        changed = [k for k in DEFAULTS if k != "steps" and getattr(args, k, None) is not None]
         changed += [k for k in ("lrs", "optimizers", "seeds", "preset", "irnn_inits")
                     if getattr(args, k, None) is not None]
         what = "--from continues the runs' own settings" if args.branch else \

@@ -40,7 +40,7 @@ from .training import train
 __all__ = ["kappa_ratio", "figure2_table", "adding_race", "RACE", "DEFAULTS", "TASK_DEFAULT_T", "check_config", "make_config", "run_config",
            "resume_run", "run_dir_name", "sweep", "select_irnn", "SweepError", "grid",
            "TABLE_COLUMNS", "read_run_config", "method_name", "export_runs",
-           "write_export_table", "EXPORT_COLUMNS", "sweep_status", "STATUS_COLUMNS", "branch_runs"]
+           "write_export_table", "EXPORT_COLUMNS", "sweep_status", "STATUS_COLUMNS", "branch_runs", "BRANCH_SHARED"]
 
 #: The default of every run setting (the command line shows these in ``--help``).
 DEFAULTS = dict(task="adding", T=None, data=None, hidden=[100], init="irnn", steps=1000,
@@ -377,35 +377,56 @@ def sweep(configs, out_dir, jobs=None, scheduler=None, resume=False, progress=No
     return select_irnn([rows[n] for n in names if n in rows])
 
 
+#: The settings that every run of a branch shares (:func:`branch_runs`): the problem, and
+#: for SGD what the IRNN selection compares within a learning rate.
+BRANCH_SHARED = ("task", "T", "data", "hidden", "batch", "init", "clip")
+
+
 def branch_runs(run_dirs, out_dir, steps):
     """Copy runs (of sweeps, or of ``pathgeom train --out``) into a new sweep directory
     ``out_dir``, to be continued there to ``steps`` updates; the sources stay as they are.
 
-    Returns the run configurations with ``steps`` set: pass them to
-    ``sweep(configs, out_dir, resume=True)``, which resumes every copy from its checkpoint
-    (bit for bit as if the source had been continued) and writes ``sweep.json``, after
-    which the branch is an ordinary sweep (``--resume``, :func:`sweep_status`,
-    :func:`export_runs`).  Everything is checked before anything is written: each source
-    needs a checkpoint and no more than ``steps`` updates done, a diverged run is refused,
-    and two sources that would share a directory name (:func:`run_dir_name`) are refused.
-    ``out_dir`` must not exist or be empty; the copies appear there at once (a failed copy
-    leaves nothing behind in it).
+    Returns the run configurations with ``steps`` set, also written to
+    ``out_dir/sweep.json``: ``sweep(configs, out_dir, resume=True)`` resumes every copy
+    from its checkpoint (bit for bit as if the source had been continued), and the branch
+    is an ordinary sweep (``--resume``, :func:`sweep_status`, :func:`export_runs`).
+
+    Everything is checked before anything is written: each source needs a checkpoint and
+    no more than ``steps`` updates done; a diverged run is refused; the sources must agree
+    on :data:`BRANCH_SHARED` (one problem; for SGD, one initialisation and clipping, so
+    that the IRNN selection compares like with like); and two sources that would share a
+    directory name (:func:`run_dir_name`) are refused.  ``out_dir`` must not exist or be
+    empty.  The run files (:data:`pathgeom.runs.RUN_FILES`) are copied into a temporary
+    directory beside ``out_dir``, which is then renamed to ``out_dir`` (into an existing
+    empty ``out_dir``, its entries are moved, ``sweep.json`` last), so a failed copy
+    leaves ``out_dir`` as it was.
     """
     import shutil
-    out_dir = os.fspath(out_dir)
+    import tempfile
+    out_dir = os.path.abspath(os.fspath(out_dir))
     if os.path.exists(out_dir) and (not os.path.isdir(out_dir) or os.listdir(out_dir)):
         raise SweepError(f"{out_dir} exists and is not empty: branch into a new directory")
     if not run_dirs:
         raise SweepError("no runs to branch: give one or more run directories")
-    configs, names = [], {}
+    configs, names, first = [], {}, None
     for src in map(os.fspath, run_dirs):
         config = check_config(dict(read_run_config(src), steps=steps))
         if not runs.has_checkpoint(src):
             raise runs.RunDirError(f"{src} has no checkpoint to continue from")
-        if os.path.exists(os.path.join(src, "result.json")) and \
-                runs.read_result(src)["status"] == "diverged":
+        statuses = {runs.load_checkpoint(src).get("status")}
+        if os.path.exists(os.path.join(src, "result.json")):
+            statuses.add(runs.read_result(src)["status"])
+        if "diverged" in statuses:
             raise SweepError(f"{src} diverged: there is nothing to continue")
         _check_not_fewer(src, steps)
+        if first is None:
+            first = (src, config)
+        for key in BRANCH_SHARED:
+            if config[key] != first[1][key]:
+                raise SweepError(f"{first[0]} and {src} differ in {key} ({first[1][key]!r} "
+                                 f"against {config[key]!r}): a branch holds runs of one "
+                                 f"problem, initialisation and clipping; branch them into "
+                                 f"separate sweeps")
         name = run_dir_name(config)
         if name in names:
             raise SweepError(f"{names[name]} and {src} would share the directory {name} (the "
@@ -413,16 +434,24 @@ def branch_runs(run_dirs, out_dir, steps):
                              f"separate sweeps")
         names[name] = src
         configs.append(config)
-    tmp = out_dir.rstrip(os.sep) + ".branching"
-    shutil.rmtree(tmp, ignore_errors=True)
+    parent = os.path.dirname(out_dir)
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=".branch-", dir=parent)
     try:
         for name, src in names.items():
-            shutil.copytree(src, os.path.join(tmp, name))
-        if os.path.isdir(out_dir):
-            os.rmdir(out_dir)
-        os.replace(tmp, out_dir)
+            os.mkdir(os.path.join(tmp, name))
+            for f in runs.RUN_FILES:
+                if os.path.isfile(os.path.join(src, f)):
+                    shutil.copy2(os.path.join(src, f), os.path.join(tmp, name, f))
+        runs.atomic_write_json(os.path.join(tmp, "sweep.json"), {"configs": configs})
+        if os.path.isdir(out_dir):   # an empty directory (perhaps the working directory)
+            for name in [*names, "sweep.json"]:   # sweep.json last: then it is a sweep
+                os.replace(os.path.join(tmp, name), os.path.join(out_dir, name))
+        else:
+            os.replace(tmp, out_dir)
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if os.path.isdir(tmp):
+            shutil.rmtree(tmp)
     return configs
 
 
@@ -477,7 +506,7 @@ def sweep_status(sweep_dir):
             status = ckpt.get("status") or "running"
         if os.path.exists(os.path.join(run_dir, "result.json")):
             res = runs.read_result(run_dir)
-            if res["steps"] >= step or res["status"] == "diverged":
+            if res["steps"] >= step:
                 status, step = res["status"], res["steps"]
                 metric, seconds = res.get("test_metric"), res.get("seconds") or 0.0
         if status == "finished" and step < config["steps"]:
@@ -513,16 +542,13 @@ def _sweep_local(todo, jobs, record, bar):
         futures = {pool.submit(_sweep_job, c, d, _FileStop(stop_file)): d for c, d in todo}
 
         def stop(signum, frame):
+            # the running runs see the stop file after their current step; the workers are
+            # never signalled (one that died idle would leave the pool's queue locked)
             stopping.set()
             with open(stop_file, "w"):
                 pass
             for f in futures:
                 f.cancel()
-            for proc in list(getattr(pool, "_processes", {}).values()):
-                try:
-                    os.kill(proc.pid, signal.SIGTERM)
-                except (OSError, AttributeError):
-                    pass
 
         old = {}
         if threading.current_thread() is threading.main_thread():
@@ -555,9 +581,11 @@ def _report_failure(run_dir, exc):
 
 def _ignore_sigint_until_run():
     """Worker initializer: during a run, the run's own handler (installed by train) takes
-    SIGINT and SIGTERM; before and between runs a worker ignores SIGINT, which a Ctrl-C
-    sends to the whole process group (the sweep process stops the grid)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    SIGINT and SIGTERM as a request to stop; before and between runs a worker ignores
+    both, which a Ctrl-C (or a SIGTERM to the process group) sends to the workers too: the
+    sweep process stops the grid."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
 
 
 def _sweep_dask(todo, scheduler, jobs, record, bar):

@@ -305,20 +305,22 @@ class TestResume:
     def test_a_signal_to_the_whole_process_group_stops_a_sweep_cleanly(self, tmp_path, sig,
                                                                        scheduler):
         """Ctrl-C in a terminal signals the sweep *and* its worker processes (one process
-        group). The workers must not die of it: the runs checkpoint and end as interrupted,
+        group). The workers must not die of it, the busy one nor the idle one (its run,
+        at lr 1e4, diverged at once): the running run checkpoints and ends as interrupted,
         the sweep exits 130, and no worker process is left behind."""
         out = tmp_path / "s"
         argv = [sys.executable, "-m", "pathgeom", "sweep", "--T", "30", "--hidden", "16",
                 "--batch", "16", "--steps", "200000", "--eval-every", "500",
-                "--checkpoint-every", "200", "--lrs", "0.01", "--optimizers", "sgd",
-                "--jobs", "1", "--quiet", "--out", str(out)]
+                "--checkpoint-every", "200", "--lrs", "0.01,1e4", "--optimizers", "sgd",
+                "--jobs", "2", "--quiet", "--out", str(out)]
         if scheduler:
             argv += ["--scheduler", scheduler]
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 text=True, start_new_session=True)
-        run_dir = out / "sgd-lr0.01-seed0"
+        run_dir, idle = out / "sgd-lr0.01-seed0", out / "sgd-lr10000.0-seed0"
         deadline = time.time() + 120
-        while not runs.has_checkpoint(run_dir) and time.time() < deadline:
+        while not (runs.has_checkpoint(run_dir) and (idle / "result.json").exists()) \
+                and time.time() < deadline:
             time.sleep(0.05)
         os.killpg(proc.pid, sig)
         try:
@@ -331,6 +333,9 @@ class TestResume:
         result = json.loads((run_dir / "result.json").read_text())
         assert result["status"] == "interrupted" and 0 < result["steps"] < 200000
         assert runs.load_checkpoint(run_dir)["step"] == result["steps"]
+        assert json.loads((idle / "result.json").read_text())["status"] == "diverged"
+        table = (out / "table.csv").read_text()
+        assert ",interrupted," in table and ",diverged," in table
         deadline = time.time() + 30
         while time.time() < deadline:   # the group empties: no orphaned worker
             try:
@@ -545,10 +550,12 @@ class TestSweep:
         assert tree(src) == before
 
     def test_branch_refusals_write_nothing(self, tmp_path):
-        src, other = tmp_path / "s", tmp_path / "t"
+        src, other, long = tmp_path / "s", tmp_path / "t", tmp_path / "u"
         for d in (src, other):
             assert run("sweep", *TINY, "--steps", "10", "--lrs", "0.01,1e4", "--optimizers",
                        "sgd", "--jobs", "1", "--out", d)[0] == 0
+        assert run("sweep", *TINY[2:], "--T", "7", "--steps", "10", "--lrs", "0.001",
+                   "--optimizers", "sgd", "--jobs", "1", "--out", long)[0] == 0
         ok, bad = src / "sgd-lr0.01-seed0", src / "sgd-lr10000.0-seed0"
         assert json.loads((bad / "result.json").read_text())["status"] == "diverged"
         (tmp_path / "full").mkdir()
@@ -568,11 +575,45 @@ class TestSweep:
                  "separate sweeps"),
                 (["--from", bare, "--steps", "20", "--out", out], "no checkpoint"),
                 (["--from", ok, "--steps", "20", "--out", tmp_path / "full"],
-                 "not empty")]:
+                 "not empty"),
+                (["--from", ok, long / "sgd-lr0.001-seed0", "--steps", "20", "--out", out],
+                 "differ in T (6 against 7)"),
+                (["--from", ok, "--steps", "20", "--threads", "2", "--out", out],
+                 "--threads cannot be changed")]:
             status, _, err = run("sweep", *argv)
             assert status == 2 and match in err, (argv, err)
             assert not out.exists()
-        assert not list(tmp_path.glob("*.branching"))
+        assert not list(tmp_path.glob(".branch-*"))
+
+    def test_a_failed_branch_leaves_nothing_and_an_empty_working_directory_works(
+            self, tmp_path, monkeypatch):
+        import shutil
+        src = tmp_path / "s"
+        assert run("sweep", *TINY, "--steps", "10", "--lrs", "0.01,0.001", "--optimizers",
+                   "sgd", "--jobs", "1", "--out", src)[0] == 0
+        picked = [src / "sgd-lr0.01-seed0", src / "sgd-lr0.001-seed0"]
+        copy, calls = shutil.copy2, []
+
+        def flaky(a, b, **kw):
+            calls.append(a)
+            if len(calls) == 9:
+                raise OSError("disk full")
+            return copy(a, b, **kw)
+        monkeypatch.setattr(shutil, "copy2", flaky)
+        with pytest.raises(OSError, match="disk full"):
+            experiments.branch_runs(picked, tmp_path / "b", 20)
+        assert not (tmp_path / "b").exists() and not list(tmp_path.glob(".branch-*"))
+        monkeypatch.setattr(shutil, "copy2", copy)
+        # into the (empty) working directory itself
+        (tmp_path / "here").mkdir()
+        monkeypatch.chdir(tmp_path / "here")
+        configs = experiments.branch_runs(picked, ".", 20)
+        assert sorted(os.listdir(".")) == ["sgd-lr0.001-seed0", "sgd-lr0.01-seed0",
+                                           "sweep.json"]
+        assert [r["status"] for r in experiments.sweep_status(".")] == ["to extend"] * 2
+        rows = experiments.sweep(configs, ".", jobs=1, resume=True, progress=False)
+        assert [(r["status"], r["steps"]) for r in rows] == [("finished", 20)] * 2
+        assert not list(tmp_path.glob(".branch-*"))
 
     def test_export_selected_runs_as_evidence(self, tmp_path):
         sweep_dir = tmp_path / "s"
