@@ -6,7 +6,7 @@
 # Usage: bash docs/results/run_table2.sh [RUNS_DIR [STAGE ...]]   (Ctrl-C stops cleanly)
 #   STAGE: t100 t100-np t400-adam t400-sgd t400-irnn t750-sgd t750-adam t750-irnn digits
 #   (the default: all of these, in that order); t400-irnn-rest and t750-irnn-rest (IRNN
-#   at the other rates); the side studies t100-rules t100-clip t400-clip; longer runs
+#   at the other rates); side studies t100-rules t100-clip t400-clip t400-clip-rest; longer runs
 #   t100-long t100-clip-long (copies of finished runs continued to 300,000 steps).
 #   JOBS=1 bash ... runs one worker, so that two stages can share a 2-core machine, e.g.
 #   JOBS=1 bash docs/results/run_table2.sh /work/runs t100 t100-np &
@@ -80,6 +80,8 @@ for stage in $STAGES; do
   # ... and clipped IRNN at T = 400, at the rate that solved T = 100 with clipping
   t400-clip) sweep "$RUNS/table2-T400-clip" --task adding --T 400 --steps 100000 \
           --lrs 0.01 --optimizers sgd --clip 1 ;;
+  t400-clip-rest) sweep "$RUNS/table2-T400-clip-rest" --task adding --T 400 --steps 100000 \
+          --lrs 0.001,0.0001 --optimizers sgd --clip 1 ;;
   # longer runs where the T = 100 curves may still fall: the selected RNN-Path and IRNN runs
   # to 300,000 steps, and the clipped IRNN at 1e-3, which was still falling at 100,000
   t100-long) branch "$RUNS/table2-T100-long" 300000 "$RUNS/table2-T100/path-sgd-lr0.01-seed0" \
