@@ -40,7 +40,8 @@ from .training import train
 __all__ = ["kappa_ratio", "figure2_table", "adding_race", "RACE", "DEFAULTS", "TASK_DEFAULT_T", "check_config", "make_config", "run_config",
            "resume_run", "run_dir_name", "sweep", "select_irnn", "SweepError", "grid",
            "TABLE_COLUMNS", "read_run_config", "method_name", "export_runs",
-           "write_export_table", "EXPORT_COLUMNS", "sweep_status", "STATUS_COLUMNS", "branch_runs", "BRANCH_SHARED"]
+           "write_export_table", "EXPORT_COLUMNS", "sweep_status", "STATUS_COLUMNS",
+           "branch_runs", "BRANCH_SHARED"]
 
 #: The default of every run setting (the command line shows these in ``--help``).
 DEFAULTS = dict(task="adding", T=None, data=None, hidden=[100], init="irnn", steps=1000,
