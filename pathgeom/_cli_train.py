@@ -387,8 +387,21 @@ def _cmd_status(args, out, err):
         hours = sum(r["seconds"] for r in rows) / 3600
         summary = ", ".join(f"{n} {s}" for s, n in counts.items())
         print(f"{len(rows)} runs: {summary}; {done:,} of {asked:,} updates done "
-              f"({100 * done / asked:.0f} %), {hours:.2f} h of run time", file=out)
+              f"({100 * done / asked:.0f} %), {hours:.2f} h of run time"
+              f"{_time_left(rows)}", file=out)
     return 0
+
+
+def _time_left(rows):
+    """The run time the unfinished runs still need, at the sweep's own rate so far."""
+    left = sum(r["steps"] - r["step"] for r in rows if r["status"] != "diverged")
+    timed = [r for r in rows if r["status"] != "diverged" and r["step"] > 0]
+    if not left:
+        return ""
+    if not timed:
+        return "; no rate yet to estimate the rest"
+    rate = sum(r["seconds"] for r in timed) / sum(r["step"] for r in timed)
+    return f"; about {left * rate / 3600:.2f} h more at {1e3 * rate:.3g} ms an update"
 
 
 def _format_status(rows, task):

@@ -469,6 +469,8 @@ class TestSweep:
                                            checkpoint_every=10)
         sweep_dir = tmp_path / "s"
         experiments.sweep([config(0.01), config(1e4)], sweep_dir, jobs=1, progress=False)
+        status, out, _ = run("status", sweep_dir)     # one finished, one diverged: nothing left
+        assert status == 0 and "2 runs: 1 finished, 1 diverged" in out and "more" not in out
 
         def stop_after(n):
             calls = []
@@ -513,6 +515,12 @@ class TestSweep:
         assert "5 runs: 1 to extend, 1 diverged, 1 interrupted, 1 running, 1 not started" in out
         done = sum(steps[:3]) + ckpt["step"]
         assert f"{done:,} of 220 updates done" in out
+        # the time left: the updates still asked of every run but the diverged one, at the
+        # rate of the runs that have done updates (not the diverged one either)
+        left = (60 - steps[0]) + (40 - steps[2]) + (40 - ckpt["step"]) + 40
+        timed = [rows[0], rows[2], rows[3]]
+        rate = sum(r["seconds"] for r in timed) / sum(r["step"] for r in timed)
+        assert f"about {left * rate / 3600:.2f} h more at {1e3 * rate:.3g} ms an update" in out
         # a directory that is not a sweep is named
         status, _, err = run("status", tmp_path)
         assert status == 2 and "no sweep.json" in err

@@ -6,8 +6,10 @@
 # Usage: bash docs/results/run_table2.sh [RUNS_DIR [STAGE ...]]   (Ctrl-C stops cleanly)
 #   STAGE: t100 t100-np t400-adam t400-sgd t400-irnn t750-sgd t750-adam t750-irnn digits
 #   (the default: all of these, in that order); t400-irnn-rest and t750-irnn-rest (IRNN
-#   at the other rates); side studies t100-rules t100-clip t400-clip t400-clip-rest; longer runs
-#   t100-long t100-clip-long (copies of finished runs continued to 300,000 steps).
+#   at the other rates); t400-np t750-np (np-RNN at its best T = 100 rate); side studies
+#   t100-rules t100-clip t400-clip t400-clip-rest; longer runs t100-long t100-clip-long
+#   (copies of finished runs continued to 300,000 steps); digits-long (the digits runs
+#   continued to 60,000 steps).
 #   JOBS=1 bash ... runs one worker, so that two stages can share a 2-core machine, e.g.
 #   JOBS=1 bash docs/results/run_table2.sh /work/runs t100 t100-np &
 #   JOBS=1 bash docs/results/run_table2.sh /work/runs t400-adam &
@@ -61,6 +63,12 @@ for stage in $STAGES; do
   # ... and the other two rates, once every initialisation at 1e-4 had exploded
   t400-irnn-rest) sweep "$RUNS/table2-T400-irnn-rest" --task adding --T 400 --steps 100000 \
           --lrs 0.01,0.001 --optimizers sgd --irnn-inits 10 ;;
+  # np-RNN at T = 400 and 750, at its best rate at T = 100 on validation (1e-3); a T = 400
+  # run costs about 0.8 CPU-hours, so three initialisations there and one at T = 750
+  t400-np) sweep "$RUNS/table2-T400-np" --task adding --T 400 --steps 100000 \
+          --lrs 0.001 --optimizers sgd --init np-rnn --irnn-inits 3 ;;
+  t750-np) sweep "$RUNS/table2-T750-np" --task adding --T 750 --steps 100000 \
+          --lrs 0.001 --optimizers sgd --init np-rnn ;;
   # T = 750, the best configuration of each method at T = 400 as far as the budget allows
   # (a run costs about 2.5 CPU-hours: one initialisation for IRNN)
   t750-sgd) sweep "$RUNS/table2-T750-sgd" --task adding --T 750 --steps 100000 \
@@ -91,6 +99,9 @@ for stage in $STAGES; do
   # long sequential digits (the built-in digits upsampled to 28 x 28, 784 steps per sequence)
   digits) sweep "$RUNS/digits" --task digits --data builtin28 --steps 20000 \
           --lrs 0.0001 --optimizers path-adam,path-sgd,sgd ;;
+  # ... and the two finished digits runs continued to 60,000 steps (both were still falling)
+  digits-long) branch "$RUNS/digits-long" 60000 "$RUNS/digits/path-sgd-lr0.0001-seed0" \
+          "$RUNS/digits/path-adam-lr0.0001-seed0" ;;
   *) echo "unknown stage: $stage" >&2; exit 2 ;;
   esac
 done
