@@ -135,3 +135,25 @@ def test_worst_sequences_rebuilds_the_test_set_of_a_committed_run(capsys):
     # the mean of 1,000 errors: the largest alone accounts for it (one blown-up sequence)
     assert_close(float(cells[5]) / 1000, result["test_loss"], rtol=1e-2)
     assert float(cells[3]) < 1 and cells[4].strip().endswith("of 1000")
+
+
+def test_cost_adds_up_the_run_time_of_every_sweep(tmp_path, capsys):
+    """docs/results/cost.py: one line per sweep directory (other directories skipped), the
+    hours of all its runs, and their total."""
+    import runpy
+    configs = [experiments.make_config(T=6, hidden=[4], batch=8, steps=10, optimizer="sgd",
+                                       lr=lr, eval_every=5) for lr in (0.01, 0.02)]
+    experiments.sweep(configs, tmp_path / "a", jobs=1, progress=False)
+    experiments.sweep(configs[:1], tmp_path / "b", jobs=1, progress=False)
+    (tmp_path / "not-a-sweep").mkdir()
+    # known run times, so that the sums are checkable
+    for sweep_dir, config, seconds in [("a", configs[0], 3600.0), ("a", configs[1], 1800.0),
+                                       ("b", configs[0], 720.0)]:
+        path = tmp_path / sweep_dir / experiments.run_dir_name(config) / "result.json"
+        result = json.loads(path.read_text())
+        runs.atomic_write_json(path, dict(result, seconds=seconds))
+    module = runpy.run_path(os.path.join(RESULTS, "cost.py"))
+    module["main"](str(tmp_path))
+    lines = [line.split() for line in capsys.readouterr().out.strip().splitlines()]
+    assert lines == [["a", "1.50", "h", "2", "runs"], ["b", "0.20", "h", "1", "runs"],
+                     ["total", "1.70", "h"]]

@@ -69,7 +69,7 @@ for stage in $STAGES; do
   t400-np) sweep "$RUNS/table2-T400-np" --task adding --T 400 --steps 100000 \
           --lrs 0.001,0.0001 --optimizers sgd --init np-rnn ;;
   t750-np) sweep "$RUNS/table2-T750-np" --task adding --T 750 --steps 100000 \
-          --lrs 0.001 --optimizers sgd --init np-rnn ;;
+          --lrs 0.0001 --optimizers sgd --init np-rnn ;;
   # T = 750, the best configuration of each method at T = 400 as far as the budget allows
   # (a run costs about 2.5 CPU-hours: one initialisation for IRNN)
   t750-sgd) sweep "$RUNS/table2-T750-sgd" --task adding --T 750 --steps 100000 \
