@@ -388,19 +388,28 @@ def _cmd_status(args, out, err):
         summary = ", ".join(f"{n} {s}" for s, n in counts.items())
         print(f"{len(rows)} runs: {summary}; {done:,} of {asked:,} updates done "
               f"({100 * done / asked:.0f} %), {hours:.2f} h of run time"
-              f"{_time_left(rows)}", file=out)
+              f"{_time_left(rows, sweep_dir)}", file=out)
     return 0
 
 
-def _time_left(rows):
-    """The run time the unfinished runs still need, at the sweep's own rate so far."""
+def _time_left(rows, sweep_dir):
+    """The run time the unfinished runs still need, at the sweep's own rate so far (the
+    updates and seconds a copy made with --from inherited from its source left out)."""
     left = sum(r["steps"] - r["step"] for r in rows if r["status"] != "diverged")
-    timed = [r for r in rows if r["status"] != "diverged" and r["step"] > 0]
     if not left:
         return ""
-    if not timed:
+    seconds = steps = 0
+    for r in rows:
+        if r["status"] == "diverged":
+            continue
+        record = experiments.branch_record(os.path.join(sweep_dir, r["run"])) or \
+            {"step": 0, "seconds": 0.0}
+        if r["step"] > record["step"]:
+            seconds += r["seconds"] - record["seconds"]
+            steps += r["step"] - record["step"]
+    if not steps:
         return "; no rate yet to estimate the rest"
-    rate = sum(r["seconds"] for r in timed) / sum(r["step"] for r in timed)
+    rate = seconds / steps
     return f"; about {left * rate / 3600:.2f} h more at {1e3 * rate:.3g} ms an update"
 
 

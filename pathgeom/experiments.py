@@ -41,7 +41,7 @@ __all__ = ["kappa_ratio", "figure2_table", "adding_race", "RACE", "DEFAULTS", "T
            "resume_run", "run_dir_name", "sweep", "select_irnn", "SweepError", "grid",
            "TABLE_COLUMNS", "read_run_config", "method_name", "export_runs",
            "write_export_table", "EXPORT_COLUMNS", "sweep_status", "STATUS_COLUMNS",
-           "branch_runs", "BRANCH_SHARED"]
+           "branch_runs", "BRANCH_SHARED", "branch_record", "own_seconds"]
 
 #: The default of every run setting (the command line shows these in ``--help``).
 DEFAULTS = dict(task="adding", T=None, data=None, hidden=[100], init="irnn", steps=1000,
@@ -401,6 +401,11 @@ def branch_runs(run_dirs, out_dir, steps):
     directory beside ``out_dir``, which is then renamed to ``out_dir`` (into an existing
     empty ``out_dir``, its entries are moved, ``sweep.json`` last), so a failed copy
     leaves ``out_dir`` as it was.
+
+    Each copy gets a ``branched_from.json``: ``{"source": the source's absolute path,
+    "step": its checkpoint's step, "seconds": its run time so far}``.  A copy's
+    ``seconds`` count on from the source's, so its own run time is ``seconds`` minus the
+    recorded ``seconds`` (:func:`own_seconds`).
     """
     import shutil
     import tempfile
@@ -435,6 +440,11 @@ def branch_runs(run_dirs, out_dir, steps):
                              f"separate sweeps")
         names[name] = src
         configs.append(config)
+    records = {}
+    for name, src in names.items():
+        ckpt = runs.load_checkpoint(src)
+        records[name] = {"source": os.path.abspath(src), "step": int(ckpt["step"]),
+                         "seconds": float(ckpt.get("seconds") or 0.0)}
     parent = os.path.dirname(out_dir)
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=".branch-", dir=parent)
@@ -444,6 +454,8 @@ def branch_runs(run_dirs, out_dir, steps):
             for f in runs.RUN_FILES:
                 if os.path.isfile(os.path.join(src, f)):
                     shutil.copy2(os.path.join(src, f), os.path.join(tmp, name, f))
+            runs.atomic_write_json(os.path.join(tmp, name, "branched_from.json"),
+                                   records[name])
         runs.atomic_write_json(os.path.join(tmp, "sweep.json"), {"configs": configs})
         if os.path.isdir(out_dir):   # an empty directory (perhaps the working directory)
             for name in [*names, "sweep.json"]:   # sweep.json last: then it is a sweep
@@ -454,6 +466,24 @@ def branch_runs(run_dirs, out_dir, steps):
         if os.path.isdir(tmp):
             shutil.rmtree(tmp)
     return configs
+
+
+def branch_record(run_dir):
+    """What a copy made by :func:`branch_runs` inherited from its source: the dict of its
+    ``branched_from.json`` (``source``, ``step``, ``seconds``), or None for a run that is
+    not a copy."""
+    path = os.path.join(os.fspath(run_dir), "branched_from.json")
+    if not os.path.isfile(path):
+        return None
+    return runs.read_json(path, "the record of a branched run")
+
+
+def own_seconds(run_dir, seconds):
+    """The run time a run spent itself: ``seconds`` (its wall time so far, as
+    :func:`sweep_status` reports it) less what a copy made by :func:`branch_runs` inherited
+    from its source (0 for a run that is not a copy)."""
+    record = branch_record(run_dir)
+    return seconds if record is None else seconds - record["seconds"]
 
 
 #: The keys of a row of :func:`sweep_status`.

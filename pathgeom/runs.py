@@ -44,7 +44,7 @@ __all__ = ["RunDirError", "RUN_FILES", "prepare_run_dir", "atomic_write_bytes",
 
 #: The files of a run directory (``--overwrite`` removes exactly these).
 RUN_FILES = ("checkpoint.npz", "result.json", "params.npz", "history.csv", "history.json",
-             "run.json", "curve.png")
+             "run.json", "curve.png", "branched_from.json")
 
 #: The largest parameter vector :func:`load_params` accepts from a file (2**28 = 268M
 #: parameters, 2 GiB of float64): a crafted file cannot make it allocate more.

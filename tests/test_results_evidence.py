@@ -152,8 +152,17 @@ def test_cost_adds_up_the_run_time_of_every_sweep(tmp_path, capsys):
         path = tmp_path / sweep_dir / experiments.run_dir_name(config) / "result.json"
         result = json.loads(path.read_text())
         runs.atomic_write_json(path, dict(result, seconds=seconds))
+    # a copy continued from a run of "b" counts only its own time, not the source's 720 s
+    src = tmp_path / "b" / experiments.run_dir_name(configs[0])
+    runs.save_checkpoint(src, dict(runs.load_checkpoint(src), seconds=720.0))
+    experiments.sweep(experiments.branch_runs([src], tmp_path / "c", 20), tmp_path / "c",
+                      jobs=1, resume=True, progress=False)
+    path = tmp_path / "c" / experiments.run_dir_name(configs[0]) / "result.json"
+    result = json.loads(path.read_text())
+    assert result["seconds"] > 720.0     # it counts on from its source's time
+    runs.atomic_write_json(path, dict(result, seconds=720.0 + 1080.0))
     module = runpy.run_path(os.path.join(RESULTS, "cost.py"))
     module["main"](str(tmp_path))
     lines = [line.split() for line in capsys.readouterr().out.strip().splitlines()]
     assert lines == [["a", "1.50", "h", "2", "runs"], ["b", "0.20", "h", "1", "runs"],
-                     ["total", "1.70", "h"]]
+                     ["c", "0.30", "h", "1", "runs"], ["total", "2.00", "h"]]

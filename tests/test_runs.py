@@ -524,6 +524,13 @@ class TestSweep:
         # a directory that is not a sweep is named
         status, _, err = run("status", tmp_path)
         assert status == 2 and "no sweep.json" in err
+        # a grid in which no run has done an update yet has no rate to go on
+        fresh = tmp_path / "fresh"
+        fresh.mkdir()
+        runs.atomic_write_json(fresh / "sweep.json", {"configs": [config(0.01), config(0.02)]})
+        status, out, _ = run("status", fresh)
+        assert status == 0 and "2 runs: 2 not started; 0 of 80 updates done" in out
+        assert out.rstrip().endswith("; no rate yet to estimate the rest") and "h more" not in out
 
     def test_branch_continues_copies_of_runs_and_leaves_the_sources(self, tmp_path):
         src = tmp_path / "s"
@@ -538,6 +545,15 @@ class TestSweep:
                              "--quiet", "--out", tmp_path / "b")
         assert status == 0 and "2 of 2 runs have results" in out
         assert tree(src) == before
+        for name in ("sgd-lr0.01-seed0", "path-sgd-lr0.001-seed0"):
+            record = json.loads((tmp_path / "b" / name / "branched_from.json").read_text())
+            source = runs.load_checkpoint(src / name)
+            assert record == {"source": str((src / name).resolve()), "step": 10,
+                              "seconds": source["seconds"]}
+            result = json.loads((tmp_path / "b" / name / "result.json").read_text())
+            assert 0 < experiments.own_seconds(tmp_path / "b" / name, result["seconds"]) \
+                < result["seconds"]
+        assert experiments.own_seconds(src / "sgd-lr0.01-seed0", 5.0) == 5.0
         rows = experiments.sweep_status(tmp_path / "b")
         assert [(r["run"], r["status"], r["step"]) for r in rows] == [
             ("sgd-lr0.01-seed0", "finished", 20), ("path-sgd-lr0.001-seed0", "finished", 20)]
@@ -556,6 +572,12 @@ class TestSweep:
                    "--quiet")[0] == 0
         assert {r["step"] for r in experiments.sweep_status(tmp_path / "b")} == {30}
         assert tree(src) == before
+        # a fresh branch has done no updates of its own: no rate to estimate from (the
+        # updates and time its copies inherited do not count)
+        experiments.branch_runs(picked, tmp_path / "c", 40)
+        status, out, _ = run("status", tmp_path / "c")
+        assert status == 0 and "20 of 80 updates done" in out
+        assert out.rstrip().endswith("; no rate yet to estimate the rest")
 
     def test_branch_refusals_write_nothing(self, tmp_path):
         src, other, long = tmp_path / "s", tmp_path / "t", tmp_path / "u"

@@ -3,7 +3,9 @@
 Usage: python docs/results/cost.py RUNS_DIR
 
 Reads each sweep's run files through ``experiments.sweep_status`` (finished, diverged,
-interrupted and running runs alike), so it also counts the runs of a sweep under way.
+interrupted and running runs alike), so it also counts the runs of a sweep under way. A
+copy of a run made with ``pathgeom sweep --from`` counts only the time it spent itself
+(``experiments.own_seconds``): the time of its source is counted with the source.
 """
 import os
 import sys
@@ -18,7 +20,8 @@ def main(runs_dir):
         if not os.path.isfile(os.path.join(sweep_dir, "sweep.json")):
             continue
         rows = experiments.sweep_status(sweep_dir)
-        hours = sum(r["seconds"] for r in rows) / 3600
+        hours = sum(experiments.own_seconds(os.path.join(sweep_dir, r["run"]), r["seconds"])
+                    for r in rows) / 3600
         total += hours
         print(f"{name:28s} {hours:6.2f} h  {len(rows):3d} runs")
     print(f"{'total':28s} {total:6.2f} h")

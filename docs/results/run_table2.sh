@@ -8,8 +8,9 @@
 #   (the default: all of these, in that order); t400-irnn-rest and t750-irnn-rest (IRNN
 #   at the other rates); t400-np t750-np (np-RNN); side studies
 #   t100-rules t100-clip t400-clip t400-clip-rest; longer runs t100-long t100-clip-long
-#   (copies of finished runs continued to 300,000 steps); digits-long (the digits runs
-#   continued to 60,000 steps).
+#   (copies of finished runs continued to 300,000 steps); t100-sgd-longer (the Path-SGD
+#   run of t100-long, still falling at 300,000 steps, continued to 600,000); digits-long
+#   (the digits runs continued to 60,000 steps).
 #   JOBS=1 bash ... runs one worker, so that two stages can share a 2-core machine, e.g.
 #   JOBS=1 bash docs/results/run_table2.sh /work/runs t100 t100-np &
 #   JOBS=1 bash docs/results/run_table2.sh /work/runs t400-adam &
@@ -97,6 +98,9 @@ for stage in $STAGES; do
           "$RUNS/table2-T100/sgd-lr0.0001-seed1" ;;
   t100-clip-long) branch "$RUNS/table2-T100-clip-long" 300000 \
           "$RUNS/table2-T100-clip/sgd-lr0.001-seed0" ;;
+  # ... and the Path-SGD one, still falling at 300,000 steps, continued to 600,000
+  t100-sgd-longer) branch "$RUNS/table2-T100-longer" 600000 \
+          "$RUNS/table2-T100-long/path-sgd-lr0.01-seed0" ;;
   # long sequential digits (the built-in digits upsampled to 28 x 28, 784 steps per sequence)
   digits) sweep "$RUNS/digits" --task digits --data builtin28 --steps 20000 \
           --lrs 0.0001 --optimizers path-adam,path-sgd,sgd ;;
