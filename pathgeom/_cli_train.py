@@ -384,7 +384,8 @@ def _cmd_status(args, out, err):
             counts[r["status"]] = counts.get(r["status"], 0) + 1
         done = sum(r["step"] for r in rows)
         asked = sum(r["steps"] for r in rows)
-        hours = sum(r["seconds"] for r in rows) / 3600
+        hours = sum(experiments.own_seconds(os.path.join(sweep_dir, r["run"]), r["seconds"])
+                    for r in rows) / 3600     # a copy's inherited time is its source's
         summary = ", ".join(f"{n} {s}" for s, n in counts.items())
         print(f"{len(rows)} runs: {summary}; {done:,} of {asked:,} updates done "
               f"({100 * done / asked:.0f} %), {hours:.2f} h of run time"

@@ -576,7 +576,7 @@ class TestSweep:
         # updates and time its copies inherited do not count)
         experiments.branch_runs(picked, tmp_path / "c", 40)
         status, out, _ = run("status", tmp_path / "c")
-        assert status == 0 and "20 of 80 updates done" in out
+        assert status == 0 and "20 of 80 updates done (25 %), 0.00 h of run time" in out
         assert out.rstrip().endswith("; no rate yet to estimate the rest")
 
     def test_branch_refusals_write_nothing(self, tmp_path):
