@@ -414,12 +414,13 @@ def branch_runs(run_dirs, out_dir, steps):
         raise SweepError(f"{out_dir} exists and is not empty: branch into a new directory")
     if not run_dirs:
         raise SweepError("no runs to branch: give one or more run directories")
-    configs, names, first = [], {}, None
+    configs, names, records, first = [], {}, {}, None
     for src in map(os.fspath, run_dirs):
         config = check_config(dict(read_run_config(src), steps=steps))
         if not runs.has_checkpoint(src):
             raise runs.RunDirError(f"{src} has no checkpoint to continue from")
-        statuses = {runs.load_checkpoint(src).get("status")}
+        ckpt = runs.load_checkpoint(src)
+        statuses = {ckpt.get("status")}
         if os.path.exists(os.path.join(src, "result.json")):
             statuses.add(runs.read_result(src)["status"])
         if "diverged" in statuses:
@@ -440,9 +441,6 @@ def branch_runs(run_dirs, out_dir, steps):
                              f"separate sweeps")
         names[name] = src
         configs.append(config)
-    records = {}
-    for name, src in names.items():
-        ckpt = runs.load_checkpoint(src)
         records[name] = {"source": os.path.abspath(src), "step": int(ckpt["step"]),
                          "seconds": float(ckpt.get("seconds") or 0.0)}
     parent = os.path.dirname(out_dir)
