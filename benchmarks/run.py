@@ -15,6 +15,7 @@ import bench_core  # noqa: E402
 import bench_dask  # noqa: E402
 import bench_kappa2  # noqa: E402
 import bench_rnn  # noqa: E402
+import bench_sweep  # noqa: E402
 import bench_targets  # noqa: E402
 import bench_threads  # noqa: E402
 import bench_train  # noqa: E402
@@ -33,6 +34,7 @@ def main(argv):
              [bench_rnn.construction]),
             ("training step", bench_train, []),
             ("threads of a training run", bench_threads, []),
+            ("a training run in a sweep worker", bench_sweep, []),
             ("compile cache", bench_cache, []),
             ("exact kappa2 on a Dask cluster: time against workers", bench_dask, [])):
         print(f"\n== {title} ==")

@@ -617,18 +617,27 @@ def _ignore_sigint_until_run():
         signal.signal(sig, signal.SIG_IGN)
 
 
+def _local_cluster(jobs):
+    """The ``LocalCluster`` of ``--scheduler local``: ``jobs`` single-threaded worker
+    processes (default: one per CPU) that leave stop signals to the sweep and run without
+    Dask's ``MALLOC_TRIM_THRESHOLD_`` (:func:`pathgeom._dask.training_worker_config`)."""
+    from distributed import LocalCluster
+    from ._dask import IgnoreStopSignals, training_worker_config
+    with training_worker_config():
+        return LocalCluster(n_workers=jobs or os.cpu_count() or 1, threads_per_worker=1,
+                            processes=True, dashboard_address=None,
+                            plugins={IgnoreStopSignals()})
+
+
 def _sweep_dask(todo, scheduler, jobs, record, bar):
     try:
-        from distributed import Client, Event, LocalCluster, as_completed
+        from distributed import Client, Event, as_completed
     except ImportError:
         raise ImportError("--scheduler needs dask.distributed: pip install "
                           "'pathgeom[dask]'") from None
     cluster = None
     if scheduler == "local":
-        from ._dask import IgnoreStopSignals
-        cluster = LocalCluster(n_workers=jobs or os.cpu_count() or 1, threads_per_worker=1,
-                               processes=True, dashboard_address=None,
-                               plugins={IgnoreStopSignals()})
+        cluster = _local_cluster(jobs)
         scheduler = cluster
     name = f"pathgeom-sweep-stop-{os.getpid()}-{time.time_ns()}"
     try:

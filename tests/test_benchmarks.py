@@ -18,7 +18,8 @@ def bench_path(monkeypatch):
     monkeypatch.syspath_prepend(str(BENCH))
 
 
-@pytest.mark.parametrize("name", ["bench_core", "bench_kappa2", "bench_rnn", "bench_train"])
+@pytest.mark.parametrize("name", ["bench_core", "bench_kappa2", "bench_rnn", "bench_train",
+                                  "bench_sweep"])
 def test_benchmark_quick(bench_path, name):
     module = __import__(name)
     buf = io.StringIO()
