@@ -15,32 +15,24 @@ __all__ = ["IgnoreStopSignals", "training_worker_config", "MALLOC_TRIM_KEY",
 MALLOC_TRIM_KEY = "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_"
 
 
-#: Worker settings of a training sweep: Dask's defaults wake each worker's event loop
-#: every 20 ms (tick), 100 ms (memory monitor) and 500 ms (system monitor); a training run
-#: in the worker's task thread competes with those wake-ups for the interpreter lock.
-#: Training runs use little memory, so checking it once a second is enough.
-TRAINING_WORKER_SETTINGS = {
-    MALLOC_TRIM_KEY: None,
-    "distributed.admin.tick.interval": "1s",
-    "distributed.worker.memory.monitor-interval": "1s",
-    "distributed.admin.system-monitor.interval": "2s",
-}
+#: Worker settings of a training sweep (Dask configuration keys and values).
+TRAINING_WORKER_SETTINGS = {MALLOC_TRIM_KEY: None}
 
 
 def training_worker_config():
     """Dask configuration for starting the workers of a training sweep (a context manager:
-    use it around the ``LocalCluster`` that spawns them; its nannies pass the
-    configuration on to their workers): :data:`TRAINING_WORKER_SETTINGS`.
+    use it around the ``LocalCluster`` that spawns them): :data:`TRAINING_WORKER_SETTINGS`.
 
     Dask's nanny starts each worker with ``MALLOC_TRIM_THRESHOLD_=65536`` by default.
     Setting that variable also fixes glibc's mmap threshold at its 128 KiB floor, so each
     array of a training step larger than that (the hidden states of a batch: 16 x 100 x
     100 float64 is 1.3 MB at T = 100) is mapped and unmapped afresh, page faults included.
     Under this configuration the nanny leaves the variable alone (a value set in the
-    environment by the user is still inherited), and the worker's periodic callbacks run
-    less often.  ``python benchmarks/bench_sweep.py`` measures the difference: on Dask's
-    defaults a Path-SGD run at T = 100 took 1.50-1.72 times as long in a worker as in a
-    plain process, under this configuration 0.98-1.12 times (four runs, 2 cores).
+    environment by the user is still inherited); it decides when it is created, so a
+    worker it restarts later goes without the variable too.  ``python
+    benchmarks/bench_sweep.py`` measures the difference: on Dask's defaults a Path-SGD run
+    at T = 100 took 1.45-1.61 times as long in a worker as in a plain process, without the
+    variable 0.93-1.23 times (four runs, 2 cores).
     """
     return dask.config.set(TRAINING_WORKER_SETTINGS)
 

@@ -21,6 +21,8 @@ def bench_path(monkeypatch):
 @pytest.mark.parametrize("name", ["bench_core", "bench_kappa2", "bench_rnn", "bench_train",
                                   "bench_sweep"])
 def test_benchmark_quick(bench_path, name):
+    if name == "bench_sweep":
+        pytest.importorskip("distributed")   # the [dask] extra (make test installs it)
     module = __import__(name)
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
