@@ -29,10 +29,6 @@ def _timed_run(config):
     return min(experiments.run_config(config)["seconds"] for _ in range(2))
 
 
-#: The Dask setting the sweep changes (Dask's default, 65536, is pinned for the comparison
-#: row whatever the Dask configuration of this machine says).
-MALLOC_TRIM_KEY = "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_"
-
 #: What a nanny writes into the environment of the process that starts it.
 NANNY_ENVIRON = ("MALLOC_TRIM_THRESHOLD_", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
                  "OPENBLAS_NUM_THREADS", "PYTHONHASHSEED")
@@ -42,6 +38,8 @@ def run(quick=False):
     try:
         import dask
         from distributed import Client, LocalCluster
+
+        from pathgeom._dask import MALLOC_TRIM_KEY
     except ImportError:
         print("  dask.distributed not installed (pip install -e '.[dask]'): skipped")
         return
@@ -59,6 +57,7 @@ def run(quick=False):
             rows.append(("pathgeom sweep --scheduler local worker",
                          client.submit(_timed_run, config, pure=False).result()))
         _restore(saved)
+        # Dask's default, pinned whatever the Dask configuration of this machine says
         with dask.config.set({MALLOC_TRIM_KEY: 65536}), \
                 LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
                              dashboard_address=None) as cluster, Client(cluster) as client:
