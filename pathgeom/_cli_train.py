@@ -384,18 +384,21 @@ def _cmd_status(args, out, err):
             counts[r["status"]] = counts.get(r["status"], 0) + 1
         done = sum(r["step"] for r in rows)
         asked = sum(r["steps"] for r in rows)
-        hours = sum(experiments.own_seconds(os.path.join(sweep_dir, r["run"]), r["seconds"])
-                    for r in rows) / 3600     # a copy's inherited time is its source's
+        # what a copy made with --from inherited from its source (read once per run)
+        inherited = {r["run"]: experiments.branch_record(os.path.join(sweep_dir, r["run"]))
+                     or {"step": 0, "seconds": 0.0} for r in rows}
+        hours = sum(r["seconds"] - inherited[r["run"]]["seconds"] for r in rows) / 3600
         summary = ", ".join(f"{n} {s}" for s, n in counts.items())
         print(f"{len(rows)} runs: {summary}; {done:,} of {asked:,} updates done "
               f"({100 * done / asked:.0f} %), {hours:.2f} h of run time"
-              f"{_time_left(rows, sweep_dir)}", file=out)
+              f"{_time_left(rows, inherited)}", file=out)
     return 0
 
 
-def _time_left(rows, sweep_dir):
+def _time_left(rows, inherited):
     """The run time the unfinished runs still need, at the sweep's own rate so far (the
-    updates and seconds a copy made with --from inherited from its source left out)."""
+    updates and seconds a copy made with --from inherited from its source, ``inherited``
+    per run, left out)."""
     left = sum(r["steps"] - r["step"] for r in rows if r["status"] != "diverged")
     if not left:
         return ""
@@ -403,8 +406,7 @@ def _time_left(rows, sweep_dir):
     for r in rows:
         if r["status"] == "diverged":
             continue
-        record = experiments.branch_record(os.path.join(sweep_dir, r["run"])) or \
-            {"step": 0, "seconds": 0.0}
+        record = inherited[r["run"]]
         if r["step"] > record["step"]:
             seconds += r["seconds"] - record["seconds"]
             steps += r["step"] - record["step"]
