@@ -291,20 +291,30 @@ class Program:
         self.n_params = n_params
         self.origins = origins
         self.dense = all(op.dense for op in ops)
+        self._repeated = None
 
     def repeated_params(self):
         """Parameters that may sit twice on one path: those of looping operations, and
         those that more than one operation uses (the depth certificate fails for them)."""
-        count = np.zeros(self.n_params + 1, dtype=np.int64)
-        rep = np.zeros(self.n_params + 1, dtype=bool)
-        for op in self.ops:
-            for arr in op.params:
-                used = np.unique(np.asarray(arr).ravel())
-                count[used] += 1
-                if op.loops:
-                    rep[used] = True
-        rep |= count > 1
-        return rep[:-1]
+        if self._repeated is None:
+            sets, loops = [], []
+            for op in self.ops:
+                for arr in op.params:
+                    ix = twin._Index(arr)
+                    used = (np.arange(ix.sl.start, ix.sl.stop) if ix.sl is not None
+                            else np.unique(ix.flat))
+                    used = used[used >= 0]
+                    sets.append(used)
+                    if op.loops:
+                        loops.append(used)
+            n = self.n_params
+            count = (np.bincount(np.concatenate(sets), minlength=n) if sets
+                     else np.zeros(n, dtype=np.int64))
+            rep = count > 1
+            for used in loops:
+                rep[used] = True
+            self._repeated = rep
+        return self._repeated
 
     def graph(self):
         """The :class:`~pathgeom.SharedGraph` of the program (merged nodes relabelled)."""

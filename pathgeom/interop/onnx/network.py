@@ -208,9 +208,14 @@ class OnnxNetwork:
 
     def _power_forward(self, p, q):
         prog = self._program
+        w = np.empty(p.size + 1)
         with np.errstate(over="ignore", invalid="ignore"):
-            w = np.append(np.abs(p) ** q, 0.0)
-        if not np.all(np.isfinite(w)):
+            if q == 2.0:
+                np.square(p, out=w[:-1])
+            else:
+                np.power(np.abs(p), q, out=w[:-1])
+        w[-1] = 0.0
+        if not _all_finite(w):
             raise PathOverflowError(f"|p|**{q} overflows float64; scale the weights down")
         rows = np.ones((1, prog.input_ids.size))
         with np.errstate(over="ignore", invalid="ignore"):
@@ -260,15 +265,17 @@ class OnnxNetwork:
         st, gamma2 = self._power_forward(p, 2.0)
         with np.errstate(over="ignore", invalid="ignore"):
             _, kappa1 = twin.dense_backward(prog.ops, st, prog.output_ids, prog.n_params)
-        if not np.all(np.isfinite(kappa1)):
+        if not _all_finite(kappa1):
             raise PathOverflowError("kappa1 overflows float64; scale the weights down")
         if not with_kappa2:
             return geometry.PathQuantities(gamma2, kappa1, None, None)
         if prog.repeated_params().any():
             kappa2 = geometry.path_quantities(self.graph, p, True).kappa2
+            kappa = kappa1 + kappa2
         else:
-            kappa2 = np.zeros(self.n_params)
-        return geometry.PathQuantities(gamma2, kappa1, kappa2, kappa1 + kappa2)
+            kappa2 = np.zeros(self.n_params)     # the depth certificate
+            kappa = kappa1.copy()
+        return geometry.PathQuantities(gamma2, kappa1, kappa2, kappa)
 
     def gamma2(self, p=None):
         r""":math:`\gamma^2` at ``p`` (default :attr:`p`): the squared :math:`L^2` path norm."""
@@ -304,3 +311,11 @@ class OnnxNetwork:
                 raise ValueError(f"{name} has shape {a.shape}, expected {shape}")
             p[start:start + a.size] = a.ravel()
         return p
+
+
+def _all_finite(a):
+    """All entries finite (one pass: a sum of finite numbers that is finite proves it)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        if math.isfinite(float(np.sum(a))):
+            return True
+    return bool(np.all(np.isfinite(a)))

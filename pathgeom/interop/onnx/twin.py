@@ -254,7 +254,8 @@ class ConvOp(_Op):
         cols = self._cols(X)
         if st.power is not None:
             st.cache[id(self)] = cols
-        Y = np.matmul(self._wf(st), cols)                   # (G, M/G, B * prod(O))
+        Wf = self._wf(st)
+        Y = (Wf[0] @ cols[0])[None] if self.group == 1 else np.matmul(Wf, cols)
         M = self.W.shape[0]
         Y = Y.reshape(M, B, -1)
         self.y.put(st.H, Y[:, 0] if B == 1 else Y.transpose(1, 0, 2))
@@ -263,10 +264,17 @@ class ConvOp(_Op):
         M = self.W.shape[0]
         Dy = self.y.take(D).reshape(self.group, M // self.group, -1)    # B = 1
         cols = st.cache.pop(id(self))
-        self.Wi.add(G, np.matmul(Dy, cols.transpose(0, 2, 1)).reshape(self.W.shape))
+        if self.group == 1:
+            self.Wi.add(G, Dy[0] @ cols[0].T)
+        else:
+            self.Wi.add(G, np.matmul(Dy, cols.transpose(0, 2, 1)))
         if self.x_is_input:
             return
-        dcols = np.matmul(self._wf(st).transpose(0, 2, 1), Dy)          # (G, CK/G, O)
+        Wf = self._wf(st)
+        if self.group == 1:
+            dcols = Wf[0].T @ Dy[0]
+        else:
+            dcols = np.matmul(Wf.transpose(0, 2, 1), Dy)                # (G, CK/G, O)
         C = self.x_ids.shape[0]
         nsp = self.win.nsp
         dcols = dcols.reshape((C,) + self.win.K + (1,) + self.win.out_shape)
