@@ -176,6 +176,10 @@ def power_twin(model, q, values=None):
             ones = f"{node.output[0]}.ones"
             new_inits.append(_tensor(ones, np.ones([C, 1] + K)))
             conv_attrs = {k: attrs[k] for k in ("strides", "pads", "dilations") if k in attrs}
+            auto = attrs.get("auto_pad", b"NOTSET")
+            if auto in (b"SAME_UPPER", b"SAME_LOWER"):
+                conv_attrs["pads"] = _same_pads(_shape_of(model, node.input[0])[2:], K,
+                                                conv_attrs, auto == b"SAME_UPPER")
             summed = node.output[0] + ".sum"
             nodes.append(helper.make_node("Conv", [node.input[0], ones],
                                           [summed if node.op_type == "AveragePool"
@@ -203,8 +207,9 @@ def power_twin(model, q, values=None):
             a = s / np.sqrt(var + attrs.get("epsilon", 1e-5))
             shift = bb - a * mu
             names = [node.output[0] + suffix for suffix in (".a", ".b", ".ax")]
-            new_inits.append(_tensor(names[0], (np.abs(a) ** q).reshape(-1, 1, 1)))
-            new_inits.append(_tensor(names[1], (np.abs(shift) ** q).reshape(-1, 1, 1)))
+            tail = (1,) * (len(_shape_of(model, node.input[0])) - 2)
+            new_inits.append(_tensor(names[0], (np.abs(a) ** q).reshape((-1,) + tail)))
+            new_inits.append(_tensor(names[1], (np.abs(shift) ** q).reshape((-1,) + tail)))
             nodes.append(helper.make_node("Mul", [node.input[0], names[0]], [names[2]]))
             nodes.append(helper.make_node("Add", [names[2], names[1]], [node.output[0]]))
         else:
@@ -235,6 +240,20 @@ def _shape_of(model, name):
         if v.name == name:
             return [d.dim_value for d in v.type.tensor_type.shape.dim]
     raise KeyError(name)
+
+
+def _same_pads(S, K, attrs, upper):
+    nsp = len(S)
+    strides = attrs.get("strides", [1] * nsp)
+    dil = attrs.get("dilations", [1] * nsp)
+    lo, hi = [], []
+    for a in range(nsp):
+        out = -(-S[a] // strides[a])
+        total = max(0, (out - 1) * strides[a] + dil[a] * (K[a] - 1) + 1 - S[a])
+        small, big = total // 2, total - total // 2
+        lo.append(small if upper else big)
+        hi.append(big if upper else small)
+    return lo + hi
 
 
 def _window_counts(model, node, K, conv_attrs):

@@ -164,17 +164,21 @@ def fold_batchnorms(model):
     return out, folded
 
 
-def _constant_stats(graph):
-    """Initializers read only as a BatchNormalization's statistics: constants, not
-    parameters (a BatchNorm left unfolded is a fixed per-channel map)."""
-    stat, other = set(), set()
+_CONSTANT_SLOTS = {"BatchNormalization": (1, 2, 3, 4), "Expand": (0,), "RNN": (5,),
+                   "Shape": (0,)}
+
+
+def _constant_inits(graph):
+    """Initializers read only where a constant is meant: a BatchNormalization's statistics
+    (an unfolded BatchNorm is a fixed per-channel map), an RNN's initial state, the tensor
+    an Expand repeats.  They are constants, not parameters."""
+    const, other = set(), set()
     for node in graph.node:
+        slots = _CONSTANT_SLOTS.get(node.op_type, ())
         for k, name in enumerate(node.input):
-            if node.op_type == "BatchNormalization" and 1 <= k <= 4:
-                stat.add(name)
-            elif name:
-                other.add(name)
-    return stat - other
+            if name:
+                (const if k in slots else other).add(name)
+    return const - other
 
 
 def find_copies(arrays):
@@ -218,7 +222,7 @@ def read_parameters(model, tie=False):
     """
     from onnx import numpy_helper
     g = model.graph
-    stats = _constant_stats(g)
+    stats = _constant_inits(g)
     arrays, values = {}, {}
     for init in g.initializer:
         arr = numpy_helper.to_array(init)
