@@ -13,6 +13,7 @@ train; :func:`rescaling_group`, :func:`rescale`, :func:`verify_lemma1` and
 """
 
 from ._errors import GraphError, PathOverflowError
+from ._threads import threads
 from .geometry import (PathQuantities, gamma2, kappa, kappa1, kappa2, kappa2_support,
                        path_norm, path_quantities, squared_network, squared_values)
 from .graph import KIND_CODES, NODE_KINDS, Fixed, SharedGraph, fixed
@@ -95,6 +96,7 @@ __all__ = [
     "softmax_cross_entropy",
     "squared_network",
     "squared_values",
+    "threads",
     "to_onnx",
     "train",
     "verify_invariance",

@@ -44,7 +44,7 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
-from . import engine
+from . import _threads, engine
 from ._errors import PathOverflowError
 from ._validation import as_params, first_nonfinite_row
 from .graph import SharedGraph
@@ -204,7 +204,7 @@ def _blame_overflow(g, q, h, what):
             i = int(c.par[hit[0]])
             if i >= g.n_params:
                 raise PathOverflowError(
-                    f"the square of the fixed weight {c.fixed[i - g.n_params]!r} overflows "
+                    f"the square of the fixed weight {float(c.fixed[i - g.n_params])!r} overflows "
                     f"float64 and it lies on a path whose other weights are non-zero, so "
                     f"{what} does too; scale the fixed weights down")
             raise PathOverflowError(
@@ -535,7 +535,10 @@ def _kappa2_from(g, q, h, delta, client=None):
             out = _tangent_blocks_dask(g, q, h, delta, blocks, ranges, client)
         else:
             out = np.zeros(blocks.shape, dtype=np.float64)
-            engine.tangent_blocks(c.indptr, c.src, c.par, q, h, delta, blocks, ranges, out)
+            # one numba thread when the sweeps are too small to share (see _threads)
+            work = int((c.indptr[ranges[:, 1]] - c.indptr[ranges[:, 0]]).sum()) * blocks.shape[1]
+            with _threads.for_size(work):
+                engine.tangent_blocks(c.indptr, c.src, c.par, q, h, delta, blocks, ranges, out)
         mask = blocks >= 0
         k2[blocks[mask]] = 4.0 * q[blocks[mask]] * out[mask]
         if not np.isfinite(k2).all():
