@@ -36,7 +36,7 @@ from .constructors._rnn_edges import rnn_param_blocks
 from .constructors import Conv1d, cnn, mlp, rnn
 from .edgelist import EdgeListError, read_edge_list
 from ._errors import GraphError, PathOverflowError
-from .geometry import gamma2, kappa2_support, path_quantities
+from .geometry import gamma2, kappa2_support, path_norm, path_quantities
 from .graph import SharedGraph
 from .plotting import draw_graph
 from ._json import jsonable as _jsonable
@@ -488,16 +488,6 @@ def _q_list(text):
     return qs
 
 
-def _graph_path_norm(g, p, q):
-    """The Lq path norm of a graph (pathgeom.path_norm)."""
-    from . import geometry
-    fn = getattr(geometry, "path_norm", None)
-    if fn is not None:
-        return float(fn(g, p, q))
-    # TODO(issue 23): remove once pathgeom.path_norm is on main
-    return float(gamma2(g, np.abs(p) ** (q / 2.0))) ** (1.0 / q)
-
-
 def _pathnorm(args, out, err):
     rng = np.random.default_rng(args.seed)
     if _is_onnx(args):
@@ -515,7 +505,7 @@ def _pathnorm(args, out, err):
         g, desc = _network_from_args(args)
         summary = f"{desc['summary']}"
         p, source = _weights(g, args, rng, desc)
-        norms = {q: _graph_path_norm(g, p, q) for q in args.q}
+        norms = {q: float(path_norm(g, p, q)) for q in args.q}
     if args.json:
         out.write(json.dumps({"network": summary, "weights": source,
                               "path_norms": {f"{q:g}": v for q, v in norms.items()}},

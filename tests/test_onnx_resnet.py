@@ -384,9 +384,12 @@ def test_tied_transposes_warn_and_tie():
     assert np.abs(k.kappa2).max() > 0 and not loose.path_quantities().kappa2.any()
     # exact copies too
     copy = make([nodes[0], nodes[1], helper.make_node("Gemm", ["h", "W2"], ["y"])], [4], [4],
-                {"W": W, "W2": W.T.copy()})
-    with pytest.warns(UserWarning, match="'W2' is the transpose"):
+                {"W": W, "W2": W.copy()})
+    with pytest.warns(UserWarning, match="'W2' is a copy of initializer 'W'"):
         pathgeom.from_onnx(copy)
+    imp = pathgeom.from_onnx(copy, tie_transposes=True)
+    assert imp.ties == {"W2": ("W", "copy")}
+    assert_close(imp.kappa(), ref.kappa(), rtol=1e-12)
     same = make([helper.make_node("Gemm", ["x", "W"], ["z"], transB=1),
                  helper.make_node("Relu", ["z"], ["h"]),
                  helper.make_node("Gemm", ["h", "W2"], ["y"], transB=1)], [4], [2],

@@ -339,17 +339,10 @@ class Program:
         relabel = new_id[rep]
         kinds = self.kind[keep]
         kind_codes = np.where(kinds == _MAX, 2, np.where(kinds == _LINEAR, 0, 1))
-        internal = np.ones(n, dtype=bool)
-        internal[rep[self.input_ids]] = internal[rep[self.output_ids]] = False
-        fixed = bool((par < 0).any())
-        special = bool((kind_codes[internal[keep]] != 1).any())
-        extra = {}
-        if fixed or special:
-            extra = dict(weight=weight, kind=kind_codes.astype(np.int64))
         graph = SharedGraph.from_arrays(relabel[src], relabel[dst], par,
                                         relabel[self.input_ids], relabel[self.output_ids],
                                         n_nodes=int(keep.sum()), n_params=self.n_params,
-                                        **extra)
+                                        weight=weight, kind=kind_codes.astype(np.int64))
         return graph, np.flatnonzero(keep)
 
     def label_function(self, old_of_new):

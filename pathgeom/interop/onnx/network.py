@@ -239,10 +239,7 @@ class OnnxNetwork:
             raise ValueError(f"q must be a real number >= 1, got {q!r}")
         p = self._p(p)
         if not self.dense:
-            from ... import geometry as _g
-            if hasattr(_g, "path_norm"):
-                return float(_g.path_norm(self.graph, p, q))
-            return float(geometry.gamma2(self.graph, np.abs(p) ** (q / 2))) ** (1.0 / q)
+            return float(geometry.path_norm(self.graph, p, q))
         _, total = self._power_forward(p, q)
         return total ** (1.0 / q)
 
