@@ -39,7 +39,7 @@ from .network import OnnxNetwork
 __all__ = ["OnnxNetwork", "from_onnx", "to_onnx"]
 
 
-def from_onnx(model, tie_transposes=False):
+def from_onnx(model, tie_transposes=False, batch_axis=None):
     r"""The network of an ONNX model, with its parameters.
 
     Parameters
@@ -51,6 +51,13 @@ def from_onnx(model, tie_transposes=False):
         one the same parameters as that one (an exporter that writes a tied weight ``W``
         and ``W.t()`` as two tensors loses the tie; this restores it, and with it the exact
         :math:`\kappa^{(2)}`).  Without it such pairs only raise a warning naming both.
+    batch_axis : int or list of int, optional
+        The batch axis of the model's input (one per input for several).  By default it is
+        the input's one dynamic axis; when every axis has a fixed size (a model exported
+        without ``dynamic_axes``), axis 1 for an input read directly by an RNN operator in
+        its ``[seq, batch, features]`` layout, else axis 0.  A sequence model unrolled by
+        torch's dynamo exporter from ``(seq, batch, features)`` data needs
+        ``batch_axis=1``.
 
     Returns
     -------
@@ -116,7 +123,7 @@ def from_onnx(model, tie_transposes=False):
         raise TypeError(f"tie_transposes must be True or False, got {tie_transposes!r}")
     proto, folded = reading.fold_batchnorms(proto)
     p, blocks, values, ties = reading.read_parameters(proto, tie=tie_transposes)
-    imp = importer._Importer(_onnx(), proto, p, blocks, values)
+    imp = importer._Importer(_onnx(), proto, p, blocks, values, batch_axis)
     program = imp.run(rules.RULES)
     return OnnxNetwork(program, p, imp.input_names, imp.input_shapes, imp.batch_axes,
                        imp.output_names, imp.output_shapes, imp.bias is not None, blocks,

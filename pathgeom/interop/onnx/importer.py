@@ -28,8 +28,9 @@ _KIND_NAMES = {_LINEAR: "linear", _RELU: "relu", _MAX: "max"}
 
 
 class _Importer:
-    def __init__(self, onnx, model, param_values, blocks, param_of_init):
+    def __init__(self, onnx, model, param_values, blocks, param_of_init, batch_axis=None):
         self.onnx = onnx
+        self.batch_axis = batch_axis
         self.model = model
         g = model.graph
         self.kind = np.zeros(1024, dtype=np.int8)
@@ -179,7 +180,18 @@ class _Importer:
                 raise GraphError(f"ONNX input {inp.name!r} has no shape; export the model "
                                  f"with a fixed input shape (the batch axis may be dynamic)")
             dims = list(t.shape.dim)
-            axis = self._rnn_x_layout(inp.name)
+            k_in = len(self.input_names)
+            if self.batch_axis is not None:
+                axis = self.batch_axis[k_in] if isinstance(self.batch_axis, (list, tuple)) \
+                    else self.batch_axis
+                if not isinstance(axis, (int, np.integer)) or not 0 <= axis < len(dims):
+                    raise ValueError(f"batch_axis {axis!r} for input {inp.name!r} with "
+                                     f"{len(dims)} axes; give an axis 0..{len(dims) - 1}")
+                axis = int(axis)
+            else:
+                dynamic = [k for k, d in enumerate(dims) if not d.HasField("dim_value")
+                           or d.dim_value < 1]
+                axis = dynamic[0] if len(dynamic) == 1 else self._rnn_x_layout(inp.name)
             if len(dims) <= axis:
                 raise GraphError(f"ONNX input {inp.name!r} has {len(dims)} axes; expected a "
                                  f"batch axis {axis}")
@@ -190,7 +202,8 @@ class _Importer:
                 if not d.HasField("dim_value") or d.dim_value < 1:
                     raise GraphError(f"ONNX input {inp.name!r}: axis {k} has no fixed size "
                                      f"({d.dim_param or '?'}); only the batch axis "
-                                     f"(axis {axis}) may be dynamic")
+                                     f"(axis {axis}) may be dynamic (pass batch_axis= to "
+                                     f"from_onnx if the batch is another axis)")
                 shape.append(int(d.dim_value))
             ids = self.alloc(tuple(shape), _INPUT, inp.name)
             self.closed[ids.ravel()] = True

@@ -182,8 +182,9 @@ def _constant_inits(graph):
 
 
 def find_copies(arrays):
-    """Pairs ``(later, earlier, how)``: initializer ``later`` equals ``earlier`` (``how ==
-    "copy"``) or its transpose (``"transpose"``).  Arrays with fewer than two distinct
+    """Pairs ``(later, earlier, how)``: initializer ``later`` holds the values of
+    ``earlier`` in C order, possibly reshaped (``how == "copy"``), or those of its
+    transpose (``"transpose"``, 2-D ``earlier``).  Arrays with fewer than two distinct
     values (zeros, ones) are not reported."""
     names = list(arrays)
     fingerprint = {}
@@ -202,9 +203,9 @@ def find_copies(arrays):
                 if earlier in taken:
                     continue
                 a = arrays[earlier]
-                if a.shape == b.shape and np.array_equal(a, b):
+                if np.array_equal(a.ravel(), b.ravel()):
                     pairs.append((later, earlier, "copy"))
-                elif a.ndim == 2 and a.T.shape == b.shape and np.array_equal(a.T, b):
+                elif a.ndim == 2 and np.array_equal(a.T.ravel(), b.ravel()):
                     pairs.append((later, earlier, "transpose"))
                 else:
                     continue
@@ -232,7 +233,8 @@ def read_parameters(model, tie=False):
             values[init.name] = arr
     ties = {}
     for later, earlier, how in find_copies(arrays):
-        what = "a copy" if how == "copy" else "the transpose"
+        what = "the transpose" if how == "transpose" else (
+            "a copy" if arrays[later].shape == arrays[earlier].shape else "a reshaped copy")
         if tie:
             ties[later] = (earlier, how)
         else:
@@ -253,6 +255,7 @@ def read_parameters(model, tie=False):
         offset += arr.size
     for later, (earlier, how) in ties.items():
         idx = values[earlier].idx
-        values[later] = _Params(idx.copy() if how == "copy" else idx.T.copy())
+        shape = arrays[later].shape
+        values[later] = _Params((idx if how == "copy" else idx.T).reshape(shape).copy())
     p = np.concatenate(parts) if parts else np.zeros(0)
     return p, blocks, values, ties

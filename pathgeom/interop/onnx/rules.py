@@ -480,7 +480,11 @@ def _add(imp, node, inputs, attrs):
     else:
         C = b.idx
     if C.ndim > a.ids.ndim:
-        imp.fail(node, f"the bias of shape {C.shape} has more axes than the activations")
+        extra = C.ndim - a.ids.ndim
+        if any(d != 1 for d in C.shape[:extra]):
+            imp.fail(node, f"the bias of shape {C.shape} has more axes than the activations "
+                           f"{a.ids.shape} and they are not of size 1")
+        a = _lift(a, extra)
     full = C.reshape((1,) * (a.ids.ndim - C.ndim) + C.shape)
     if full.shape[a.batch] != 1:
         imp.fail(node, f"the bias of shape {C.shape} varies along the batch axis")
@@ -490,9 +494,19 @@ def _add(imp, node, inputs, attrs):
     return [a]
 
 
+def _lift(v, extra):
+    """``v`` with ``extra`` leading axes of size 1 (numpy broadcasting's view of it)."""
+    return _Units(v.ids.reshape((1,) * extra + v.ids.shape), v.batch + extra)
+
+
 def _add_units(imp, node, inputs, a, b):
     """A sum of two activations: merged nodes, fixed edges of 1 into an open one, or new
     linear units with fixed edges of 1 from both (a residual connection)."""
+    if a.ids.ndim != b.ids.ndim:      # broadcasting pads the shorter shape with 1s in front
+        if a.ids.ndim < b.ids.ndim:
+            a = _lift(a, b.ids.ndim - a.ids.ndim)
+        else:
+            b = _lift(b, a.ids.ndim - b.ids.ndim)
     if b.ids.shape != a.ids.shape or b.batch != a.batch:
         imp.fail(node, f"an Add of activations of shapes {a.ids.shape} and {b.ids.shape} "
                        f"(batch axes {a.batch}, {b.batch}); they must have the same shape")
