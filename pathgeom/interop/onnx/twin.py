@@ -85,11 +85,23 @@ class _State:
     """One dense pass: node values ``H`` (B, n_nodes), parameter values ``w`` (with a
     trailing 0 for index -1), ``power`` (None: the network; q: the power network)."""
 
-    def __init__(self, H, w, power):
+    def __init__(self, H, w, power, work=None):
         self.H = H
         self.w = w
         self.power = power
         self.cache = {}
+        self.work = work
+
+    def buf(self, key, shape, fill=None):
+        """A scratch array: kept in the workspace between passes (no fresh memory to fault
+        in at every pass), or new when there is none.  ``fill`` sets it only when made."""
+        if self.work is None:
+            return np.empty(shape) if fill is None else np.full(shape, fill)
+        a = self.work.get(key)
+        if a is None or a.shape != tuple(shape):
+            a = np.empty(shape) if fill is None else np.full(shape, fill)
+            self.work[key] = a
+        return a
 
     def fixed(self, value):
         """A fixed weight as it enters this pass: itself, or :math:`|w|^q`."""
@@ -171,12 +183,20 @@ class _Windows:
         # the padded input may need trimming: positions past the last window are unused
         self.Sp = tuple(S[a] + self.lo[a] + self.hi[a] for a in range(nsp))
 
-    def pad(self, X, fill=0.0):
+    def inner(self):
+        return (Ellipsis,) + tuple(slice(self.lo[a], self.lo[a] + self.S[a])
+                                   for a in range(self.nsp))
+
+    def pad(self, X, fill=0.0, st=None, key=None):
+        """``X`` with its padding (the border of a kept buffer is written once)."""
         if not self.padded:
             return X
-        Xp = np.full(X.shape[:2] + self.Sp, fill)
-        Xp[(Ellipsis,) + tuple(slice(self.lo[a], self.lo[a] + self.S[a])
-                               for a in range(self.nsp))] = X
+        shape = X.shape[:2] + self.Sp
+        if st is None:
+            Xp = np.full(shape, fill)
+        else:
+            Xp = st.buf((key, "pad", fill), shape, fill)
+        Xp[self.inner()] = X
         return Xp
 
     def view(self, Xp):
@@ -190,10 +210,14 @@ class _Windows:
                + tuple(slice(None, None, self.dil[a]) for a in range(nsp)))
         return win[sel]
 
-    def scatter(self, cols, B, C):
+    def scatter(self, cols, B, C, st=None, key=None):
         """The transpose of :meth:`view`: ``cols`` (B, C, *O, *K) summed into (B, C, *S)."""
         nsp = self.nsp
-        Xp = np.zeros((B, C) + self.Sp)
+        if st is None:
+            Xp = np.zeros((B, C) + self.Sp)
+        else:
+            Xp = st.buf((key, "scatter"), (B, C) + self.Sp)
+            Xp.fill(0.0)
         for k in np.ndindex(*self.K):
             sel = tuple(slice(k[a] * self.dil[a],
                               k[a] * self.dil[a] + self.strides[a] * (self.out_shape[a] - 1) + 1,
@@ -235,14 +259,18 @@ class ConvOp(_Op):
         return [_flat_edges(Xf[ci, i[None, None, :]], Of[co, o[None, None, :]],
                             Wf[co, cl, j[None, None, :]])]
 
-    def _cols(self, X):
-        """im2col: ``(G, C/G * prod(K), B * prod(O))``."""
+    def _cols(self, X, st):
+        """im2col: ``(G, C/G * prod(K), B * prod(O))`` in a kept buffer."""
         B, C = X.shape[:2]
         nsp = self.win.nsp
-        win = self.win.view(self.win.pad(X))                 # (B, C, *O, *K)
+        win = self.win.view(self.win.pad(X, 0.0, st, id(self)))      # (B, C, *O, *K)
         perm = (1,) + tuple(range(2 + nsp, 2 + 2 * nsp)) + (0,) + tuple(range(2, 2 + nsp))
-        cols = np.ascontiguousarray(win.transpose(perm))     # (C, *K, B, *O)
-        return cols.reshape(self.group, -1, B * math.prod(self.win.out_shape))
+        O = math.prod(self.win.out_shape)
+        cols = st.buf((id(self), "cols"), (self.group, C // self.group * math.prod(self.win.K),
+                                            B * O))
+        np.copyto(cols.reshape((C,) + self.win.K + (B,) + self.win.out_shape),
+                  win.transpose(perm))
+        return cols
 
     def _wf(self, st):
         M = self.W.shape[0]
@@ -251,35 +279,38 @@ class ConvOp(_Op):
     def forward(self, st):
         X = self.x.take(st.H)
         B = X.shape[0]
-        cols = self._cols(X)
-        if st.power is not None:
-            st.cache[id(self)] = cols
-        Wf = self._wf(st)
-        Y = (Wf[0] @ cols[0])[None] if self.group == 1 else np.matmul(Wf, cols)
         M = self.W.shape[0]
+        cols = self._cols(X, st)
+        Wf = self._wf(st)
+        if B == 1 and self.group == 1 and self.y.sl is not None:
+            np.matmul(Wf[0], cols[0], out=st.H[0, self.y.sl].reshape(M, -1))
+            return
+        Y = (Wf[0] @ cols[0])[None] if self.group == 1 else np.matmul(Wf, cols)
         Y = Y.reshape(M, B, -1)
         self.y.put(st.H, Y[:, 0] if B == 1 else Y.transpose(1, 0, 2))
 
     def backward(self, st, D, G):
         M = self.W.shape[0]
         Dy = self.y.take(D).reshape(self.group, M // self.group, -1)    # B = 1
-        cols = st.cache.pop(id(self))
+        cols = st.work[(id(self), "cols")]
         if self.group == 1:
-            self.Wi.add(G, Dy[0] @ cols[0].T)
+            dW = st.buf((id(self), "dW"), (M, cols.shape[1]))
+            np.matmul(Dy[0], cols[0].T, out=dW)
         else:
-            self.Wi.add(G, np.matmul(Dy, cols.transpose(0, 2, 1)))
+            dW = np.matmul(Dy, cols.transpose(0, 2, 1))
+        self.Wi.add(G, dW)
         if self.x_is_input:
             return
         Wf = self._wf(st)
         if self.group == 1:
-            dcols = Wf[0].T @ Dy[0]
+            dcols = np.matmul(Wf[0].T, Dy[0], out=cols[0])                # reuse the buffer
         else:
             dcols = np.matmul(Wf.transpose(0, 2, 1), Dy)                # (G, CK/G, O)
         C = self.x_ids.shape[0]
         nsp = self.win.nsp
         dcols = dcols.reshape((C,) + self.win.K + (1,) + self.win.out_shape)
         perm = (nsp + 1, 0) + tuple(range(nsp + 2, 2 * nsp + 2)) + tuple(range(1, nsp + 1))
-        self.x.add(D, self.win.scatter(dcols.transpose(perm), 1, C))
+        self.x.add(D, self.win.scatter(dcols.transpose(perm), 1, C, st, id(self)))
 
 
 class MatMulOp(_Op):
@@ -426,12 +457,11 @@ class PoolOp(_Op):
 
     def forward(self, st):
         X = self.x.take(st.H)
+        axes = tuple(range(-self.win.nsp, 0))
         if self.kind == "max" and st.power is None:
-            win = self.win.view(self.win.pad(X, -np.inf))
-            Y = win.max(axis=tuple(range(-self.win.nsp, 0)))
+            Y = self.win.view(self.win.pad(X, -np.inf, st, id(self))).max(axis=axes)
         else:
-            win = self.win.view(self.win.pad(X))
-            Y = win.sum(axis=tuple(range(-self.win.nsp, 0)))
+            Y = self.win.view(self.win.pad(X, 0.0, st, id(self))).sum(axis=axes)
             if self.kind == "avg":
                 Y *= st.fixed(self.weight)
         self.y.put(st.H, Y)
@@ -442,7 +472,7 @@ class PoolOp(_Op):
             Dy = Dy * st.fixed(self.weight)
         cols = np.broadcast_to(Dy.reshape(Dy.shape + (1,) * self.win.nsp),
                                Dy.shape + self.win.K)
-        self.x.add(D, self.win.scatter(cols, 1, Dy.shape[1]))
+        self.x.add(D, self.win.scatter(cols, 1, Dy.shape[1], st, id(self)))
 
 
 class MeanOp(_Op):
@@ -485,11 +515,22 @@ class RNNOp(_Op):
 # --------------------------------------------------------------------------- passes
 
 
-def dense_forward(ops, n_nodes, input_ids, rows, w, power):
-    """Run the program on ``rows`` (B, n_inputs): the node values ``H`` (B, n_nodes)."""
-    H = np.zeros((rows.shape[0], n_nodes))
+def dense_forward(ops, n_nodes, input_ids, rows, w, power, work=None):
+    """Run the program on ``rows`` (B, n_inputs): the node values ``H`` (B, n_nodes).
+
+    ``work``: a dict of kept scratch arrays (see :meth:`_State.buf`), or None.
+    """
+    shape = (rows.shape[0], n_nodes)
+    if work is None:
+        H = np.zeros(shape)
+    else:
+        H = work.get("H")
+        if H is None or H.shape != shape:
+            H = work["H"] = np.zeros(shape)
+        else:
+            H.fill(0.0)
     H[:, input_ids] = rows
-    st = _State(H, w, power)
+    st = _State(H, w, power, work)
     for op in ops:
         op.forward(st)
     return st
@@ -501,7 +542,8 @@ def dense_backward(ops, st, output_ids, n_params):
     Returns ``(delta, grad)``: ``delta`` (n_nodes,) and ``grad`` (n_params,), the
     derivative of the summed outputs with respect to each parameter's power value.
     """
-    D = np.zeros((1, st.H.shape[1]))
+    D = st.buf("D", (1, st.H.shape[1]))
+    D.fill(0.0)
     D[0, output_ids] = 1.0
     G = np.zeros(n_params + 1)
     for op in reversed(ops):
