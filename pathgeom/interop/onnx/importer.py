@@ -91,7 +91,7 @@ class _Importer:
         and open, each once, and the tensor used once in the model."""
         ids = v.ids.ravel()
         return (self.uses.get(name, 0) == 1 and bool(np.all(self.kind[ids] == _LINEAR))
-                and not self.closed[ids].any() and np.unique(ids).size == ids.size)
+                and not self.closed[ids].any() and twin.distinct(ids))
 
     def all_inputs(self, ids):
         k = self.kind[np.asarray(ids).ravel()]
@@ -305,6 +305,15 @@ class Program:
         self.origins = origins
         self.dense = all(op.dense for op in ops)
         self._repeated = None
+        repeated = self.repeated_params()
+        for op in ops:
+            op.exclusive = True
+            for arr in op.params:
+                ix = twin._Index(arr)
+                if ix.sl is None and not ix.unique:
+                    op.exclusive = False
+                elif repeated[ix.sl if ix.sl is not None else ix.flat].any():
+                    op.exclusive = False
 
     def repeated_params(self):
         """Parameters that may sit twice on one path: those of looping operations, and
@@ -315,7 +324,7 @@ class Program:
                 for arr in op.params:
                     ix = twin._Index(arr)
                     used = (np.arange(ix.sl.start, ix.sl.stop) if ix.sl is not None
-                            else np.unique(ix.flat))
+                            else twin.sorted_unique(ix.flat))
                     used = used[used >= 0]
                     sets.append(used)
                     if op.loops:

@@ -513,7 +513,7 @@ def _add_units(imp, node, inputs, a, b):
     if inputs[0] == inputs[1]:
         return imp.new_nodes_from(a, node.output[0], 2.0)
     open_a, open_b = imp.is_open(inputs[0], a), imp.is_open(inputs[1], b)
-    if open_a and open_b and not np.intersect1d(a.ids, b.ids).size:
+    if open_a and open_b and twin.distinct(np.concatenate([a.ids.ravel(), b.ids.ravel()])):
         # z_a + z_b: one node with the incoming edges of both
         for u, w in zip(b.ids.ravel().tolist(), a.ids.ravel().tolist()):
             imp.rep[u] = w

@@ -27,6 +27,27 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 
+def distinct(flat):
+    """Whether the integers ``flat`` are pairwise different (a sort; numpy's hash-based
+    ``unique`` is slow on large arrays)."""
+    flat = np.asarray(flat).ravel()
+    if flat.size < 2:
+        return True
+    d = np.diff(flat)
+    if bool(np.all(d > 0)):
+        return True
+    srt = np.sort(flat)
+    return not bool(np.any(srt[1:] == srt[:-1]))
+
+
+def sorted_unique(flat):
+    """The distinct values of ``flat``, sorted."""
+    srt = np.sort(np.asarray(flat).ravel())
+    if srt.size < 2:
+        return srt
+    return srt[np.concatenate([[True], srt[1:] != srt[:-1]])]
+
+
 class _Index:
     """An index array (node ids or parameter indices) read and added to along the last axis.
 
@@ -45,8 +66,7 @@ class _Index:
                 (flat.size == 1 or bool(np.all(np.diff(flat) == 1))):
             self.sl = slice(int(flat[0]), int(flat[-1]) + 1)
         else:
-            self.unique = bool(flat.size == 0 or (flat.min() >= 0 and
-                                                  np.unique(flat).size == flat.size))
+            self.unique = bool(flat.size == 0 or (flat.min() >= 0 and distinct(flat)))
 
     def _rows(self, A, vals):
         vals = np.asarray(vals)
@@ -130,6 +150,7 @@ class _Op:
     dense = True           # has dense passes
     params = ()            # parameter index arrays whose edges it creates
     loops = False          # one parameter on two edges of a path (RNN over time)
+    exclusive = False      # no other operation uses its parameters (set by the program)
 
     def edges(self):
         return []
@@ -293,12 +314,13 @@ class ConvOp(_Op):
         M = self.W.shape[0]
         Dy = self.y.take(D).reshape(self.group, M // self.group, -1)    # B = 1
         cols = st.work[(id(self), "cols")]
-        if self.group == 1:
-            dW = st.buf((id(self), "dW"), (M, cols.shape[1]))
-            np.matmul(Dy[0], cols[0].T, out=dW)
+        if self.group == 1 and self.exclusive and self.Wi.sl is not None:
+            # the only operation on these parameters: the product lands in G directly
+            np.matmul(Dy[0], cols[0].T, out=G[self.Wi.sl].reshape(M, -1))
+        elif self.group == 1:
+            self.Wi.add(G, Dy[0] @ cols[0].T)
         else:
-            dW = np.matmul(Dy, cols.transpose(0, 2, 1))
-        self.Wi.add(G, dW)
+            self.Wi.add(G, np.matmul(Dy, cols.transpose(0, 2, 1)))
         if self.x_is_input:
             return
         Wf = self._wf(st)
