@@ -233,6 +233,9 @@ def test_pooling(name):
     assert_close(imp.forward(X), want, rtol=1e-12, scale=np.abs(want).max())
     for q in (1, 2, 3):
         assert_close(imp.path_norm(q=q) ** q, twin_sum(model, q, (2, 5, 6)), rtol=1e-12)
+    got, want = imp.path_quantities(), pathgeom.path_quantities(imp.graph, imp.p)
+    assert_close(got.kappa1, want.kappa1, rtol=1e-12)      # the pooling's backward pass
+    assert_close(imp.forward(X), imp.graph.forward(imp.p, imp.graph_inputs(X)), rtol=1e-12)
 
 
 @pytest.mark.parametrize("keepdims", [0, 1])

@@ -231,6 +231,25 @@ class _Windows:
                + tuple(slice(None, None, self.dil[a]) for a in range(nsp)))
         return win[sel]
 
+    def scatter_into(self, cols, target):
+        """``target`` (B, C, *S) += the transpose of :meth:`view` applied to ``cols``
+        (B, C, *O, *K): window entries in the padding are dropped, no padded buffer."""
+        nsp = self.nsp
+        for k in np.ndindex(*self.K):
+            src, dst = [], []
+            for a in range(nsp):
+                s, d, lo = self.strides[a], self.dil[a], self.lo[a]
+                off = k[a] * d - lo
+                o0 = max(0, -(off // s))            # first o with o * s + off >= 0
+                o1 = min(self.out_shape[a] - 1, (self.S[a] - 1 - off) // s)
+                if o1 < o0:
+                    break
+                src.append(slice(o0, o1 + 1))
+                dst.append(slice(o0 * s + off, o1 * s + off + 1, s))
+            else:
+                target[(slice(None), slice(None)) + tuple(dst)] += \
+                    cols[(slice(None), slice(None)) + tuple(src) + k]
+
     def scatter(self, cols, B, C, st=None, key=None):
         """The transpose of :meth:`view`: ``cols`` (B, C, *O, *K) summed into (B, C, *S)."""
         nsp = self.nsp
@@ -332,7 +351,10 @@ class ConvOp(_Op):
         nsp = self.win.nsp
         dcols = dcols.reshape((C,) + self.win.K + (1,) + self.win.out_shape)
         perm = (nsp + 1, 0) + tuple(range(nsp + 2, 2 * nsp + 2)) + tuple(range(1, nsp + 1))
-        self.x.add(D, self.win.scatter(dcols.transpose(perm), 1, C, st, id(self)))
+        if self.x.sl is not None:
+            self.win.scatter_into(dcols.transpose(perm), self.x.take(D))
+        else:
+            self.x.add(D, self.win.scatter(dcols.transpose(perm), 1, C, st, id(self)))
 
 
 class MatMulOp(_Op):
@@ -494,7 +516,10 @@ class PoolOp(_Op):
             Dy = Dy * st.fixed(self.weight)
         cols = np.broadcast_to(Dy.reshape(Dy.shape + (1,) * self.win.nsp),
                                Dy.shape + self.win.K)
-        self.x.add(D, self.win.scatter(cols, 1, Dy.shape[1], st, id(self)))
+        if self.x.sl is not None:
+            self.win.scatter_into(cols, self.x.take(D))
+        else:
+            self.x.add(D, self.win.scatter(cols, 1, Dy.shape[1], st, id(self)))
 
 
 class MeanOp(_Op):
