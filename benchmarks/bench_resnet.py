@@ -18,6 +18,7 @@ ResNet-18's layer shapes and random weights written with onnx.helper
 import argparse
 import os
 import pathlib
+import resource
 import sys
 import tempfile
 import time
@@ -69,28 +70,39 @@ def measure(path, repeat=3):
             t0 = time.perf_counter()
             res = imp.path_quantities()
             times.append(time.perf_counter() - t0)
+        norm_times = []
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            imp.path_norm(q=2)
+            norm_times.append(time.perf_counter() - t0)
         tracemalloc.start()
         imp.path_quantities()
         peak_pq = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
-    return imp, import_s, peak_import, min(times), peak_pq, res
+    return imp, import_s, peak_import, min(times), peak_pq, res, min(norm_times)
 
 
 def run(quick=False, size=None, model=None):
+    """Print the figures; ``model``: an .onnx file (its input size is its own)."""
     size = size or (32 if quick else 224)
     with tempfile.TemporaryDirectory() as tmp:
         path = model or _resnet18_file(size, tmp)
-        imp, import_s, peak_import, pq_s, peak_pq, res = measure(path, 1 if quick else 3)
+        imp, import_s, peak_import, pq_s, peak_pq, res, norm_s = measure(path,
+                                                                           1 if quick else 3)
     print(f"ResNet-18 ({'model ' + str(model) if model else 'onnx.helper, random weights'}), "
           f"input {imp.input_shapes[0]}: {imp.n_params} parameters")
     print(f"import: {import_s * 1e3:.0f} ms, peak traced memory {peak_import / 2**20:.0f} MiB")
     print(f"path_quantities, one thread: {pq_s * 1e3:.0f} ms "
           f"(peak traced memory {peak_pq / 2**20:.0f} MiB); gamma^2 = {res.gamma2!r}, "
           f"kappa2 = 0 by the depth certificate: {not res.kappa2.any()}")
-    t = torch_seconds(size) if model is None or size else None
+    print(f"path_norm (one forward pass), one thread: {norm_s * 1e3:.0f} ms; "
+          f"path_quantities / path_norm = {pq_s / norm_s:.2f}x")
+    print(f"process peak resident memory (import, passes, and the model built here): "
+          f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
+    t = torch_seconds(size)
     if t is None:
         print("PyTorch float64 yardstick: not measured (torch/torchvision or "
-              "benchmarks/_torch_yardstick.py missing); ratio 0.00x")
+              "benchmarks/_torch_yardstick.py missing)")
     else:
         print(f"PyTorch float64 forward + autograd of the squared network, one thread: "
               f"{t * 1e3:.0f} ms; pathgeom / PyTorch = {pq_s / t:.2f}x")
