@@ -55,16 +55,18 @@ class _Index:
     anything else (repeats, -1) goes through ``np.add.at`` when added to.
     """
 
-    __slots__ = ("shape", "sl", "flat", "unique")
+    __slots__ = ("shape", "sl", "tsl", "flat", "unique")
 
     def __init__(self, idx):
         idx = np.asarray(idx, dtype=np.int64)
         self.shape = idx.shape
         flat = idx.ravel()
-        self.sl, self.flat, self.unique = None, flat, True
-        if flat.size and flat[0] >= 0 and flat[-1] - flat[0] == flat.size - 1 and \
-                (flat.size == 1 or bool(np.all(np.diff(flat) == 1))):
+        self.sl, self.tsl, self.flat, self.unique = None, None, flat, True
+        if _is_range(flat):
             self.sl = slice(int(flat[0]), int(flat[-1]) + 1)
+        elif idx.ndim == 2 and _is_range(idx.T.ravel()):
+            # the transpose of a range (a Gemm weight read with transB=1): views too
+            self.tsl = slice(int(idx[0, 0]), int(idx[0, 0]) + idx.size)
         else:
             self.unique = bool(flat.size == 0 or (flat.min() >= 0 and distinct(flat)))
 
@@ -75,13 +77,23 @@ class _Index:
             vals = np.broadcast_to(vals, full)
         return vals.reshape(A.shape[:-1] + (-1,))
 
+    def _tview(self, A):
+        return A[..., self.tsl].reshape(A.shape[:-1] + self.shape[::-1]).swapaxes(-1, -2)
+
     def take(self, A):
-        """``A[..., idx]`` in the index's shape (a view for a range)."""
+        """``A[..., idx]`` in the index's shape (a view for a range or its transpose)."""
+        if self.tsl is not None:
+            return self._tview(A)
         v = A[..., self.sl] if self.sl is not None else A[..., self.flat]
         return v.reshape(A.shape[:-1] + self.shape)
 
     def add(self, A, vals):
         """``A[..., idx] += vals`` with repeated indices adding up."""
+        if self.tsl is not None:
+            view = self._tview(A)
+            view += np.broadcast_to(vals, view.shape) if np.size(vals) != view.size \
+                else np.reshape(vals, view.shape)
+            return
         vals = self._rows(A, vals)
         if self.sl is not None:
             A[..., self.sl] += vals
@@ -94,11 +106,21 @@ class _Index:
                 np.add.at(A[b], self.flat, vals[b])
 
     def put(self, A, vals):
+        if self.tsl is not None:
+            view = self._tview(A)
+            view[...] = np.broadcast_to(vals, view.shape) if np.size(vals) != view.size \
+                else np.reshape(vals, view.shape)
+            return
         vals = self._rows(A, vals)
         if self.sl is not None:
             A[..., self.sl] = vals
         else:
             A[..., self.flat] = vals
+
+
+def _is_range(flat):
+    return bool(flat.size and flat[0] >= 0 and flat[-1] - flat[0] == flat.size - 1 and
+                (flat.size == 1 or np.all(np.diff(flat) == 1)))
 
 
 class _State:
@@ -231,13 +253,12 @@ class _Windows:
                + tuple(slice(None, None, self.dil[a]) for a in range(nsp)))
         return win[sel]
 
-    def scatter_into(self, cols, target):
-        """``target`` (B, C, *S) += the transpose of :meth:`view` applied to ``cols``
-        (B, C, *O, *K): window entries in the padding are dropped, no padded buffer."""
-        nsp = self.nsp
+    def _offsets(self):
+        """Per kernel offset: the (output slices, input slices) of its valid entries."""
+        out = []
         for k in np.ndindex(*self.K):
             src, dst = [], []
-            for a in range(nsp):
+            for a in range(self.nsp):
                 s, d, lo = self.strides[a], self.dil[a], self.lo[a]
                 off = k[a] * d - lo
                 o0 = max(0, -(off // s))            # first o with o * s + off >= 0
@@ -247,8 +268,23 @@ class _Windows:
                 src.append(slice(o0, o1 + 1))
                 dst.append(slice(o0 * s + off, o1 * s + off + 1, s))
             else:
-                target[(slice(None), slice(None)) + tuple(dst)] += \
-                    cols[(slice(None), slice(None)) + tuple(src) + k]
+                out.append((k, tuple(src), tuple(dst)))
+        return out
+
+    def gather_into(self, X, cols):
+        """im2col without a padded copy: ``cols`` (C, *K, B, *O) gets the window entries of
+        ``X`` (B, C, *S); entries in the padding are never written (they stay 0)."""
+        Xt = X.swapaxes(0, 1)                                   # (C, B, *S)
+        for k, o_sl, i_sl in self._offsets():
+            cols[(slice(None),) + k + (slice(None),) + o_sl] = \
+                Xt[(slice(None), slice(None)) + i_sl]
+
+    def scatter_into(self, cols, target):
+        """``target`` (B, C, *S) += the transpose of :meth:`view` applied to ``cols``
+        (B, C, *O, *K): window entries in the padding are dropped, no padded buffer."""
+        for k, o_sl, i_sl in self._offsets():
+            target[(slice(None), slice(None)) + i_sl] += \
+                cols[(slice(None), slice(None)) + o_sl + k]
 
     def scatter(self, cols, B, C, st=None, key=None):
         """The transpose of :meth:`view`: ``cols`` (B, C, *O, *K) summed into (B, C, *S)."""
@@ -300,16 +336,13 @@ class ConvOp(_Op):
                             Wf[co, cl, j[None, None, :]])]
 
     def _cols(self, X, st):
-        """im2col: ``(G, C/G * prod(K), B * prod(O))`` in a kept buffer."""
+        """im2col: ``(G, C/G * prod(K), B * prod(O))`` in a kept buffer (made with zeros,
+        so the entries that fall in the padding, never written, stay 0)."""
         B, C = X.shape[:2]
-        nsp = self.win.nsp
-        win = self.win.view(self.win.pad(X, 0.0, st, id(self)))      # (B, C, *O, *K)
-        perm = (1,) + tuple(range(2 + nsp, 2 + 2 * nsp)) + (0,) + tuple(range(2, 2 + nsp))
         O = math.prod(self.win.out_shape)
-        cols = st.buf((id(self), "cols"), (self.group, C // self.group * math.prod(self.win.K),
-                                            B * O))
-        np.copyto(cols.reshape((C,) + self.win.K + (B,) + self.win.out_shape),
-                  win.transpose(perm))
+        shape = (self.group, C // self.group * math.prod(self.win.K), B * O)
+        cols = st.buf((id(self), "cols"), shape, 0.0)
+        self.win.gather_into(X, cols.reshape((C,) + self.win.K + (B,) + self.win.out_shape))
         return cols
 
     def _wf(self, st):
@@ -344,7 +377,7 @@ class ConvOp(_Op):
             return
         Wf = self._wf(st)
         if self.group == 1:
-            dcols = np.matmul(Wf[0].T, Dy[0], out=cols[0])                # reuse the buffer
+            dcols = np.matmul(Wf[0].T, Dy[0], out=st.buf((id(self), "dcols"), cols.shape[1:]))
         else:
             dcols = np.matmul(Wf.transpose(0, 2, 1), Dy)                # (G, CK/G, O)
         C = self.x_ids.shape[0]
