@@ -447,3 +447,119 @@ class RNN(RNN_14):
         if name in ("Relu", "relu"):
             return lambda x: np.maximum(x, 0.0)
         return super().choose_act(name, alpha, beta)
+
+
+# --------------------------------------------------------------------------- more readers
+
+
+def _unrolled_rnn(rng, T=4, n_in=2, H=3):
+    """What torch's dynamo exporter writes for nn.RNN(nonlinearity="relu") on a
+    (seq, batch, features) input without dynamic axes: the input projection for all steps,
+    Slice/Squeeze per step, the zero initial state constant-folded into a copy of b_hh
+    shaped (1, 1, H), per-step MatMul + Add + Relu, a Concat of the states."""
+    W_ih, W_hh = rng.normal(size=(H, n_in)) * 0.6, rng.normal(size=(H, H)) * 0.5
+    b_ih, b_hh = rng.normal(size=H), rng.normal(size=H)
+    inits = {"b_ih": b_ih, "b_hh": b_hh, "W_ih_t": W_ih.T.copy(), "h0_proj": b_hh[None, None],
+             "W_hh_t": W_hh.T.copy()}
+    ints = {"ax0": [0]}
+    nodes = [helper.make_node("MatMul", ["x", "W_ih_t"], ["xw"]),
+             helper.make_node("Add", ["xw", "b_ih"], ["lin"])]
+    h = None
+    for t in range(T):
+        ints[f"s{t}"], ints[f"e{t}"] = [t], [t + 1]
+        nodes += [helper.make_node("Slice", ["lin", f"s{t}", f"e{t}", "ax0"], [f"sl{t}"]),
+                  helper.make_node("Squeeze", [f"sl{t}", "ax0"], [f"x{t}"])]
+        if h is None:
+            nodes.append(helper.make_node("Add", ["h0_proj", f"x{t}"], [f"a{t}"]))
+        else:
+            nodes += [helper.make_node("MatMul", [h, "W_hh_t"], [f"r{t}"]),
+                      helper.make_node("Add", [f"r{t}", "b_hh"], [f"rb{t}"]),
+                      helper.make_node("Add", [f"rb{t}", f"x{t}"], [f"a{t}"])]
+        nodes.append(helper.make_node("Relu", [f"a{t}"], [f"h{t}"]))
+        h = f"h{t}"
+    nodes.append(helper.make_node("Concat", [f"h{t}" for t in range(T)], ["y"], axis=0,
+                                  name="cat"))
+    tensors = [numpy_helper.from_array(np.asarray(v, np.float64), k) for k, v in inits.items()]
+    tensors += [numpy_helper.from_array(np.asarray(v, np.int64), k) for k, v in ints.items()]
+    graph = helper.make_graph(
+        nodes, "rnn", [helper.make_tensor_value_info("x", TensorProto.DOUBLE, [T, 1, n_in])],
+        [helper.make_tensor_value_info("y", TensorProto.DOUBLE, [T, 1, H])], tensors)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+
+
+def test_rnn_unrolled_by_the_dynamo_exporter():
+    rng = RNG(9)
+    T, H = 4, 3
+    model = _unrolled_rnn(rng, T=T, H=H)
+    with pytest.raises(GraphError, match="pass batch_axis= to from_onnx"):
+        pathgeom.from_onnx(model, tie_transposes=True)    # batch axis 1, all axes fixed
+    with pytest.warns(UserWarning, match="'h0_proj' is a reshaped copy of initializer"):
+        loose = pathgeom.from_onnx(model, batch_axis=1)
+    imp = pathgeom.from_onnx(model, batch_axis=1, tie_transposes=True)
+    assert imp.ties == {"h0_proj": ("b_hh", "copy")}
+    assert imp.n_params == loose.n_params - H == 2 * H + H * 2 + H * H
+    X = rng.normal(size=(T, 1, 2))                    # the exported batch size is 1
+    assert_close(imp.forward(X), reference(model, X).reshape(1, -1), rtol=1e-12)
+    # W_hh is used by T - 1 operations: kappa2 from the edge list, non-zero on it only
+    pq = imp.path_quantities()
+    kappa2 = imp.unpack(pq.kappa2)
+    assert kappa2["W_hh_t"].any() and not kappa2["W_ih_t"].any()
+    assert_close(pq.kappa, pathgeom.kappa(imp.graph, imp.p), rtol=1e-12)
+
+
+def test_relu_of_a_model_input():
+    rng = RNG(10)
+    nodes = [helper.make_node("Relu", ["x"], ["h"]),
+             helper.make_node("Gemm", ["h", "W"], ["y"], transB=1)]
+    model = make(nodes, [3], [2], {"W": rng.normal(size=(2, 3))})
+    imp = pathgeom.from_onnx(model)
+    X = rng.normal(size=(4, 3))
+    assert_close(imp.forward(X), reference(model, X), rtol=1e-14)
+    assert imp.graph.kinds.count("relu") == 3
+
+
+def test_path_norm_of_an_import_through_pathgeom():
+    imp = pathgeom.from_onnx(resnet(RNG(11), size=8, widths=(2, 3)))
+    for q in (1, 2, 3.5):
+        want = pathgeom.path_norm(imp.graph, imp.p, q)
+        assert_close(pathgeom.path_norm(imp, q=q), want, rtol=1e-12)
+        assert_close(imp.path_norm(q=q), want, rtol=1e-12)
+    with pytest.raises(ValueError, match="q must be"):
+        imp.path_norm(q=0.5)
+
+
+def test_dense_results_are_read_only_and_share_kappa():
+    imp = pathgeom.from_onnx(resnet(RNG(12), size=8, widths=(2, 3)))
+    pq = imp.path_quantities()
+    assert pq.kappa is pq.kappa1 and not pq.kappa2.any()
+    with pytest.raises(ValueError):
+        pq.kappa1[0] = 1.0
+    again = imp.path_quantities()                      # scratch arrays reused: same values
+    assert_close(again.kappa1, pq.kappa1, rtol=0)
+    assert again.kappa1 is not pq.kappa1
+
+
+@pytest.mark.parametrize("stem_bn", [False, True])
+def test_rescaling_group_with_a_folded_stem(stem_bn):
+    imp = pathgeom.from_onnx(resnet(RNG(13), size=8, widths=(2, 3), blocks=(1, 2),
+                                    stem_bn=stem_bn))
+    assert pathgeom.rescaling_group(imp.graph).dim == 2 + 2 + 3 + 2 * 3
+
+
+def test_reading_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no ONNX file"):
+        pathgeom.from_onnx(tmp_path / "missing.onnx")
+    with pytest.raises(IsADirectoryError, match="directory"):
+        pathgeom.from_onnx(tmp_path)
+    (tmp_path / "empty.onnx").write_bytes(b"")
+    with pytest.raises(ValueError, match="empty"):
+        pathgeom.from_onnx(tmp_path / "empty.onnx")
+    (tmp_path / "junk.onnx").write_bytes(b"\xff\x00not a model" * 10)
+    with pytest.raises(ValueError, match="not a readable ONNX model"):
+        pathgeom.from_onnx(tmp_path / "junk.onnx")
+    with pytest.raises(TypeError, match="path, a binary file object"):
+        pathgeom.from_onnx(3.5)
+    with pytest.raises(TypeError, match="tie_transposes"):
+        pathgeom.from_onnx(resnet(RNG(0), size=4, widths=(1, 1)), tie_transposes="yes")
+    with pytest.raises(ValueError, match="batch_axis"):
+        pathgeom.from_onnx(resnet(RNG(0), size=4, widths=(1, 1)), batch_axis=7)

@@ -31,6 +31,8 @@ class _Importer:
     def __init__(self, onnx, model, param_values, blocks, param_of_init, batch_axis=None):
         self.onnx = onnx
         self.batch_axis = batch_axis
+        self.all_static = True
+        self.batch_axes = []
         self.model = model
         g = model.graph
         self.kind = np.zeros(1024, dtype=np.int8)
@@ -108,6 +110,10 @@ class _Importer:
 
     def fail(self, node, message):
         name = node.name or f"producing {node.output[0]!r}"
+        if "batch axis" in message and self.batch_axis is None and self.all_static:
+            message += (f" (the batch axis of the model input was taken to be "
+                        f"{self.batch_axes[0]}, every axis having a fixed size; if the "
+                        f"batch is another axis, pass batch_axis= to from_onnx)")
         raise GraphError(f"ONNX node {name!r} ({node.op_type}): {message}")
 
     def where(self, name):
@@ -191,6 +197,7 @@ class _Importer:
             else:
                 dynamic = [k for k, d in enumerate(dims) if not d.HasField("dim_value")
                            or d.dim_value < 1]
+                self.all_static = self.all_static and not dynamic
                 axis = dynamic[0] if len(dynamic) == 1 else self._rnn_x_layout(inp.name)
             if len(dims) <= axis:
                 raise GraphError(f"ONNX input {inp.name!r} has {len(dims)} axes; expected a "
