@@ -2,8 +2,6 @@
 
 import numpy as np
 
-from ..._errors import GraphError
-
 _INSTALL = ("pathgeom's ONNX import and export need the optional onnx package, which is not "
             "installed; install the extra:\n    pip install 'pathgeom[onnx]'")
 
@@ -99,4 +97,4 @@ def _describe(v):
     return "a constant"
 
 
-__all__ = ["GraphError", "MIN_OPSET", "EXPORT_OPSET"]
+__all__ = ["MIN_OPSET", "EXPORT_OPSET"]

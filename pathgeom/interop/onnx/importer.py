@@ -20,12 +20,9 @@ import numpy as np
 
 from ..._errors import GraphError
 from ...graph import SharedGraph
-from ._base import (_ADVICE, _BIAS, _GENERIC_ADVICE, _INPUT, _LINEAR, _MAX, _RELU, MIN_OPSET,
+from ._base import (_ADVICE, _BIAS, _GENERIC_ADVICE, _INPUT, _LINEAR, _MAX, MIN_OPSET,
                     _describe, _Params, _Units)
 from . import twin
-
-_KIND_NAMES = {_LINEAR: "linear", _RELU: "relu", _MAX: "max"}
-
 
 class _Importer:
     def __init__(self, onnx, model, param_values, blocks, param_of_init, batch_axis=None):

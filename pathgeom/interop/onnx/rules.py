@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from ._base import _BIAS, _INPUT, _LINEAR, _MAX, _RELU, _describe, _Params, _Units
+from ._base import _LINEAR, _MAX, _RELU, _describe, _Params, _Units
 from . import twin
 
 RULES = {}
