@@ -15,6 +15,8 @@ import warnings
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from onnx import TensorProto, helper, numpy_helper
 from onnx.reference import ReferenceEvaluator
 from onnx.reference.ops.op_rnn import RNN_14
@@ -563,3 +565,29 @@ def test_reading_errors(tmp_path):
         pathgeom.from_onnx(resnet(RNG(0), size=4, widths=(1, 1)), tie_transposes="yes")
     with pytest.raises(ValueError, match="batch_axis"):
         pathgeom.from_onnx(resnet(RNG(0), size=4, widths=(1, 1)), batch_axis=7)
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), size=st.integers(4, 9),
+       widths=st.lists(st.integers(1, 3), min_size=1, max_size=3),
+       stem=st.sampled_from([(3, 1), (5, 2), (1, 1)]), stem_bn=st.booleans(),
+       n_blocks=st.integers(1, 2))
+def test_dense_passes_equal_the_graph_engine(seed, size, widths, stem, stem_bn, n_blocks):
+    """Random ResNet-shaped models: the dense passes against the edge-list engine, and the
+    rescaling group's dimension against the count by hand."""
+    rng = RNG(seed)
+    model = resnet(rng, size=size, widths=tuple(widths), blocks=(n_blocks,) * len(widths),
+                   stem_k=stem[0], stem_stride=stem[1], stem_bn=stem_bn, in_ch=2, n_out=2,
+                   scale=0.8)
+    imp = pathgeom.from_onnx(model)
+    g = imp.graph
+    X = rng.normal(size=(2, 2, size, size))
+    want_y = reference(model, X)
+    assert_close(imp.forward(X), want_y, rtol=1e-11, scale=np.abs(want_y).max())
+    want = pathgeom.path_quantities(g, imp.p)
+    got = imp.path_quantities()
+    assert_close(got.gamma2, want.gamma2, rtol=1e-12)
+    assert_close(got.kappa, want.kappa, rtol=1e-11, scale=1e-13 * np.abs(want.kappa).max())
+    for q in (1, 3):
+        assert_close(imp.path_norm(q=q), pathgeom.path_norm(g, imp.p, q), rtol=1e-12)
+    assert pathgeom.rescaling_group(g).dim == sum(c * (1 + n_blocks) for c in widths)
