@@ -459,6 +459,8 @@ def _draw(args, out, err):
     rng = np.random.default_rng(args.seed)
     if args.params:
         p = _read_params(args.params, g.n_params)
+    elif desc.get("own_p") is not None:
+        p = desc["own_p"]                       # an ONNX model's own weights
     else:
         p = np.round(rng.choice([-1.0, 1.0], g.n_params) * rng.uniform(0.5, 2.0, g.n_params), 2)
     used = np.flatnonzero(g.param_edge_counts() > 0)
@@ -592,7 +594,8 @@ def _parser():
     draw.add_argument("--dpi", type=_positive_int, default=120)
     draw.add_argument("--params", metavar="FILE", default=None,
                       help="the weights to show (a .npy, a .npz with p, or a text file); "
-                           "default: random values in +-[0.5, 2]")
+                           "default: an ONNX model's own weights, else random values in "
+                           "+-[0.5, 2]")
     for p in (lemma1, invariance, pathnorm):
         p.add_argument("--weight-scale", type=_float_at_least(0.0, True), default=1.0,
                        metavar="S", help="draw p ~ U(-S, S) (1.0)")
