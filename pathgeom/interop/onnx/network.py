@@ -81,7 +81,7 @@ class OnnxNetwork:
     >>> net.gamma2()                              # sum over the 8 paths of w^2 w'^2
     12.5
     >>> net.path_norm(q=1)                        # sum over the paths of |w w'|
-    8.25
+    9.0
     >>> net.unpack(net.kappa())["W"]              # tied: W[j, j] is on two edges of a path
     array([[10.25,  2.5 ],
            [10.  , 10.25]])
