@@ -21,7 +21,10 @@ Every module is exported twice, as a user would, in eval mode and without
 * ``NAME_dynamo.onnx``: ``torch.onnx.export(...)`` with the default (dynamo) exporter, opset
   20.  Its optimiser folds a BatchNormalization into the Conv before it only when that Conv's
   weight has no other use (the folded weight keeps the name ``<conv>.weight``, its bias is
-  ``<conv>.weight_bias``); otherwise the BatchNormalization stays in the file.
+  ``<conv>.weight_bias``); otherwise the BatchNormalization stays in the file.  It writes
+  large tensors to ``NAME_dynamo.onnx.data`` beside the file (external data, as a user's
+  export of a ResNet gets it: load the file by its path so that onnx finds them).  The
+  nodes' metadata (stack traces naming the exporting machine's files) is removed.
 
 The fixtures (what each checks):
 
@@ -497,8 +500,25 @@ def export(torch, module, x, name, exporter):
         data = path.with_name(path.name + ".data")     # tensors the exporter wrote apart
         if data.exists() and data.stat().st_size == 0:
             data.unlink()
+        strip_metadata(path)
     print(f"wrote {path.name} ({path.stat().st_size} bytes)")
     return path
+
+
+def strip_metadata(path):
+    """Drop the nodes' metadata (stack traces naming the exporting machine's files); the
+    graph, its initializers and their external-data references are kept as exported."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    stack = [model.graph]
+    while stack:
+        g = stack.pop()
+        for n in g.node:
+            del n.metadata_props[:]
+            n.doc_string = ""
+            stack.extend(a.g for a in n.attribute if a.HasField("g"))
+    onnx.save(model, str(path))
 
 
 def outputs(torch, module, X):
