@@ -32,8 +32,9 @@ The fixtures (what each checks):
     torchvision's ``ResNet`` and ``BasicBlock`` classes at widths 8/16/32/64, one block
     per stage, 10 classes, input 3x32x32: stem Conv 7x7/2 (+ folded BN), ReLU, MaxPool
     3x3/2 pad 1, a residual block without downsample, three with a 1x1/2 downsample (+ BN),
-    residual ``Add``, GlobalAveragePool (ts) or ReduceMean over the spatial axes (dynamo),
-    Flatten/Reshape, Gemm.  BatchNorm running statistics and affine parameters are random,
+    residual ``Add``, then GlobalAveragePool and Flatten (ts), or ReduceMean with axes
+    [-1, -2] (an int64 initializer, keepdims 1) and Reshape to the fixed shape [1, 64]
+    (dynamo), then Gemm.  BatchNorm running statistics and affine parameters are random,
     so folding is not the identity.  Both files hold the folded weights as initializers.
 ``autoencoder_ts``, ``autoencoder_dynamo``
     The weight-tied autoencoder ``y = W^T relu(W x + b1) + b2`` (W: 3x4).  The TorchScript
@@ -374,12 +375,14 @@ def bn_after_conv(model):
         if conv is None or conv.op_type != "Conv":
             continue
         eps = next((a.f for a in n.attribute if a.name == "epsilon"), 1e-5)
-        out[conv.input[1]] = (tuple(n.input[1:5]), float(eps), len(conv.input) > 2 and conv.input[2])
+        bias = conv.input[2] if len(conv.input) > 2 else ""
+        out[conv.input[1]] = (tuple(n.input[1:5]), float(eps), bias)
     return out
 
 
 def fold_from_file(site, inits, bn_after, params, sources):
-    """A folded parameter computed from the file's Conv weight and BatchNormalization."""
+    """A folded parameter computed from the file's Conv weight and BatchNormalization
+    (for the sites of the tied residual's ``block``, whose Conv has no bias in the file)."""
     conv_w = site.split("block", 1)[-1]      # "block0.conv1.weight" -> "0.conv1.weight"
     conv_w = "block." + conv_w.split(".", 1)[1].rsplit(".", 1)[0] + ".weight"
     (scale, beta, mean, var), eps, bias = bn_after[conv_w]
