@@ -328,6 +328,8 @@ def _lemma1(args, out, err):
 
 
 def _invariance(args, out, err):
+    if args.train:
+        return _invariance_train(args, out, err)
     g, desc = _network_from_args(args)
     rng = np.random.default_rng(args.seed)
     p = _weights(g, args, rng)
@@ -338,6 +340,69 @@ def _invariance(args, out, err):
         print(f"{desc['summary']}\n{g}\n", file=out)
         print(report, file=out)
     return 0
+
+
+_TRAIN_FIGURE = "invariance-training.png"
+
+
+def _invariance_train(args, out, err):
+    """``invariance --train``: the rescaled race (:func:`pathgeom.experiments.rescaled_race`)
+    and its two-panel figure; with --json one JSON object on stdout, messages on stderr."""
+    if args.graph is not None or (args.net or "mlp") not in experiments.RACE_NETS:
+        raise ValueError(f"--train trains one of --net {'|'.join(sorted(experiments.RACE_NETS))}"
+                         f" (default mlp), not {args.graph or args.net}")
+    name = args.net or "mlp"
+    target = args.out or _TRAIN_FIGURE
+    try:
+        _import_figure()
+    except ImportError:
+        raise ImportError("the figure of --train needs matplotlib: pip install "
+                          "'pathgeom[plot]'") from None
+    path, fmt = _draw_target(target)
+    net, task, settings = experiments.race_preset(name, seed=args.seed)
+    steps = settings["steps"] if args.steps is None else args.steps
+    spread = settings["spread"] if args.spread is None else args.spread
+    command = (f"pathgeom invariance --train --net {name} --steps {steps} --spread {spread:g} "
+               f"--seed {args.seed} --out {target}")
+    log = err if args.json else out
+    print(f"training {net!r} on {task.name} from p and from T_beta(p) ({spread:g} orders of "
+          f"magnitude), SGD and Path-SGD, {steps} steps each ...", file=err)
+    t0 = time.perf_counter()
+    race = experiments.rescaled_race(
+        net, task, steps, spread, sgd_lr=settings["sgd_lr"],
+        path_sgd_lr=settings["path_sgd_lr"], batch_size=settings["batch_size"],
+        seed=args.seed, setup={"command": command, "net": name})
+    race.plot(path)
+    seconds = time.perf_counter() - t0
+    result = race.to_dict()
+    result["seconds_with_figure"] = seconds
+    result["figure"] = path
+    if args.json:
+        _emit_json(result, out)
+    else:
+        metric = race.metric
+
+        def end(key):
+            r = result[key]
+            value = r.get(f"test_{metric}")
+            shown = "n/a" if value is None else f"{value:.4g}"
+            return f"{r['status']} after {r['steps']} steps, test {metric} {shown}"
+        print(race.caption(), file=out)
+        print(f"largest |difference| of the losses: Path-SGD {_fmt_gap(race.path_sgd_max_difference)}"
+              f", SGD {_fmt_gap(race.sgd_max_difference)}", file=out)
+        for key in ("path_sgd_balanced", "path_sgd_unbalanced", "sgd_balanced",
+                    "sgd_unbalanced"):
+            print(f"  {key:20} {end(key)}", file=out)
+        for lr, r in result["sgd_unbalanced_smaller_rates"].items():
+            value = r.get(f"test_{metric}")
+            print(f"  sgd_unbalanced lr {lr:<6} {r['status']}, test {metric} "
+                  f"{'n/a' if value is None else f'{value:.4g}'}", file=out)
+    print(f"wrote {path} ({seconds:.1f} s)", file=log if not args.json else err)
+    return 0
+
+
+def _fmt_gap(x):
+    return "n/a" if x is None else f"{x:.3g}"
 
 
 def _names(labels, limit):
@@ -500,6 +565,20 @@ def _parser():
                             help="random inputs for f (8)")
     invariance.add_argument("--lr", type=_float_at_least(0.0, True), default=0.1,
                             help="learning rate (0.1)")
+    trained = invariance.add_argument_group(
+        "training from the rescaled start (--train)",
+        "the same network and data stream trained from p and from T_beta(p), SGD and "
+        "Path-SGD; a two-panel figure (--out). --net mlp (default; the built-in digits, "
+        "[digits] extra), cnn (the same digits) or rnn (adding problem, T = 10); the "
+        "network sizes and rates are the race's own (pathgeom.experiments.RACE_NETS)")
+    trained.add_argument("--train", action="store_true",
+                         help="train instead of checking one step (needs the [plot] extra)")
+    trained.add_argument("--steps", type=_positive_int, default=None,
+                         help="training steps per run (mlp 500, cnn 300, rnn 300)")
+    trained.add_argument("--spread", type=_float_at_least(0.0, False), default=None,
+                         help="orders of magnitude spanned by beta (3)")
+    trained.add_argument("--out", default=None,
+                         help=f"the figure (default {_TRAIN_FIGURE})")
     group = sub.add_parser("group", help="dimension and basis of the rescaling group",
                            description="Definition 2 / Theorem 1: the feasible node-wise "
                                        "rescalings, dimension decided exactly.")
