@@ -195,8 +195,8 @@ class RescaledRace:
                 last = steps[-1] if steps else 0
                 y = tr[last] if steps else _curve(r)[1].get(0, 1.0)
                 ax_a.plot([last], [y], "x", color=st["color"], ms=12, mew=3)
-                ax_a.annotate(f"{names[key]}: diverged at step {_diverged_at(r)}", (last, y),
-                              xytext=(12, -4), textcoords="offset points",
+                ax_a.annotate(f"diverged at step {_diverged_at(r)}", (last, y),
+                              xytext=(10, -16), textcoords="offset points",
                               color=st["color"], fontsize=8.5)
         ax_a.set_yscale("log")
         ax_a.set_xlabel("step")
