@@ -14,7 +14,7 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 
 # The tests cover every shipped feature, optional extras included: install them all.
 $(VENV)/.installed-test: $(VENV)/.installed Makefile
-	$(PIP) install -e '.[test,plot,dask,digits,onnx,bench]'
+	$(PIP) install -e '.[test,plot,dask,digits,onnx,bench,notebook,docs]'
 	touch $@
 
 $(VENV)/.installed-bench: $(VENV)/.installed
