@@ -54,22 +54,24 @@ def rows():
                        f"edges)", lambda: best_time(lambda: _group(net.graph), repeat=5)
     yield "charlm-corpus", "built-in character corpus, 100,000 / 10,000 / 10,000 chars", \
         lambda: best_time(lambda: pathgeom.make_task("charlm", corpus="builtin"), repeat=3)
-    task = pathgeom.make_task("adding", T=100, seed=0)
-    rnn = pathgeom.rnn(task.n_in, 100, task.n_out, task.T)
+    def step(name, T, steps):
+        task = pathgeom.make_task("adding", T=T, seed=0)
+        rnn = pathgeom.rnn(task.n_in, 100, task.n_out, task.T)
 
-    def step(name):
         def once():
             opt = pathgeom.make_optimizer(name, 1e-3)
-            res = pathgeom.train(rnn, task, opt, 200, batch_size=16, rng=0, eval_every=None,
-                                 progress=False, threads=1)
-            return res.seconds / 200
+            # eval_every beyond the run: only the evaluations at steps 0 and `steps`
+            res = pathgeom.train(rnn, task, opt, steps, batch_size=16, rng=0,
+                                 eval_every=None, progress=False, threads=1)
+            return res.seconds / steps
         once()
-        return min(once() for _ in range(3))
+        return min(once() for _ in range(2))
 
-    for name in ("sgd", "path-sgd"):
-        yield f"train-step-{name}", f"train step, {name}, adding T=100 H=100 batch 16, " \
-                                    f"1 thread (per step, in train)", \
-            (lambda name=name: step(name))
+    for T, steps in ((100, 200), (784, 100)):
+        for name in ("sgd", "path-sgd"):
+            yield f"train-step-T{T}-{name}", f"train step, {name}, adding T={T} H=100 batch " \
+                                             f"16, 1 thread (a run of {steps} steps / {steps})", \
+                (lambda name=name, T=T, steps=steps: step(name, T, steps))
 
 
 def main(only):
@@ -80,7 +82,7 @@ def main(only):
             continue
         t = measure()
         shown = f"{t * 1e3:.3g} ms" if t < 1 else f"{t:.3g} s"
-        print(f"{key:22} {what:80} {shown:>10}")
+        print(f"{key:26} {what:86} {shown:>10}")
 
 
 if __name__ == "__main__":
