@@ -383,6 +383,8 @@ def _lemma1(args, out, err):
 def _invariance(args, out, err):
     if args.train:
         return _invariance_train(args, out, err)
+    if args.steps is not None or args.spread is not None or args.out is not None:
+        raise ValueError("--steps, --spread and --out belong to --train (add --train)")
     g, desc = _network_from_args(args)
     rng = np.random.default_rng(args.seed)
     p = _weights(g, args, rng)
@@ -404,6 +406,10 @@ def _invariance_train(args, out, err):
     if args.graph is not None or (args.net or "mlp") not in experiments.RACE_NETS:
         raise ValueError(f"--train trains one of --net {'|'.join(sorted(experiments.RACE_NETS))}"
                          f" (default mlp), not {args.graph or args.net}")
+    if args.params:
+        raise ValueError("--params does not apply to --train: the race draws its own "
+                         "balanced start (to train from given weights: pathgeom train "
+                         "--init-from FILE)")
     name = args.net or "mlp"
     target = args.out or _TRAIN_FIGURE
     try:

@@ -126,6 +126,16 @@ def test_cli_train_text_and_refusals(tmp_path):
     assert cli.main(["invariance", "--train", "--net", "chain"], out=io.StringIO(),
                     err=err) == 2
     assert "--train" in err.getvalue()
+    for extra in (["--steps", "3"], ["--spread", "2"], ["--out", "x.png"]):
+        err = io.StringIO()
+        assert cli.main(["invariance"] + extra, out=io.StringIO(), err=err) == 2
+        assert "belong to --train" in err.getvalue()
+    params = tmp_path / "p.txt"
+    params.write_text("1 2 3")
+    err = io.StringIO()
+    assert cli.main(["invariance", "--train", "--params", str(params)], out=io.StringIO(),
+                    err=err) == 2
+    assert "--init-from" in err.getvalue()
 
 
 def test_train_init_from_starts_from_the_file(tmp_path):
