@@ -14,7 +14,10 @@ Yardsticks (all timed in this process, best of several, compile time excluded):
 ``python benchmarks/bench_targets.py [--quick] [row-name-substring ...]``
 """
 
+import contextlib
+import subprocess
 import sys
+import time
 
 import numba
 import numpy as np
@@ -38,6 +41,15 @@ TARGETS = {  # row key -> (what, target text, target value, 'le' or 'ge')
     "psgd-784": ("Path-SGD(kappa1, raw) step / SGD step, B=64 T=784 H=100", 1.10, "le"),
     "dense-sgd": ("dense SGD step B=64 T=100 H=100 / its matmul flops at dgemm rate", 2.0,
                   "le"),
+    "busy-k1-100-100": ("busy: RNN gamma2+kappa1 T=100 H=100 / quiet 1 thread", 1.3, "le"),
+    "busy-k1-784-100": ("busy: RNN gamma2+kappa1 T=784 H=100 / quiet 1 thread", 1.3, "le"),
+    "busy-kap-100-100": ("busy: RNN exact kappa T=100 H=100 / quiet 1 thread", 1.3, "le"),
+    "busy-kap-784-100": ("busy: RNN exact kappa T=784 H=100 / quiet 1 thread", 1.3, "le"),
+    "busy-kap-100-512": ("busy: RNN exact kappa T=100 H=512 / quiet 1 thread", 1.3, "le"),
+    "quiet-kap-100-100": ("quiet: RNN exact kappa T=100 H=100, default / 1 thread", 1.05,
+                          "le"),
+    "quiet-kap-100-512": ("quiet: RNN exact kappa T=100 H=512, default / 1 thread", 1.05,
+                          "le"),
 }
 
 
@@ -175,6 +187,63 @@ def generic_rows(quick, want):
     return out
 
 
+@contextlib.contextmanager
+def busy_core():
+    """Another process holding one core for the block (a pure-Python busy loop), as on a
+    laptop, a CI runner or a shared node; stopped afterwards."""
+    proc = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    time.sleep(0.3)   # let it start spinning
+    try:
+        yield
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def busy_rows(quick, want):
+    """Structured RNN targets with another process holding one core, against the quiet
+    one-thread time measured in this run; and quiet default threads against one thread
+    (nothing gets slower on a quiet machine).  The note gives the busy time without the
+    per-call thread choice (every product on the caller's thread count), the behaviour
+    before it."""
+    from pathgeom import _threads
+    rng = np.random.default_rng(0)
+    out = []
+    sizes = [(100, 100), (784, 100), (100, 512)] if not quick else [(20, 16)]
+    for T, H in sizes:
+        keys = {k: f"{k}-{T}-{H}" if not quick else f"{k}-100-100"
+                for k in ("busy-k1", "busy-kap", "quiet-kap")}
+        keys = {k: v for k, v in keys.items() if v in TARGETS and want(v)}
+        if not keys:
+            continue
+        net, p = rnn_net(T, H, rng)
+        fns = {"busy-k1": lambda: net.path_quantities(p, with_kappa2=False),
+               "busy-kap": lambda: net.path_quantities(p),
+               "quiet-kap": lambda: net.path_quantities(p)}
+        rep = dict(repeat=5 if quick else 15, min_time=0.2 if quick else 1.0)
+        for k, key in keys.items():
+            fn = fns[k]
+            with pathgeom.threads(1):
+                one = best_time(fn, **rep)
+            if k == "quiet-kap":
+                default = best_time(fn, **rep)
+                out.append((key, default / one, f"{default * 1e3:.2f} ms default, "
+                            f"{one * 1e3:.2f} ms on 1 thread"))
+                continue
+            with busy_core():
+                busy = best_time(fn, **rep)
+                saved = _threads.SMALL_WORK
+                _threads.SMALL_WORK = 0       # the behaviour before the per-call choice
+                try:
+                    before = best_time(fn, **rep)
+                finally:
+                    _threads.SMALL_WORK = saved
+            out.append((key, busy / one, f"busy {busy * 1e3:.2f} ms, quiet 1 thread "
+                        f"{one * 1e3:.2f} ms; busy without the per-call choice "
+                        f"{before * 1e3:.2f} ms ({before / one:.1f}x)"))
+    return out
+
+
 def training_rows(quick, want):
     out = []
     rng = np.random.default_rng(0)
@@ -225,6 +294,7 @@ def run(quick=False, only=()):
     rows += training_rows(quick, want)
     rows += generic_rows(quick, want)
     rows += structured_rows(quick, want)
+    rows += busy_rows(quick, want)
     order = list(TARGETS)
     rows.sort(key=lambda r: order.index(r[0]) if r[0] in order else len(order))
     print(f"{'row':66} {'ratio':>7} {'target':>8}  met  measured")

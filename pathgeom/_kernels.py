@@ -176,13 +176,15 @@ def _round_expansion(buf, n):
 
 
 @numba.njit(cache=True)
-def _exact_edge_sum(lo, hi, node, par, p, M, b):
+def _exact_edge_sum(lo, hi, node, par, p, M, b, kind, skip):
     """Exact sum over the edges ``lo..hi-1`` of a CSR of ``p[par] * M[node, b]``, rounded
     once (the incoming CSR with the sources for the forward pass, the outgoing CSR with the
-    heads for the backward pass)."""
+    heads for the backward pass), leaving out edges whose ``node`` has ``kind == skip``."""
     buf = np.empty(2 * (hi - lo) + 2)
     n = 0
     for e in range(lo, hi):
+        if kind[node[e]] == skip:
+            continue
         w = p[par[e]]
         x = M[node[e], b]
         if w == 0.0 or x == 0.0:
@@ -195,9 +197,12 @@ def _exact_edge_sum(lo, hi, node, par, p, M, b):
 
 
 @numba.njit(cache=True)
-def forward(indptr, src, par, relu, p, H):
+def forward(indptr, src, par, kind, p, H, sel):
     """``H[v] = act_v(sum_{u->v} p[par] * H[u])`` for every node with incoming edges.
 
+    ``kind[v]``: 0 identity, 1 ReLU, 2 max (``H[v] = max_{u->v} p[par] H[u]``, the first
+    maximal incoming edge, in CSR order, is recorded as its source in ``sel[v]`` when
+    ``sel`` has a row per node; pass a (0, B) ``sel`` for graphs without max nodes).
     ``H`` arrives holding the inputs' rows and zeros elsewhere.  Exact cancellation is
     reproduced (see the section comment).
     """
@@ -209,6 +214,19 @@ def forward(indptr, src, par, relu, p, H):
         if lo == hi:
             continue
         row = H[v]
+        if kind[v] == 2:
+            srow = sel[v]
+            for b in range(B):
+                row[b] = -np.inf
+            for e in range(lo, hi):
+                w = p[par[e]]
+                hu = H[src[e]]
+                for b in range(B):
+                    t = w * hu[b]
+                    if t > row[b] or (e == lo and not t < row[b]):   # nan taken too
+                        row[b] = t
+                        srow[b] = src[e]
+            continue
         for b in range(B):
             mag[b] = 0.0
         n = 0
@@ -226,20 +244,23 @@ def forward(indptr, src, par, relu, p, H):
             tol = n * _LOOSE
             for b in range(B):
                 if abs(row[b]) <= tol * mag[b] and mag[b] > 0.0 and mag[b] < np.inf:
-                    row[b] = _exact_edge_sum(lo, hi, src, par, p, H, b)
-        if relu[v]:
+                    row[b] = _exact_edge_sum(lo, hi, src, par, p, H, b, kind, 255)
+        if kind[v] == 1:
             for b in range(B):
                 if row[b] < 0.0:  # nan (from inf - inf) stays nan and reaches the checks
                     row[b] = 0.0
 
 
 @numba.njit(cache=True)
-def backward(optr, dst, opar, relu, p, H, G, grad):
+def backward(optr, dst, opar, kind, p, H, G, grad, sel):
     """Reverse pass in pull form over the outgoing CSR.
 
     ``G`` arrives with dL/dy on the output rows and zeros elsewhere and leaves holding
     ``dL/dz`` (``dL/dh`` masked by ``relu'``, with relu'(0) = 0); ``grad`` (zeros) gets
-    ``dL/dp_i = sum_b sum_{(u->v) in E_i} dL/dz_v h_u``.  Both kinds of sums reproduce
+    ``dL/dp_i = sum_b sum_{(u->v) in E_i} dL/dz_v h_u`` for ``i < grad.shape[0]`` (higher
+    indices are the fixed weights' pseudo-parameters: no gradient).  An edge into a max
+    node (``kind`` 2) carries its gradient only where ``sel`` (from :func:`forward`) names
+    its source, and only the first of parallel copies does.  Both kinds of sums reproduce
     exact cancellation (see the section comment): the per-node sums at once, the
     per-parameter sums by an exact second pass over the parameters whose float sum is
     uncertain.
@@ -249,6 +270,7 @@ def backward(optr, dst, opar, relu, p, H, G, grad):
     gmag = np.zeros(n_params)
     gcount = np.zeros(n_params, dtype=np.int64)
     mag = np.empty(B)
+    extra = np.empty(B)
     for u in range(n_nodes - 1, -1, -1):
         lo = optr[u]
         hi = optr[u + 1]
@@ -262,10 +284,24 @@ def backward(optr, dst, opar, relu, p, H, G, grad):
             if hu[b] != 0.0:
                 h_any = True
         n = 0
+        pooled = False
         for e in range(lo, hi):
             w = p[opar[e]]
-            gv = G[dst[e]]
-            if h_any:        # h is finite here, so y * x is nan only for an inf y (reported)
+            v = dst[e]
+            gv = G[v]
+            if kind[v] == 2:   # max node: only where u was selected, first parallel copy
+                if e > lo and dst[e - 1] == v:
+                    continue
+                if not pooled:
+                    pooled = True
+                    for b in range(B):
+                        extra[b] = 0.0
+                srow = sel[v]
+                for b in range(B):
+                    if srow[b] == u:
+                        extra[b] += w * gv[b]
+                continue
+            if h_any and opar[e] < n_params:   # h finite here: y * x is nan only for inf y
                 i = opar[e]
                 s = 0.0
                 a = 0.0
@@ -287,8 +323,11 @@ def backward(optr, dst, opar, relu, p, H, G, grad):
             tol = n * _LOOSE
             for b in range(B):
                 if abs(g[b]) <= tol * mag[b] and mag[b] > 0.0 and mag[b] < np.inf:
-                    g[b] = _exact_edge_sum(lo, hi, dst, opar, p, G, b)
-        if relu[u]:
+                    g[b] = _exact_edge_sum(lo, hi, dst, opar, p, G, b, kind, 2)
+        if pooled:   # after the exactness check, which sums every edge (no selection)
+            for b in range(B):
+                g[b] += extra[b]
+        if kind[u] == 1:
             for b in range(B):
                 if not hu[b] > 0.0:
                     g[b] = 0.0

@@ -14,6 +14,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .. import _threads
 from .._errors import PathOverflowError
 from .._validation import _as_float_array, as_params, check_int, check_rng
 from ..graph import SharedGraph
@@ -289,8 +290,14 @@ class FeedForward(Network):
         """
         p = as_params(p, self.n_params)
         X, squeeze = self._inputs(X)
-        Y = self._forward_all(p, X)[1][-1]
+        with _threads.for_size(self._work(X.shape[0])):
+            Y = self._forward_all(p, X)[1][-1]
         return Y[0] if squeeze else Y
+
+    def _work(self, B):
+        """Multiply-adds of the largest single product of a pass over a batch of ``B`` (for
+        the thread choice of :func:`pathgeom._threads.for_size`)."""
+        return max(B * math.prod(s.out_shape) * s.weight_shape[1] for s in self._stages)
 
     def graph_inputs(self, X):
         """``X`` as the graph's input matrix: flattened in C order, then 1 for the bias node.
@@ -339,6 +346,10 @@ class FeedForward(Network):
             raise ValueError(f"dY{where} = {dY[tuple(where)]} is not finite; the output "
                              f"gradient must be finite")
         dA = dY.reshape(X.shape[0], self.n_out)
+        with _threads.for_size(self._work(X.shape[0])):
+            return self._backward(p, X, dA)
+
+    def _backward(self, p, X, dA):
         Zs, As = self._forward_all(p, X)
         grad = np.zeros(self.n_params)
         with np.errstate(over="ignore", invalid="ignore"):

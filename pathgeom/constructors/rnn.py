@@ -37,7 +37,7 @@ import warnings
 
 import numpy as np
 
-from .. import engine, geometry
+from .. import _threads, engine, geometry
 from ._rnn_edges import rnn_arrays, rnn_param_blocks
 from .._errors import PathOverflowError
 from .._validation import as_params, as_real_array, check_scale, check_int, check_rng
@@ -290,7 +290,8 @@ class RNN(Network):
         """
         p = as_params(p, self.n_params)
         X, squeeze = self._check_X(X)
-        Y, _ = self._forward_states(p, X)
+        with _threads.for_size(self._work(X.shape[0])):
+            Y, _ = self._forward_states(p, X)
         return Y[0] if squeeze else Y
 
     def forward_with_states(self, p, X):
@@ -300,7 +301,8 @@ class RNN(Network):
         X, squeeze = self._check_X(X)
         if squeeze:
             raise ValueError("forward_with_states takes a batch X of shape (B, T, n_in)")
-        return self._forward_states(p, X)
+        with _threads.for_size(self._work(X.shape[0])):
+            return self._forward_states(p, X)
 
     def _forward_states(self, p, X):
         _, _, W_out, _, b_out = self._blocks(p)
@@ -348,8 +350,18 @@ class RNN(Network):
                              f"gradient must be finite")
         if states is not None:
             states = self._check_states(states, B)
-        with np.errstate(over="ignore", invalid="ignore"):  # checked below
-            return self._backward(p, X, dY, states)
+        with np.errstate(over="ignore", invalid="ignore"), _threads.for_size(self._work(B)):
+            return self._backward(p, X, dY, states)   # (finiteness checked there)
+
+    def _work(self, B=None):
+        """Multiply-adds of the largest single BLAS product of a pass (for the thread
+        choice of :func:`pathgeom._threads.for_size`): a batch of ``B`` sequences, or the
+        squared network's passes and the structured kappa2 (``B`` None)."""
+        H = max(self.hidden)
+        K = max((self.n_in,) + self.hidden)
+        if B is None:
+            return max(H ** 3, self.T * H * K)
+        return max(B * H * H, self.T * B * K * H)
 
     def _check_states(self, states, B):
         """``states`` as :meth:`forward_with_states` returns them for a batch of ``B``:
@@ -659,7 +671,7 @@ class RNN(Network):
         if not np.isfinite(q).all():
             return geometry.gamma2(self.graph, p)
         try:
-            with np.errstate(over="ignore", invalid="ignore"):
+            with np.errstate(over="ignore", invalid="ignore"), _threads.for_size(self._work()):
                 return self._gamma2_from(q, self._squared_forward(q))
         except PathOverflowError as dense_error:
             try:
@@ -686,7 +698,8 @@ class RNN(Network):
         if not np.isfinite(q).all():   # a weight whose square overflows: the generic
             return geometry.path_quantities(self.graph, p, with_kappa2)  # engine decides
         try:
-            return self._path_quantities(p, q, with_kappa2, method)
+            with _threads.for_size(self._work()):
+                return self._path_quantities(p, q, with_kappa2, method)
         except PathOverflowError as dense_error:   # may be an intermediate that only
             try:                                   # meets zero weights
                 return geometry.path_quantities(self.graph, p, with_kappa2)
