@@ -169,9 +169,7 @@ class RescaledRace:
         """The two-panel figure into ``path`` (format from the suffix); needs matplotlib
         (the ``[plot]`` extra).  Returns ``path``."""
         try:
-            import matplotlib
-            matplotlib.use("Agg")
-            from matplotlib.figure import Figure
+            from matplotlib.figure import Figure   # no pyplot: the caller's backend is kept
         except ImportError:
             raise ImportError("the figure needs matplotlib: pip install "
                               "'pathgeom[plot]'") from None
