@@ -174,3 +174,13 @@ def test_train_init_from_a_text_file_is_the_same_run_as_p0(tmp_path):
     ref = pathgeom.train(net, task, opt, 4, batch_size=config["batch"], rng=rng, p0=start,
                          eval_every=2, progress=False, log_every=10)
     assert row["test_loss"] == ref.test_loss
+
+
+def test_cli_train_without_matplotlib_says_what_to_install(monkeypatch, tmp_path):
+    from test_cli_train import block_import
+    block_import(monkeypatch, "matplotlib")
+    err = io.StringIO()
+    status = cli.main(["invariance", "--train", "--net", "rnn", "--steps", "2", "--out",
+                       str(tmp_path / "f.png")], out=io.StringIO(), err=err)
+    assert status == 1 and "pathgeom[plot]" in err.getvalue()
+    assert not (tmp_path / "f.png").exists()
