@@ -19,6 +19,12 @@ apart, and depth levels wide enough that a group holds ``BLOCK_REUSE / n_params`
 on average) also get the blocked edge groups that the squared-network sweeps use instead
 of the CSRs (``blk_*``; see ``pathgeom._kernels.build_blocks``): 8 more bytes per edge,
 about 1.5 times the CSRs.  Other graphs hold them empty.
+
+Graphs whose nodes' incoming edges come in *runs* -- sources and parameters both counting
+up by one, as in an unrolled RNN, a convolution or a dense layer -- and at least
+``RUN_MIN`` edges per run on average also get the runs (``run_*``: 12 bytes per run and 8
+per node); the squared-network sweeps then read the runs instead of the CSRs, as
+contiguous dot products (see ``pathgeom._kernels.build_runs``).
 """
 
 from typing import NamedTuple
@@ -56,6 +62,12 @@ class CompiledGraph(NamedTuple):
     blk_src: np.ndarray = _empty(np.int32)     # (E',) source of each edge
     blk_key: np.ndarray = _empty(np.uint32)    # (E',) (head - blk_node) << 16 | (param - blk_param)
     fixed: np.ndarray = _empty(np.float64)     # (F,) distinct fixed weights, increasing
+    # runs of incoming edges (src and par both +1 along a run; empty: not used), see
+    # pathgeom._kernels.build_runs
+    run_ptr: np.ndarray = _empty(np.int64, 1)  # (n+1,) or (1,): node v's runs
+    run_src: np.ndarray = _empty(np.int32)     # (R,) first source of each run
+    run_par: np.ndarray = _empty(np.int32)     # (R,) first parameter of each run
+    run_len: np.ndarray = _empty(np.int32)     # (R,) number of edges in each run
 
     @property
     def n_ext(self):
@@ -77,6 +89,10 @@ BLOCK_SCATTER = 0.5
 #: average: on narrow levels the groups are too short to reuse the block's cache lines
 #: (measured break-even: about 3,000 edges per group at 1e5 parameters, under 500 at 1e6).
 BLOCK_REUSE = 1 << 28
+#: The squared-network sweeps use runs of edges (see the module docstring) when the
+#: edges are at least RUN_MIN times as many as the runs, and there are no blocked groups.
+RUN_MIN = 4
+
 #: Parameters per block (2**BLOCK_SHIFT; q and kappa1 blocks of 128 KiB) and nodes per
 #: segment (the key holds both offsets in 16 bits).
 BLOCK_SHIFT = 14
@@ -127,6 +143,12 @@ def compile_arrays(n, src, dst, par, pos, inputs, outputs, depth, n_params, kind
     else:
         blocks = (np.zeros(1, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64),
                   np.zeros(0, np.int32), np.zeros(0, np.uint32))
+    runs = (np.zeros(1, np.int64), np.zeros(0, np.int32), np.zeros(0, np.int32),
+            np.zeros(0, np.int32))
+    if blocks[1].shape[0] == 0 and in_src.shape[0]:
+        built = engine.build_runs(indptr, in_src, in_par)
+        if in_src.shape[0] >= RUN_MIN * built[1].shape[0]:
+            runs = built
     return CompiledGraph(
         indptr=_frozen(indptr, np.int64),
         src=_frozen(in_src, np.int32),
@@ -147,4 +169,8 @@ def compile_arrays(n, src, dst, par, pos, inputs, outputs, depth, n_params, kind
         blk_src=_frozen(blocks[3], np.int32),
         blk_key=_frozen(blocks[4], np.uint32),
         fixed=_frozen(fixed, np.float64),
+        run_ptr=_frozen(runs[0], np.int64),
+        run_src=_frozen(runs[1], np.int32),
+        run_par=_frozen(runs[2], np.int32),
+        run_len=_frozen(runs[3], np.int32),
     )

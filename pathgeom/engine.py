@@ -18,7 +18,7 @@ import numpy as np
 
 from . import _dense_kernels, _kernels
 
-__all__ = ["extended", "extended_sq", "build_csr", "longest_path_depth", "reaches_output", "reached_from",
+__all__ = ["extended", "extended_sq", "build_csr", "build_runs", "longest_path_depth", "reaches_output", "reached_from",
            "param_scatter", "block_groups", "build_blocks", "forward", "backward", "sq_forward", "sq_delta",
            "sq_forward_kappa1", "sq_backward_careful", "sink_depth", "param_extents",
            "tangent_blocks", "tangent_one", "rnn_sq_sweep", "rnn_block_sums",
@@ -120,6 +120,18 @@ def _blocks(c):
     return None
 
 
+def build_runs(indptr, src, par):
+    """Runs of incoming edges (see :func:`pathgeom._kernels.build_runs`)."""
+    return _kernels.build_runs(indptr, src, par)
+
+
+def _runs(c):
+    """The compiled record's runs of edges, or None when the sweeps read the CSRs."""
+    if c.run_ptr.shape[0] > 1:
+        return c.run_ptr, c.run_src, c.run_par, c.run_len
+    return None
+
+
 def sq_forward(c, q, h, careful=False):
     """Squared-network node values into ``h`` (inputs preset to 1): the path sums
     :math:`h_v = \\sum_{\\zeta: V_{in} \\leadsto v} \\prod q`.  ``careful``: a term with a zero
@@ -130,6 +142,8 @@ def sq_forward(c, q, h, careful=False):
         _kernels.sq_forward_careful(c.indptr, c.src, c.par, q, h)
     elif blocks is not None:
         _kernels.sq_forward_blocked(*blocks, q, h)
+    elif _runs(c) is not None:
+        _kernels.sq_forward_runs(*_runs(c), q, h)
     else:
         _kernels.sq_forward(c.indptr, c.src, c.par, q, h)
 
@@ -140,6 +154,8 @@ def sq_delta(c, q, delta):
     blocks = _blocks(c)
     if blocks is not None:
         _kernels.sq_delta_blocked(*blocks, q, delta)
+    elif _runs(c) is not None:
+        _kernels.sq_delta_runs(*_runs(c), q, delta)
     else:
         _kernels.sq_delta(c.optr, c.dst, c.opar, q, delta)
 
@@ -151,6 +167,8 @@ def sq_forward_kappa1(c, q, h, delta, k1):
     blocks = _blocks(c)
     if blocks is not None:
         _kernels.sq_forward_kappa1_blocked(*blocks, q, h, delta, k1)
+    elif _runs(c) is not None:
+        _kernels.sq_forward_kappa1_runs(*_runs(c), q, h, delta, k1)
     else:
         _kernels.sq_forward_kappa1(c.indptr, c.src, c.par, q, h, delta, k1)
 

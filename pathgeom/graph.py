@@ -740,11 +740,15 @@ class SharedGraph:
     def compiled(self):
         """The compiled record (:class:`pathgeom._compiled.CompiledGraph`): the graph's flat
         arrays in topological order -- incoming CSR (``indptr``, ``src``, ``par``), outgoing
-        CSR (``optr``, ``dst``, ``opar``), ``relu``, ``inputs``, ``outputs`` (positions),
-        ``depth``, ``live``, ``reached``, and the blocked edge groups of the squared-network
-        sweeps (``blk_ptr``, ``blk_node``, ``blk_param``, ``blk_src``, ``blk_key``; empty
-        unless the graph has many parameters spread at random over wide depth levels) --
-        every array read-only.  What the engine and the exact reference read; positions are
+        CSR (``optr``, ``dst``, ``opar``), ``kind`` (each node's activation code),
+        ``inputs``, ``outputs`` (positions), ``depth``, ``live``, ``reached``, the blocked
+        edge groups of the squared-network sweeps (``blk_ptr``, ``blk_node``,
+        ``blk_param``, ``blk_src``, ``blk_key``; empty unless the graph has many parameters
+        spread at random over wide depth levels), the distinct fixed weights ``fixed``
+        (pseudo-parameters ``n_params + j`` in ``par``), and the runs of edges
+        (``run_ptr``, ``run_src``, ``run_par``, ``run_len``; empty unless the incoming
+        edges come in runs of consecutive sources and parameters) -- every array
+        read-only.  What the engine and the exact reference read; positions are
         those of :attr:`nodes`."""
         return self._c
 

@@ -768,7 +768,7 @@ class RNN(Network):
         return out
 
     def rescale(self, p, alpha):
-        """Deprecated name of :meth:`rescale_units` (``pathgeom.rescale(g, p, beta)`` takes a
+        r"""Deprecated name of :meth:`rescale_units` (``pathgeom.rescale(g, p, beta)`` takes a
         node-wise :math:`\beta` over the graph; this takes one factor per hidden unit)."""
         warnings.warn("RNN.rescale(p, alpha) is deprecated: use RNN.rescale_units(p, alpha) "
                       "(pathgeom.rescale(g, p, beta) is the graph-level, node-wise form)",
