@@ -232,7 +232,7 @@ class OnnxNetwork:
             else:
                 np.power(np.abs(p), q, out=w[:-1])
         w[-1] = 0.0
-        if not _all_finite(w):
+        if not math.isfinite(float(np.max(w))):
             raise PathOverflowError(f"|p|**{q} overflows float64; scale the weights down")
         rows = np.ones((1, prog.input_ids.size))
         with np.errstate(over="ignore", invalid="ignore"):

@@ -223,6 +223,7 @@ class _Windows:
         self.hi = tuple(pads[nsp:])
         self.out_shape, self.triples = _window_geometry(S, K, strides, pads, dil)
         self.padded = any(self.lo) or any(self.hi)
+        self._offsets_cache = None
         # the padded input may need trimming: positions past the last window are unused
         self.Sp = tuple(S[a] + self.lo[a] + self.hi[a] for a in range(nsp))
 
@@ -255,6 +256,8 @@ class _Windows:
 
     def _offsets(self):
         """Per kernel offset: the (output slices, input slices) of its valid entries."""
+        if self._offsets_cache is not None:
+            return self._offsets_cache
         out = []
         for k in np.ndindex(*self.K):
             src, dst = [], []
@@ -269,6 +272,7 @@ class _Windows:
                 dst.append(slice(o0 * s + off, o1 * s + off + 1, s))
             else:
                 out.append((k, tuple(src), tuple(dst)))
+        self._offsets_cache = out
         return out
 
     def gather_into(self, X, cols):
@@ -537,6 +541,15 @@ class PoolOp(_Op):
         axes = tuple(range(-self.win.nsp, 0))
         if self.kind == "max" and st.power is None:
             Y = self.win.view(self.win.pad(X, -np.inf, st, id(self))).max(axis=axes)
+        elif self.y.sl is not None and X.shape[0] == 1:
+            # the power network: each window summed, as shifted adds into the fresh units
+            Y = self.y.take(st.H)
+            Y.fill(0.0)
+            for k, o_sl, i_sl in self.win._offsets():
+                Y[(slice(None), slice(None)) + o_sl] += X[(slice(None), slice(None)) + i_sl]
+            if self.kind == "avg":
+                Y *= st.fixed(self.weight)
+            return
         else:
             Y = self.win.view(self.win.pad(X, 0.0, st, id(self))).sum(axis=axes)
             if self.kind == "avg":
