@@ -790,6 +790,9 @@ def main(argv=None, out=None, err=None):
         print(f"pathgeom {args.command}: {exc}\n(try a smaller --weight-scale or --T)",
               file=err)
         return 1
+    except MemoryError as exc:       # e.g. the edge list of an ImageNet-size ONNX model
+        print(f"pathgeom {args.command}: {exc}", file=err)
+        return 1
     except KeyboardInterrupt:
         print(f"pathgeom {args.command}: interrupted", file=err)
         return 130

@@ -88,3 +88,12 @@ def test_lemma1_uses_the_models_weights(tmp_path):
     status, out, _ = run_cli("lemma1", "--graph", path, "--params", tmp_path / "p.txt",
                              "--max-paths", "0", "--json")
     assert_close(json.loads(out)["gamma2"], imp.gamma2(p), rtol=1e-12)
+
+
+def test_group_of_a_model_too_large_for_an_edge_list(model_file, monkeypatch):
+    from pathgeom.interop.onnx import twin
+    monkeypatch.setattr(twin, "MAX_GRAPH_EDGES", 10)
+    status, out, err = run_cli("group", "--graph", model_file)
+    assert status == 1 and "MAX_GRAPH_EDGES" in err and "dense passes" in err
+    status, out, _ = run_cli("pathnorm", "--graph", model_file)      # needs no edge list
+    assert status == 0 and "L2 path norm" in out

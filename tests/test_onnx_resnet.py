@@ -591,3 +591,15 @@ def test_dense_passes_equal_the_graph_engine(seed, size, widths, stem, stem_bn, 
     for q in (1, 3):
         assert_close(imp.path_norm(q=q), pathgeom.path_norm(g, imp.p, q), rtol=1e-12)
     assert pathgeom.rescaling_group(g).dim == sum(c * (1 + n_blocks) for c in widths)
+
+
+def test_edge_bound_and_the_graph_size_guard(monkeypatch):
+    from pathgeom.interop.onnx import twin
+    for make_model in MODELS.values():
+        imp = pathgeom.from_onnx(make_model())
+        assert imp.n_edges_bound >= imp.graph.n_edges
+    imp = pathgeom.from_onnx(resnet(RNG(0), size=8, widths=(2, 3)))
+    monkeypatch.setattr(twin, "MAX_GRAPH_EDGES", 100)
+    with pytest.raises(MemoryError, match="dense passes"):
+        imp.graph
+    assert imp.path_quantities().gamma2 > 0          # no edge list needed

@@ -116,10 +116,25 @@ class OnnxNetwork:
     def graph(self):
         """The :class:`~pathgeom.SharedGraph` (built on first access, then kept)."""
         if self._graph is None:
+            n = self.n_edges_bound
+            if n > twin.MAX_GRAPH_EDGES:
+                raise MemoryError(
+                    f"the edge list of this model would have up to {n:,} edges (about "
+                    f"{n * 100 / 2**30:.0f} GiB while built), more than "
+                    f"pathgeom.interop.onnx.twin.MAX_GRAPH_EDGES = "
+                    f"{twin.MAX_GRAPH_EDGES:,}; forward, path_quantities, gamma2, kappa and "
+                    f"path_norm need no edge list (dense passes). For the graph itself (the "
+                    f"rescaling group, lemma1, draw) export the model at a smaller input "
+                    f"size, or raise MAX_GRAPH_EDGES if the memory is there")
             graph, old_of_new = self._program.graph()
             self._labels = self._program.label_function(old_of_new)
             self._graph = graph
         return self._graph
+
+    @property
+    def n_edges_bound(self):
+        """An upper bound on :attr:`graph`'s number of edges, known without building it."""
+        return int(sum(op.n_edges() for op in self._program.ops))
 
     @property
     def dense(self):

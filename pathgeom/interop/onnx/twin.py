@@ -48,6 +48,11 @@ def sorted_unique(flat):
     return srt[np.concatenate([[True], srt[1:] != srt[:-1]])]
 
 
+#: The largest edge list :attr:`OnnxNetwork.graph` builds (about 100 bytes per edge while it
+#: is built); beyond it the graph is refused with an error, and the dense passes remain.
+MAX_GRAPH_EDGES = 200_000_000
+
+
 class _Index:
     """An index array (node ids or parameter indices) read and added to along the last axis.
 
@@ -176,6 +181,10 @@ class _Op:
 
     def edges(self):
         return []
+
+    def n_edges(self):
+        """An upper bound on ``len(edges())``, without making them."""
+        return 0
 
     def forward(self, st):
         raise NotImplementedError
@@ -339,6 +348,10 @@ class ConvOp(_Op):
         return [_flat_edges(Xf[ci, i[None, None, :]], Of[co, o[None, None, :]],
                             Wf[co, cl, j[None, None, :]])]
 
+    def n_edges(self):
+        taps = math.prod(len(t[0]) for t in self.win.triples)
+        return self.W.shape[0] * self.W.shape[1] * taps
+
     def _cols(self, X, st):
         """im2col: ``(G, C/G * prod(K), B * prod(O))`` in a kept buffer (made with zeros,
         so the entries that fall in the padding, never written, stay 0)."""
@@ -408,6 +421,9 @@ class MatMulOp(_Op):
     def edges(self):
         return [_flat_edges(self.x_ids[..., None, :], self.y_ids[..., :, None], self.W.T)]
 
+    def n_edges(self):
+        return self.x_ids.size * self.W.shape[1]
+
     def forward(self, st):
         self.y.put(st.H, np.matmul(self.x.take(st.H), self.Wi.take(st.w)))
 
@@ -447,6 +463,9 @@ class BiasOp(_Op):
             return [_flat_edges(self.bias_node, self.y_ids, self.C)]
         return [_flat_edges(self.bias_node, self.y_ids, weight=self.values)]
 
+    def n_edges(self):
+        return self.y_ids.size
+
     def forward(self, st):
         vals = self.Ci.take(st.w) if self.C is not None else st.fixed(self.values)
         self.y.add(st.H, vals)
@@ -477,6 +496,9 @@ class AddOp(_Op):
         if self.merge:
             return []
         return [_flat_edges(self.x_ids, self.y_ids, weight=self.w)]
+
+    def n_edges(self):
+        return 0 if self.merge else np.size(self.y_ids)
 
     def _w(self, st):
         return st.fixed(self.scalar if self.scalar is not None else self.w)
@@ -536,6 +558,9 @@ class PoolOp(_Op):
         Of = self.y_ids.reshape(C, -1)
         return [_flat_edges(Xf[:, i], Of[:, o], weight=self.weight.ravel()[o][None, :])]
 
+    def n_edges(self):
+        return self.x_ids.shape[0] * math.prod(len(t[0]) for t in self.win.triples)
+
     def forward(self, st):
         X = self.x.take(st.H)
         axes = tuple(range(-self.win.nsp, 0))
@@ -582,6 +607,9 @@ class MeanOp(_Op):
         return [_flat_edges(self.x_ids, self.y_ids, weight=np.full(self.x_ids.shape,
                                                                     1.0 / self.n))]
 
+    def n_edges(self):
+        return self.x_ids.size
+
     def forward(self, st):
         X = self.x.take(st.H)
         axes = tuple(a + 1 for a in self.axes)
@@ -603,6 +631,10 @@ class RNNOp(_Op):
 
     def edges(self):
         return [_flat_edges(s, d, p) for s, d, p in self._edges]
+
+    def n_edges(self):
+        return sum(int(np.prod(np.broadcast_shapes(np.shape(s), np.shape(d), np.shape(p))))
+                   for s, d, p in self._edges)
 
 
 # --------------------------------------------------------------------------- passes
