@@ -603,3 +603,14 @@ def test_edge_bound_and_the_graph_size_guard(monkeypatch):
     with pytest.raises(MemoryError, match="dense passes"):
         imp.graph
     assert imp.path_quantities().gamma2 > 0          # no edge list needed
+
+
+def test_overflow_is_an_error_not_inf():
+    imp = pathgeom.from_onnx(resnet(RNG(14), size=8, widths=(2, 3)))
+    p = imp.p.copy()
+    p[0] = 1e200                                     # its square overflows float64
+    with pytest.raises(pathgeom.PathOverflowError, match="scale the weights down"):
+        imp.path_quantities(p)
+    with pytest.raises(pathgeom.PathOverflowError):
+        imp.path_norm(p, q=2)
+    assert np.isfinite(imp.path_norm(p, q=1))        # 1e200 itself is finite
