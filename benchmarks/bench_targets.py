@@ -203,9 +203,21 @@ def busy_core():
         proc.wait()
 
 
+def median_time(fn, n):
+    """Median wall time of ``n`` calls after a warm-up call: on a busy machine the best
+    time hides the waits that a typical call sees."""
+    fn()
+    times = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
 def busy_rows(quick, want):
     """Structured RNN targets with another process holding one core, against the quiet
-    one-thread time measured in this run; and quiet default threads against one thread
+    one-thread time measured in this run (medians of 21 calls); and quiet default threads against one thread
     (nothing gets slower on a quiet machine).  The note gives the busy time without the
     per-call thread choice (every product on the caller's thread count), the behaviour
     before it."""
@@ -223,24 +235,24 @@ def busy_rows(quick, want):
         fns = {"busy-k1": lambda: net.path_quantities(p, with_kappa2=False),
                "busy-kap": lambda: net.path_quantities(p),
                "quiet-kap": lambda: net.path_quantities(p)}
-        rep = dict(repeat=5 if quick else 15, min_time=0.2 if quick else 1.0)
+        n = 5 if quick else 21
         for k, key in keys.items():
             fn = fns[k]
             with pathgeom.threads(1):
-                one = best_time(fn, **rep)
+                one = median_time(fn, n)
             if k == "quiet-kap":
-                default = best_time(fn, **rep)
+                default = median_time(fn, n)
                 out.append((key, default / one, f"{default * 1e3:.2f} ms default, "
                             f"{one * 1e3:.2f} ms on 1 thread"))
                 continue
             with busy_core():
-                busy = best_time(fn, **rep)
-                saved = _threads.SMALL_WORK
-                _threads.SMALL_WORK = 0       # the behaviour before the per-call choice
+                busy = median_time(fn, n)
+                saved = _threads.SMALL_WORK, _threads.SEQUENTIAL_WORK
+                _threads.SMALL_WORK = _threads.SEQUENTIAL_WORK = 0   # before the choice
                 try:
-                    before = best_time(fn, **rep)
+                    before = median_time(fn, n)
                 finally:
-                    _threads.SMALL_WORK = saved
+                    _threads.SMALL_WORK, _threads.SEQUENTIAL_WORK = saved
             out.append((key, busy / one, f"busy {busy * 1e3:.2f} ms, quiet 1 thread "
                         f"{one * 1e3:.2f} ms; busy without the per-call choice "
                         f"{before * 1e3:.2f} ms ({before / one:.1f}x)"))

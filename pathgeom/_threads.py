@@ -18,11 +18,17 @@ import contextlib
 import numbers
 import threading
 
-__all__ = ["threads", "for_size", "SMALL_WORK"]
+__all__ = ["threads", "for_size", "SMALL_WORK", "SEQUENTIAL_WORK"]
 
-#: Below this many multiply-adds per BLAS product a call runs on one thread (products of
-#: ``H x H`` matrices up to about H = 256; measured by ``benchmarks/bench_threads.py``).
-SMALL_WORK = 256 ** 3
+#: Below this many multiply-adds in its largest product a call runs on one thread: on a
+#: quiet machine two threads already halve a 128 x 128 product here, so only smaller ones
+#: stay on one (the dense feed-forward passes, the generic kappa2 sweeps).
+SMALL_WORK = 128 ** 3
+#: The same bound for the structured RNN passes, whose time loops chain many small
+#: products and element-wise kernels: measured on 2 cores, they were never faster on two
+#: threads (exact kappa at T = 100, H = 512: 169 ms on two, 138 ms on one), so they run on
+#: one thread up to H = 2048 (``benchmarks/bench_targets.py quiet busy``).
+SEQUENTIAL_WORK = 2048 ** 3
 
 _lock = threading.Lock()
 _controller = None
@@ -87,9 +93,10 @@ def threads(n):
     return _limit(int(n), lower_only=False)
 
 
-def for_size(work):
+def for_size(work, small=None):
     """The per-call choice: one BLAS and numba thread when ``work`` (multiply-adds of the
-    largest single product) is below :data:`SMALL_WORK`, else the counts as they are."""
-    if work < SMALL_WORK:
+    largest single product) is below ``small`` (default :data:`SMALL_WORK`), else the
+    counts as they are."""
+    if work < (SMALL_WORK if small is None else small):
         return _limit(1, lower_only=True)
     return contextlib.nullcontext()

@@ -290,7 +290,7 @@ class RNN(Network):
         """
         p = as_params(p, self.n_params)
         X, squeeze = self._check_X(X)
-        with _threads.for_size(self._work(X.shape[0])):
+        with _threads.for_size(self._work(X.shape[0]), _threads.SEQUENTIAL_WORK):
             Y, _ = self._forward_states(p, X)
         return Y[0] if squeeze else Y
 
@@ -301,7 +301,7 @@ class RNN(Network):
         X, squeeze = self._check_X(X)
         if squeeze:
             raise ValueError("forward_with_states takes a batch X of shape (B, T, n_in)")
-        with _threads.for_size(self._work(X.shape[0])):
+        with _threads.for_size(self._work(X.shape[0]), _threads.SEQUENTIAL_WORK):
             return self._forward_states(p, X)
 
     def _forward_states(self, p, X):
@@ -350,7 +350,7 @@ class RNN(Network):
                              f"gradient must be finite")
         if states is not None:
             states = self._check_states(states, B)
-        with np.errstate(over="ignore", invalid="ignore"), _threads.for_size(self._work(B)):
+        with np.errstate(over="ignore", invalid="ignore"), _threads.for_size(self._work(B), _threads.SEQUENTIAL_WORK):
             return self._backward(p, X, dY, states)   # (finiteness checked there)
 
     def _work(self, B=None):
@@ -671,7 +671,7 @@ class RNN(Network):
         if not np.isfinite(q).all():
             return geometry.gamma2(self.graph, p)
         try:
-            with np.errstate(over="ignore", invalid="ignore"), _threads.for_size(self._work()):
+            with np.errstate(over="ignore", invalid="ignore"), _threads.for_size(self._work(), _threads.SEQUENTIAL_WORK):
                 return self._gamma2_from(q, self._squared_forward(q))
         except PathOverflowError as dense_error:
             try:
@@ -698,7 +698,7 @@ class RNN(Network):
         if not np.isfinite(q).all():   # a weight whose square overflows: the generic
             return geometry.path_quantities(self.graph, p, with_kappa2)  # engine decides
         try:
-            with _threads.for_size(self._work()):
+            with _threads.for_size(self._work(), _threads.SEQUENTIAL_WORK):
                 return self._path_quantities(p, q, with_kappa2, method)
         except PathOverflowError as dense_error:   # may be an intermediate that only
             try:                                   # meets zero weights
