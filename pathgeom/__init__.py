@@ -12,7 +12,7 @@ train; :func:`rescaling_group`, :func:`rescale`, :func:`verify_lemma1` and
 :mod:`pathgeom.reference` holds the slow, exact definitions.
 """
 
-from ._errors import GraphError, PathOverflowError
+from ._errors import GraphError, PathOverflowError, PathUnderflowError
 from .geometry import (PathQuantities, gamma2, kappa, kappa1, kappa2, kappa2_support,
                        path_quantities, squared_network, squared_values)
 from .graph import SharedGraph
@@ -55,6 +55,7 @@ __all__ = [
     "OnnxNetwork",
     "PathAdam",
     "PathOverflowError",
+    "PathUnderflowError",
     "PathQuantities",
     "PathSGD",
     "RescalingGroup",

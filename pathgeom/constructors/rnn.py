@@ -113,6 +113,11 @@ def _positive_int(value, name):
     return check_int(value, name, 1)
 
 
+
+class _Underflow(Exception):
+    """Internal: the dense sweeps met a value below the normal float64 range."""
+
+
 class RNN(Network):
     r"""An unrolled ReLU RNN: graph, parameter layout, dense passes, structured geometry.
 
@@ -685,8 +690,13 @@ class RNN(Network):
         q = geometry._setup(self.graph, p)
         if not np.isfinite(q).all():   # a weight whose square overflows: the generic
             return geometry.path_quantities(self.graph, p, with_kappa2)  # engine decides
+        with np.errstate(under="ignore"):
+            if geometry._squares_underflow(p, p * p):   # a square below float64: the
+                return geometry.path_quantities(self.graph, p, with_kappa2)  # scaled rerun
         try:
             return self._path_quantities(p, q, with_kappa2, method)
+        except _Underflow:              # a value below the normal range: the generic
+            return geometry.path_quantities(self.graph, p, with_kappa2)  # engine decides
         except PathOverflowError as dense_error:   # may be an intermediate that only
             try:                                   # meets zero weights
                 return geometry.path_quantities(self.graph, p, with_kappa2)
@@ -698,6 +708,10 @@ class RNN(Network):
             hs, deltas = self._squared_sweeps(q)
             gamma2 = self._gamma2_from(q, hs)
             self._check_finite(deltas, "delta")
+            lo_h = min((float(a.min()) for a in hs if a.size), default=1.0)
+            lo_d = min((float(a.min()) for a in deltas if a.size), default=1.0)
+            if min(lo_h, lo_d, lo_h * lo_d) < geometry._TINY:
+                raise _Underflow   # a node value, sensitivity or product of them may be lost
         _, R, _, _, _ = self._blocks(q)
         out_mask = self._out_mask()
         L = self.layout
