@@ -44,7 +44,7 @@ import numpy as np
 
 from . import engine
 from ._errors import PathOverflowError
-from ._validation import as_params, first_nonfinite_row
+from ._validation import as_params, check_bool, first_nonfinite_row
 from .graph import SharedGraph
 
 __all__ = ["PathQuantities", "path_quantities", "gamma2", "kappa1", "kappa2", "kappa",
@@ -819,6 +819,7 @@ def path_quantities(g, p, with_kappa2=True, client=None):
     (16.0, array([8.]), array([16.]), array([24.]))
     """
     q = _setup(g, p)
+    with_kappa2 = check_bool(with_kappa2, "with_kappa2")
     w = _weights(g, np.asarray(p, dtype=np.float64))   # p validated by _setup
     with np.errstate(under="ignore", over="ignore"):
         if _squares_underflow(w, w * w):

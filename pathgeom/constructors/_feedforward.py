@@ -15,7 +15,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .._errors import PathOverflowError
-from .._validation import _as_float_array, as_params, check_int, check_rng
+from .._validation import _as_float_array, as_params, check_bool, check_int, check_rng
 from ..graph import SharedGraph
 from ._base import Layout, Network, check_graph_size
 
@@ -151,7 +151,7 @@ class FeedForward(Network):
 
     def __init__(self, input_shape, stages, bias, weight_names, bias_names):
         self.input_shape = tuple(input_shape)
-        self.bias = bool(bias)
+        self.bias = check_bool(bias, "bias")
         self._stages = tuple(stages)
         entries = [(n, i, s.weight_shape) for (n, i), s in zip(weight_names, stages)]
         if self.bias:

@@ -40,7 +40,7 @@ import numpy as np
 from .. import engine, geometry
 from ._rnn_edges import rnn_arrays, rnn_param_blocks
 from .._errors import PathOverflowError
-from .._validation import as_params, as_real_array, check_scale, check_int, check_rng
+from .._validation import as_params, as_real_array, check_bool, check_scale, check_int, check_rng
 from ..graph import SharedGraph
 from ._base import Layout, Network, check_graph_size
 
@@ -138,7 +138,7 @@ class RNN(Network):
         if outputs not in ("last", "all"):
             raise ValueError(f"outputs must be 'last' or 'all', got {outputs!r}")
         self.outputs = outputs
-        self.bias = bool(bias)
+        self.bias = check_bool(bias, "bias")
         self.layout = Layout(rnn_param_blocks(self.n_in, self.hidden, self.n_out, self.bias))
         widths = (self.n_in,) + self.hidden
         n_edges = sum(self.T * (a + b) * b - b * b for a, b in zip(widths[:-1], self.hidden))
@@ -684,6 +684,7 @@ class RNN(Network):
         ``"stepwise"``, ``"lagged"`` or ``"fft"``).
         """
         p = as_params(p, self.n_params)
+        with_kappa2 = check_bool(with_kappa2, "with_kappa2")
         if method not in ("recursive", "stepwise", "lagged", "fft"):
             raise ValueError(f"method must be 'recursive', 'stepwise', 'lagged' or 'fft', "
                              f"got {method!r}")
