@@ -280,6 +280,8 @@ def _sweep_job(config, run_dir, stop=None):
             return os.path.basename(run_dir)
     if runs.has_checkpoint(run_dir):
         runs.atomic_write_json(os.path.join(run_dir, "run.json"), {"config": config})
+        if os.path.exists(os.path.join(run_dir, "result.json")):   # of fewer steps: the
+            os.remove(os.path.join(run_dir, "result.json"))       # run goes on (or fails)
         run_config(config, run_dir, resume=True, should_stop=stop,
                    handle_signals=not isinstance(stop, _DaskStop))
     else:
@@ -348,10 +350,14 @@ def sweep(configs, out_dir, jobs=None, scheduler=None, resume=False, progress=No
     table = os.path.join(out_dir, "table.csv")
     rows = {}
 
-    def record(name):
-        row = _row_from_dir(os.path.join(out_dir, name), name)
-        if row is not None:
-            rows[name] = row
+    def record(name, failed=None):
+        if failed is not None:   # its row (from an earlier result, if any) is not current
+            _report_failure(name, failed)
+            rows.pop(name, None)
+        else:
+            row = _row_from_dir(os.path.join(out_dir, name), name)
+            if row is not None:
+                rows[name] = row
         _write_table(table, select_irnn(list(rows.values())))
 
     for n in names:
@@ -588,7 +594,7 @@ def _sweep_local(todo, jobs, record, bar):
                 if f.cancelled():
                     continue
                 if f.exception() is not None:
-                    _report_failure(futures[f], f.exception())
+                    record(os.path.basename(futures[f]), failed=f.exception())
                     continue
                 record(os.path.basename(futures[f]))
                 if bar is not None:
@@ -657,7 +663,8 @@ def _sweep_dask(todo, scheduler, jobs, record, bar):
             try:
                 for f in as_completed(futures):
                     if f.status == "error":
-                        _report_failure(todo[futures.index(f)][1], f.exception())
+                        record(os.path.basename(todo[futures.index(f)][1]),
+                               failed=f.exception())
                         continue
                     if f.status != "finished":
                         continue
