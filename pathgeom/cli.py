@@ -340,6 +340,13 @@ def _invariance(args, out, err):
     return 0
 
 
+def _check_group_size(g):
+    """The rescaling group's memory (about 250 bytes per edge, measured) before it is built."""
+    from ._memory import check_fits
+    check_fits(320 * g.n_edges, f"the rescaling group of {g.n_edges:,} edges",
+               "choose a smaller network (--T, --hidden, ...)")
+
+
 def _names(labels, limit):
     shown = " ".join(str(x) for x in labels[:limit])
     return shown + (f" ... ({len(labels)} nodes)" if len(labels) > limit else "")
@@ -347,6 +354,7 @@ def _names(labels, limit):
 
 def _group(args, out, err):
     g, desc = _network_from_args(args)
+    _check_group_size(g)
     t0 = time.perf_counter()
     G = rescaling_group(g)
     seconds = time.perf_counter() - t0
@@ -441,6 +449,7 @@ def _draw(args, out, err):
     used = np.flatnonzero(g.param_edge_counts() > 0)
     beta, note = None, ""
     if args.rescale:
+        _check_group_size(g)
         G = rescaling_group(g)
         z = rng.choice([-1.0, 1.0], G.dim)
         beta = np.exp2(G.basis_sparse.T @ z) if G.dim else np.ones(g.n_nodes)
@@ -448,6 +457,9 @@ def _draw(args, out, err):
     fig = draw_graph(g, p, beta=beta,
                      title=f"{desc['summary']}\nedges coloured by shared parameter, laid out "
                            f"by depth{note}")
+    if fmt not in ("svg", "pdf", "eps", "ps"):   # raster formats: pixels in memory
+        from .plotting import check_raster
+        check_raster(fig, args.dpi)
     fig.savefig(path, dpi=args.dpi, format=fmt)
     print(f"wrote {path} ({g.n_nodes} nodes, {g.n_edges} edges, {used.size} parameters "
           f"in use{', before and after rescaling' if args.rescale else ''})", file=out)

@@ -520,6 +520,10 @@ def verify_invariance(g, p, rng, scale=1.0, batch=8, lr=0.1):
     p = as_params(p, g.n_params)
     if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or batch < 1:
         raise ValueError(f"batch must be an integer >= 1, got {batch!r}")
+    from ._memory import check_fits   # node-by-batch values and gradients, at p and T_beta p
+    check_fits(6 * 8 * int(batch) * (g.n_nodes + g.n_inputs + g.n_outputs),
+               f"the forward and backward passes of {int(batch):,} inputs through "
+               f"{g.n_nodes:,} nodes", "choose a smaller batch (--batch)")
     lr = check_scale(lr, "lr", allow_zero=False)
     group = rescaling_group(g)
     beta = group.sample(rng, scale)

@@ -261,6 +261,10 @@ class RNN(Network):
         W_in, W_rec, _, b, _ = self._blocks(p)
         below = np.moveaxis(X, 1, 0)  # (T, B, n_in), a view
         T, B = below.shape[:2]
+        from .._memory import check_fits   # the states, and about as much again backward
+        check_fits(3 * 8 * T * B * sum(self.hidden), f"the hidden states of {B:,} sequences "
+                   f"of length T = {T:,} ({sum(self.hidden):,} units)",
+                   "choose a smaller batch (--batch) or T (--T)")
         states = []
         for l, H in enumerate(self.hidden):
             h = np.empty((T, B, H))
