@@ -290,7 +290,8 @@ def _plot_path(path):
     parent = os.path.dirname(path)
     if parent and not os.path.isdir(parent):
         raise ValueError(f"--out {path}: the directory {parent} does not exist")
-    return path
+    from ._files import check_output_target
+    return check_output_target(path, "--out")
 
 
 def _cmd_plot(args, out, err):

@@ -1093,7 +1093,13 @@ def from_onnx(model):
     """
     onnx = _onnx()
     if not isinstance(model, onnx.ModelProto):
-        model = onnx.load(str(model) if not hasattr(model, "read") else model)
+        if hasattr(model, "read"):
+            model = onnx.load(model)
+        else:
+            from ._files import parse_onnx_file
+            model = parse_onnx_file(model)   # checked: GraphError naming the file
+    from ._files import check_onnx_sizes
+    check_onnx_sizes(model)
     return _Importer(onnx, model).run()
 
 

@@ -30,8 +30,11 @@ def plot_histories(histories, path, err, title="", baseline=None):
     ax.set_title(title)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    try:
+        from ._files import save_figure
+        save_figure(fig, path, dpi=120)
+    finally:
+        plt.close(fig)
     return path
 
 
@@ -151,8 +154,9 @@ def draw_graph(g, p, beta=None, title="", path=None, dpi=120):
     if title:
         fig.suptitle(title, fontsize=8, parse_math=False)
     if path is not None:
+        from ._files import save_figure
         check_raster(fig, dpi)
-        fig.savefig(path, dpi=dpi)
+        save_figure(fig, path, dpi=dpi)
     return fig
 
 

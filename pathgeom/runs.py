@@ -60,18 +60,11 @@ class RunDirError(ValueError):
 
 
 def atomic_write_bytes(path, data):
-    """Write ``data`` to ``path`` through a temporary file and :func:`os.replace`."""
-    path = os.fspath(path)
-    tmp = f"{path}.tmp{os.getpid()}"
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    """Write ``data`` to ``path`` through a temporary file and :func:`os.replace`
+    (:func:`pathgeom._files.atomic_write_bytes`: a target that is not a regular file is
+    refused, a failed write leaves the old file and raises an OSError naming the file)."""
+    from ._files import atomic_write_bytes as write
+    write(path, data)
 
 
 def atomic_write_text(path, text):
