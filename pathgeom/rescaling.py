@@ -443,7 +443,7 @@ def _log_beta(g, beta):
 
 def _violation(g, b, rtol):
     """None if ``b`` is feasible within the tolerance, else a message naming the culprit."""
-    tol = rtol * max(1.0, float(np.max(np.abs(b), initial=0.0)))
+    tol = check_scale(rtol, "rtol") * max(1.0, float(np.max(np.abs(b), initial=0.0)))
     fixed = np.concatenate([g.compiled.inputs, g.compiled.outputs])
     bad = fixed[np.abs(b[fixed]) > tol]
     if bad.size:

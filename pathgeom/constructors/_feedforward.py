@@ -289,6 +289,8 @@ class FeedForward(Network):
         """
         p = as_params(p, self.n_params)
         X, squeeze = self._inputs(X)
+        if X.shape[0] == 0:   # an empty batch: no outputs (like graph.forward)
+            return np.zeros((0, self.n_out))
         Y = self._forward_all(p, X)[1][-1]
         return Y[0] if squeeze else Y
 
@@ -338,6 +340,8 @@ class FeedForward(Network):
             where = [int(i) for i in np.argwhere(~np.isfinite(dY))[0]]
             raise ValueError(f"dY{where} = {dY[tuple(where)]} is not finite; the output "
                              f"gradient must be finite")
+        if X.shape[0] == 0:   # an empty batch: the summed gradient is 0
+            return np.zeros(self.n_params)
         dA = dY.reshape(X.shape[0], self.n_out)
         Zs, As = self._forward_all(p, X)
         grad = np.zeros(self.n_params)
