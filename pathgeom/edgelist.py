@@ -154,8 +154,9 @@ def read_edge_list(path):
         try:
             check_input_file(path, "edge-list file", MAX_EDGE_LIST_BYTES)
         except (FileNotFoundError, ValueError) as exc:
-            raise EdgeListError(path, None, str(exc).replace(f"edge-list file {path!r} ", "")
-                                .replace(f"edge-list file {path!r}: ", "")) from None
+            reason = (str(exc).replace(f"edge-list file {path!r}: ", "")
+                      .replace(f"edge-list file {path!r} ", "it "))
+            raise EdgeListError(path, None, f"cannot read the file: {reason}") from None
         with open(path, encoding="utf-8-sig") as fh:   # accepts a leading BOM
             text = fh.read()
     except OSError as exc:
