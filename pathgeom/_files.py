@@ -22,7 +22,7 @@ import stat
 
 __all__ = ["OutputError", "check_input_file", "check_output_target", "atomic_write_bytes",
            "save_figure", "read_npy", "check_onnx_file", "check_onnx_external_data",
-           "parse_onnx_file", "check_onnx_sizes",
+           "parse_onnx_file", "check_onnx_model",
            "DISK_ERRNOS"]
 
 #: errnos of a disk that fails under a run (exit 1: the run may be resumed once fixed);
@@ -293,17 +293,36 @@ def check_onnx_external_data(model, path):
 ONNX_BYTES_PER_UNIT = 256
 
 
-def check_onnx_sizes(model):
-    """Refuse (:class:`~pathgeom.GraphError`), before the importer allocates, an ONNX model
-    whose declared input dimensions or ConstantOfShape sizes cannot fit: more than
-    2**31 - 1 units (graphs index nodes with int32) or more memory than the process may
-    use (:func:`pathgeom._memory.check_fits`)."""
+def check_onnx_model(model):
+    """The importer's checks of a parsed model, before it allocates anything
+    (:class:`~pathgeom.GraphError` naming the tensor or node):
+
+    * two initializers of one name (the second would leave a dead parameter);
+    * a node input that no initializer, graph input or node provides (a missing
+      initializer);
+    * declared input dimensions or ConstantOfShape sizes that cannot fit: more than
+      2**31 - 1 units (graphs index nodes with int32) or more memory than the process may
+      use (:func:`pathgeom._memory.check_fits`).
+    """
     import math
     import numpy as np
     from ._errors import GraphError
     from ._memory import MemoryLimitError, check_fits
     g = model.graph
-    inits = {t.name for t in g.initializer}
+    inits = set()
+    for t in g.initializer:
+        if t.name in inits:
+            raise GraphError(f"the ONNX model has two initializers named {t.name!r}; names "
+                             f"must be unique (the second would be a parameter no edge "
+                             f"uses): rename or remove one")
+        inits.add(t.name)
+    known = inits | {i.name for i in g.input} | {o for n in g.node for o in n.output}
+    for node in g.node:
+        for name in node.input:
+            if name and name not in known:
+                raise GraphError(f"ONNX node {node.name or node.op_type!r} ({node.op_type}) "
+                                 f"reads {name!r}, which no initializer, graph input or node "
+                                 f"provides: a missing initializer (or a truncated model)")
     for inp in g.input:
         if inp.name in inits or not inp.type.tensor_type.HasField("shape"):
             continue

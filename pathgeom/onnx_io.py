@@ -1098,8 +1098,8 @@ def from_onnx(model):
         else:
             from ._files import parse_onnx_file
             model = parse_onnx_file(model)   # checked: GraphError naming the file
-    from ._files import check_onnx_sizes
-    check_onnx_sizes(model)
+    from ._files import check_onnx_model
+    check_onnx_model(model)
     return _Importer(onnx, model).run()
 
 
