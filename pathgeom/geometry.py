@@ -579,7 +579,10 @@ def gamma2(g, p):
     with np.errstate(over="ignore"):
         total = float(h[g.compiled.outputs].sum())
     if not np.isfinite(total):
-        _blame_overflow(g, q, h, "gamma^2")
+        try:
+            return _scaled_gamma2(g, w)   # an overflow that met a factor lost to underflow?
+        except PathOverflowError:
+            _blame_overflow(g, q, h, "gamma^2")
     if _lost_to_underflow(g, w, h):
         return _scaled_gamma2(g, w)
     return total
@@ -824,7 +827,13 @@ def path_quantities(g, p, with_kappa2=True, client=None):
     with np.errstate(under="ignore", over="ignore"):
         if _squares_underflow(w, w * w):
             return _scaled_quantities(g, w, with_kappa2)
-    r, h, delta = _float_quantities(g, q, with_kappa2, client)
+    try:
+        r, h, delta = _float_quantities(g, q, with_kappa2, client)
+    except PathOverflowError as exc:   # a result beyond float64, or an intermediate that
+        try:                           # met a factor lost to underflow: the scaled sweeps
+            return _scaled_quantities(g, w, with_kappa2)   # decide
+        except PathOverflowError:
+            raise exc from None        # the float sweeps' message names the node
     if _lost_to_underflow(g, w, h, delta, r.kappa1):
         return _scaled_quantities(g, w, with_kappa2)
     if with_kappa2:
