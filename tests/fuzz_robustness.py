@@ -315,8 +315,22 @@ def _rewrite_checkpoint(run_dir, mutate):
     np.savez(path, **arrays)
 
 
-_GARBAGE = [-1, -10 ** 30, 2.5, "7", None, [], {}, [1, 2], True, float("nan"), "x" * 50,
-            {"a": [1]}, 10 ** 40]
+#: Per checkpoint entry, values save_checkpoint never writes there.
+_GARBAGE = {
+    "step": [-1, -10 ** 30, 2.5, "7", None, [], {}, True, 10 ** 40],
+    "history": ["x", 5, None, {}, [1], [{"step": -1}], [{"step": "a"}], [{"step": 10 ** 6}],
+                [{"step": 0, "test_loss": "a"}], [[0, 1]]],
+    "rng_state": [None, "x", 5, [], {"bit_generator": "MT19937"}, {}, {"bit_generator": "PCG64",
+                                                                       "state": "x"}],
+    "opt_meta": ["x", 5, [], None, {"c": "a"}, {"c": [1]}, {"c": True}],
+    "config": ["x", 5, [], None, True],
+    "window": ["x", 5, [1], [1, 2, 3], [None, 0], [0.0, -1], [0.0, 1.5], None],
+    "seconds": [-1, "x", None, [], True, {}],
+    "status": ["x", 5, [], "done", True],
+    "resumed_from": [-1, "x", 2.5, 10 ** 6, [], True],
+    "initial_test_loss": [None, "x", [], True, {}],
+    "test_loss": ["x", [], True, {}],
+}
 
 
 def class2(rng, n, env):
@@ -334,26 +348,18 @@ def class2(rng, n, env):
     n_ckpt = int(n * 0.6)
     for k in range(n_ckpt):
         field = fields[k % len(fields)]
-        value = _GARBAGE[int(rng.integers(len(_GARBAGE)))]
-        if field == "step" and value in (None,):
-            value = -3
-        mode = k // len(fields) % 3
-        if mode == 0:
-            def mut(meta, arrays, field=field, value=value):
-                meta[field] = value
-        elif mode == 1:
+        values = _GARBAGE[field]
+        value = values[int(rng.integers(len(values)))]
+        if k // len(fields) % 2:
             def mut(meta, arrays, field=field):
                 meta.pop(field)
-        else:   # a damaged entry inside the field
+            what = "missing"
+        else:
             def mut(meta, arrays, field=field, value=value):
-                v = meta[field]
-                if isinstance(v, list) and v:
-                    v[0] = value
-                elif isinstance(v, dict) and v:
-                    v[next(iter(v))] = value
-                else:
-                    meta[field] = value
-        cases.append(Case(2, f"checkpoint {field} mode {mode}", damaged(mut)))
+                meta[field] = value
+            what = repr(value)[:20]
+        cases.append(Case(2, f"checkpoint {field} = {what}", damaged(
+            mut, ("checkpoint.npz", "was run with"))))
     for shape in ("[1, 2, 3]", "\"text\"", "[" * 5000 + "]" * 5000, "{" * 3, "null"):
         cases.append(Case(2, f"checkpoint meta {shape[:10]}", damaged(
             lambda meta, arrays, shape=shape: shape)))
@@ -404,7 +410,10 @@ def class2(rng, n, env):
         s = os.path.join(d, "s")
         shutil.copytree(env.base_sweep(), s)
         run = [x for x in os.listdir(s) if os.path.isdir(os.path.join(s, x))][0]
-        _rewrite_checkpoint(os.path.join(s, run), lambda m, a: m.update(step=-1))
+        # a checkpoint that reads fine but belongs to other settings: the run fails when it
+        # resumes, in its worker
+        _rewrite_checkpoint(os.path.join(s, run),
+                            lambda m, a: m["config"].update(log_every=999))
         state = {}
 
         def check():
