@@ -686,10 +686,32 @@ def _check_scheduler(address):
         raise SweepError(f"--scheduler {address!r} is not a Dask scheduler address: expected "
                          f"tcp://HOST:PORT (e.g. tcp://127.0.0.1:8786) or 'local'")
     try:
-        socket.create_connection((host, port), timeout=SCHEDULER_TIMEOUT).close()
+        sock = socket.create_connection((host, port), timeout=SCHEDULER_TIMEOUT)
     except OSError as exc:
         raise SweepError(f"no Dask scheduler answers at {address} ({exc.strerror or exc}); "
                          f"start one (dask scheduler) or use --scheduler local") from None
+    if parts.scheme == "tcp":
+        # a Dask server sends its handshake first: 8 bytes, the little-endian length of a
+        # small message.  Anything else (an HTTP server, a proxy) is not a scheduler, and
+        # Dask would read its bytes as a length and try to allocate that much.
+        with sock:
+            try:
+                head = b""
+                while len(head) < 8:
+                    chunk = sock.recv(8 - len(head))
+                    if not chunk:
+                        break
+                    head += chunk
+            except OSError:
+                head = b""
+        n = int.from_bytes(head, "little") if len(head) == 8 else None
+        if n is None or n > 1 << 26:
+            raise SweepError(f"the server at {address} does not speak Dask's protocol (it "
+                             f"sent no Dask handshake within {SCHEDULER_TIMEOUT:g} s); give "
+                             f"the address of a Dask scheduler (dask scheduler prints it) or "
+                             f"use --scheduler local")
+    else:
+        sock.close()
 
 
 def _sweep_dask(todo, scheduler, jobs, record, bar):

@@ -257,7 +257,7 @@ class OnnxNetwork:
             if B is not None and a.shape[0] != B:
                 raise ValueError(f"input {name!r} has batch size {a.shape[0]}, not {B}")
             B = a.shape[0]
-            rows.append(a.reshape(B, -1))
+            rows.append(a.reshape(B, math.prod(shape)))   # (B may be 0)
         if self.has_bias:
             rows.append(np.ones((B, 1)))
         return np.concatenate(rows, axis=1)

@@ -804,7 +804,7 @@ def class6(rng, n, env):
     # underflow does not say "smaller"
     cases.append(Case(6, "rescale underflow message", expect_error(
         lambda: pathgeom.rescale(pathgeom.SharedGraph.from_edges(
-            [("x", "a", 0), ("a", "y", 1)], ["x"], ["y"]), [1e-200, 1.0],
+            [("x", "a", 0), ("a", "y", 1)], ["x"], ["y"]), [1.0, 1e-200],
             [1.0, 1e200, 1.0]), "below")))
     cases.append(Case(6, "--optimizers ,", expect_cli(
         ["sweep", "--optimizers", ",", "--out", env.path("sw6")], (2,), ("--optimizers",))))
