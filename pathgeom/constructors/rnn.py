@@ -667,9 +667,15 @@ class RNN(Network):
         q = geometry._setup(self.graph, p)
         if not np.isfinite(q).all():
             return geometry.gamma2(self.graph, p)
+        with np.errstate(under="ignore"):
+            if geometry._squares_underflow(p, p * p):   # a square below float64: the
+                return geometry.gamma2(self.graph, p)   # generic engine's scaled rerun
         try:
             with np.errstate(over="ignore", invalid="ignore"):
-                return self._gamma2_from(q, self._squared_forward(q))
+                hs = self._squared_forward(q)
+                if min((float(a.min()) for a in hs if a.size), default=1.0) < geometry._TINY:
+                    return geometry.gamma2(self.graph, p)   # a value below the normal range
+                return self._gamma2_from(q, hs)
         except PathOverflowError as dense_error:
             try:
                 return geometry.gamma2(self.graph, p)
