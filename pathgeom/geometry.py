@@ -237,7 +237,7 @@ def _careful_quantities(g, q, with_kappa2):
     for i in support.tolist():
         out = engine.tangent_one(c, q, h, delta, i, int(vmin[i]), int(vmax[i]) + 1)
         if out != 0.0:
-            with np.errstate(over="ignore"):
+            with np.errstate(over="ignore", invalid="ignore"):   # judged below
                 k2[i] = 4.0 * q[i] * out
     with np.errstate(over="ignore"):
         k = k1 + k2
