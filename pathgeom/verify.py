@@ -238,6 +238,8 @@ def _numerical_kappa(g, p, n_steps=12, first_step=0.1):
         resolution = np.nanmin(np.where(np.isfinite(round_D), round_D, np.inf), axis=0)
     err[same] = np.where(np.isfinite(resolution[same]), resolution[same], np.inf)
     err[same & (mag[0] == 0.0)] = 0.0  # gamma^2 = 0 around p (every path has a zero weight)
+    on_path = geometry._k1_structure(g)[:m]   # p_i on some input-output path
+    err[same & ~on_path] = 0.0         # gamma^2 does not depend on p_i at all
     return value, err
 
 
