@@ -12,6 +12,7 @@ train; :func:`rescaling_group`, :func:`rescale`, :func:`verify_lemma1` and
 :mod:`pathgeom.reference` holds the slow, exact definitions.
 """
 
+from . import _launch  # noqa: F401  (a quiet Ctrl-C while the command line starts)
 from ._errors import GraphError, PathOverflowError, PathUnderflowError
 from .geometry import (PathQuantities, gamma2, kappa, kappa1, kappa2, kappa2_support,
                        path_quantities, squared_network, squared_values)
