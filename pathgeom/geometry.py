@@ -281,9 +281,11 @@ def _weights(g, p):
 
 
 def _squares_underflow(w, q):
-    """Whether a non-zero weight's square is below the normal float64 range."""
-    with np.errstate(invalid="ignore"):
-        return bool(((q < _TINY) & (w != 0)).any())
+    """Whether a non-zero weight's square is below the normal float64 range (one
+    reduction when no square is that small)."""
+    if not q.size or not q.min() < _TINY:   # (nan: not here; the callers check finiteness)
+        return False
+    return np.count_nonzero(q < _TINY) != np.count_nonzero(w == 0)
 
 
 def _k1_structure(g):
@@ -324,9 +326,22 @@ def _backward_careful_ext(g, q, h):
     return delta, k1
 
 
+def _live_min(g, x):
+    """The least entry of ``x`` over the nodes an input reaches and that reach an output."""
+    c = g.compiled
+    mask = g._cache.get("live_reached")
+    if mask is None:
+        mask = g._cache["live_reached"] = np.flatnonzero(c.live & c.reached)
+    return x[mask].min(initial=1.0)
+
+
 def _lost_to_underflow(g, w, h, delta=None, k1=None):
     """Whether a node value (or sensitivity, or kappa1) that a non-zero path makes
     non-zero came out below the normal float64 range."""
+    if (h.min(initial=1.0) >= _TINY or _live_min(g, h) >= _TINY) and \
+            (delta is None or delta.min(initial=1.0) >= _TINY or _live_min(g, delta) >= _TINY) \
+            and (k1 is None or k1.min(initial=1.0) >= _TINY):
+        return False   # nothing below the normal range: one reduction each
     c = g.compiled
     mask = c.live & c.reached
     with np.errstate(invalid="ignore"):
@@ -525,7 +540,7 @@ def squared_values(g, p):
     h = _squared_forward(g, q)
     delta = _squared_delta(g, q)
     with np.errstate(under="ignore"):
-        lost = _squares_underflow(w, w * w)
+        lost = _squares_underflow(w, q if q.shape == w.shape else w * w)
     if lost or _lost_to_underflow(g, w, h, delta):
         _, (hm, hx), (dm, dx), _ = _scaled_sweeps(g, w)
         h, delta = _unscaled(hm, hx), _unscaled(dm, dx)
@@ -564,7 +579,7 @@ def gamma2(g, p):
     q = _setup(g, p)
     w = _weights(g, np.asarray(p, dtype=np.float64))   # p validated by _setup
     with np.errstate(under="ignore", over="ignore"):
-        if _squares_underflow(w, w * w):
+        if _squares_underflow(w, q if q.shape == w.shape else w * w):
             return _scaled_gamma2(g, w)
     if _finite(q):
         try:
@@ -825,7 +840,7 @@ def path_quantities(g, p, with_kappa2=True, client=None):
     with_kappa2 = check_bool(with_kappa2, "with_kappa2")
     w = _weights(g, np.asarray(p, dtype=np.float64))   # p validated by _setup
     with np.errstate(under="ignore", over="ignore"):
-        if _squares_underflow(w, w * w):
+        if _squares_underflow(w, q if q.shape == w.shape else w * w):
             return _scaled_quantities(g, w, with_kappa2)
     try:
         r, h, delta = _float_quantities(g, q, with_kappa2, client)

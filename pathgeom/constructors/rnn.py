@@ -668,7 +668,7 @@ class RNN(Network):
         if not np.isfinite(q).all():
             return geometry.gamma2(self.graph, p)
         with np.errstate(under="ignore"):
-            if geometry._squares_underflow(p, p * p):   # a square below float64: the
+            if geometry._squares_underflow(p, q):   # a square below float64: the
                 return geometry.gamma2(self.graph, p)   # generic engine's scaled rerun
         try:
             with np.errstate(over="ignore", invalid="ignore"):
@@ -702,7 +702,7 @@ class RNN(Network):
         if not np.isfinite(q).all():   # a weight whose square overflows: the generic
             return geometry.path_quantities(self.graph, p, with_kappa2)  # engine decides
         with np.errstate(under="ignore"):
-            if geometry._squares_underflow(p, p * p):   # a square below float64: the
+            if geometry._squares_underflow(p, q):   # a square below float64: the
                 return geometry.path_quantities(self.graph, p, with_kappa2)  # scaled rerun
         try:
             return self._path_quantities(p, q, with_kappa2, method)
