@@ -14,7 +14,7 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 
 # The tests cover every shipped feature, optional extras included: install them all.
 $(VENV)/.installed-test: $(VENV)/.installed Makefile
-	$(PIP) install -e '.[test,plot,dask,digits,onnx,bench]'
+	$(PIP) install -e '.[test,plot,dask,digits,onnx,bench,notebook,docs]'
 	touch $@
 
 $(VENV)/.installed-bench: $(VENV)/.installed
@@ -22,7 +22,7 @@ $(VENV)/.installed-bench: $(VENV)/.installed
 	touch $@
 
 $(VENV)/.installed-plot: $(VENV)/.installed
-	$(PIP) install -e '.[plot,dask]' || echo "note: matplotlib or dask did not install; the demo prints its results without the figure"
+	$(PIP) install -e '.[plot,dask,digits]' || echo "note: matplotlib, dask or scikit-learn did not install; the demo prints its results without the figures"
 	touch $@
 
 demo: $(VENV)/.installed-plot

@@ -14,7 +14,10 @@ Yardsticks (all timed in this process, best of several, compile time excluded):
 ``python benchmarks/bench_targets.py [--quick] [row-name-substring ...]``
 """
 
+import contextlib
+import subprocess
 import sys
+import time
 
 import numba
 import numpy as np
@@ -31,13 +34,22 @@ TARGETS = {  # row key -> (what, target text, target value, 'le' or 'ge')
     "kap-100-100": ("RNN exact kappa (structured) T=100 H=100 / JAX grad", 8.0, "le"),
     "kap-784-100": ("RNN exact kappa (structured) T=784 H=100 / JAX grad", 10.0, "le"),
     "gen-rnn": ("generic gamma2+kappa1, RNN T=100 H=100, 1 thread / copy bound", 0.50, "ge"),
-    "gen-dag-1e5": ("generic, random DAG fan-in 10, 1e5 params: M edges/s / 200", 1.0, "ge"),
-    "gen-dag-1e6": ("generic, random DAG fan-in 100, 1e6 params: M edges/s / 200", 1.0, "ge"),
+    "gen-dag-1e5": ("generic, random DAG fan-in 10, 1e5 params: M edges/s / 300", 1.0, "ge"),
+    "gen-dag-1e6": ("generic, random DAG fan-in 100, 1e6 params: M edges/s / 300", 1.0, "ge"),
     "gen-kappa": ("generic exact kappa RNN T=100 H=64: ms / 120 ms", 1.0, "le"),
     "psgd-100": ("Path-SGD(kappa1, raw) step / SGD step, B=64 T=100 H=100", 1.10, "le"),
     "psgd-784": ("Path-SGD(kappa1, raw) step / SGD step, B=64 T=784 H=100", 1.10, "le"),
     "dense-sgd": ("dense SGD step B=64 T=100 H=100 / its matmul flops at dgemm rate", 2.0,
                   "le"),
+    "busy-k1-100-100": ("busy: RNN gamma2+kappa1 T=100 H=100 / quiet 1 thread", 1.3, "le"),
+    "busy-k1-784-100": ("busy: RNN gamma2+kappa1 T=784 H=100 / quiet 1 thread", 1.3, "le"),
+    "busy-kap-100-100": ("busy: RNN exact kappa T=100 H=100 / quiet 1 thread", 1.3, "le"),
+    "busy-kap-784-100": ("busy: RNN exact kappa T=784 H=100 / quiet 1 thread", 1.3, "le"),
+    "busy-kap-100-512": ("busy: RNN exact kappa T=100 H=512 / quiet 1 thread", 1.3, "le"),
+    "quiet-kap-100-100": ("quiet: RNN exact kappa T=100 H=100, default / 1 thread", 1.05,
+                          "le"),
+    "quiet-kap-100-512": ("quiet: RNN exact kappa T=100 H=512, default / 1 thread", 1.05,
+                          "le"),
 }
 
 
@@ -123,7 +135,9 @@ def structured_rows(quick, want):
 def generic_rows(quick, want):
     out = []
     rng = np.random.default_rng(0)
-    bw = copy_bandwidth()
+    # the copy bound of issue 25: a 128 MiB np.copyto moves 2 x 128 MiB (read + write);
+    # at 16 bytes per edge (the two CSRs' indices) that many edges per second
+    bw = 2 * copy_bandwidth(128 << 20)
     bound = bw / 16
     threads = numba.get_num_threads()
     numba.set_num_threads(1)
@@ -151,9 +165,10 @@ def generic_rows(quick, want):
             rate = g.n_edges / t
             if rnn:
                 out.append((key, rate / bound, f"{rate / 1e6:.0f} M edges/s, bound "
-                            f"{bound / 1e6:.0f} M edges/s ({bw / 1e9:.1f} GB/s copy)"))
+                            f"{bound / 1e6:.0f} M edges/s ({bw / 1e9:.1f} GB/s copy, read + "
+                            f"write)"))
             else:
-                out.append((key, rate / 200e6, f"{rate / 1e6:.0f} M edges/s "
+                out.append((key, rate / 300e6, f"{rate / 1e6:.0f} M edges/s "
                             f"({rate / bound:.0%} of the copy bound), {g.n_edges:,} edges"))
     finally:
         numba.set_num_threads(threads)
@@ -172,6 +187,63 @@ def generic_rows(quick, want):
         except Exception as exc:  # the yardstick is optional; the row is not
             note += f" (JAX HVPs failed: {exc})"
         out.append(("gen-kappa", t / 0.120, note))
+    return out
+
+
+@contextlib.contextmanager
+def busy_core():
+    """Another process holding one core for the block (a pure-Python busy loop), as on a
+    laptop, a CI runner or a shared node; stopped afterwards."""
+    proc = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    time.sleep(0.3)   # let it start spinning
+    try:
+        yield
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def busy_rows(quick, want):
+    """Structured RNN targets with another process holding one core, against the quiet
+    one-thread time measured in this run; and quiet default threads against one thread
+    (nothing gets slower on a quiet machine).  The note gives the busy time without the
+    per-call thread choice (every product on the caller's thread count), the behaviour
+    before it."""
+    from pathgeom import _threads
+    rng = np.random.default_rng(0)
+    out = []
+    sizes = [(100, 100), (784, 100), (100, 512)] if not quick else [(20, 16)]
+    for T, H in sizes:
+        keys = {k: f"{k}-{T}-{H}" if not quick else f"{k}-100-100"
+                for k in ("busy-k1", "busy-kap", "quiet-kap")}
+        keys = {k: v for k, v in keys.items() if v in TARGETS and want(v)}
+        if not keys:
+            continue
+        net, p = rnn_net(T, H, rng)
+        fns = {"busy-k1": lambda: net.path_quantities(p, with_kappa2=False),
+               "busy-kap": lambda: net.path_quantities(p),
+               "quiet-kap": lambda: net.path_quantities(p)}
+        rep = dict(repeat=5 if quick else 15, min_time=0.2 if quick else 1.0)
+        for k, key in keys.items():
+            fn = fns[k]
+            with pathgeom.threads(1):
+                one = best_time(fn, **rep)
+            if k == "quiet-kap":
+                default = best_time(fn, **rep)
+                out.append((key, default / one, f"{default * 1e3:.2f} ms default, "
+                            f"{one * 1e3:.2f} ms on 1 thread"))
+                continue
+            with busy_core():
+                busy = best_time(fn, **rep)
+                saved = _threads.SMALL_WORK
+                _threads.SMALL_WORK = 0       # the behaviour before the per-call choice
+                try:
+                    before = best_time(fn, **rep)
+                finally:
+                    _threads.SMALL_WORK = saved
+            out.append((key, busy / one, f"busy {busy * 1e3:.2f} ms, quiet 1 thread "
+                        f"{one * 1e3:.2f} ms; busy without the per-call choice "
+                        f"{before * 1e3:.2f} ms ({before / one:.1f}x)"))
     return out
 
 
@@ -225,6 +297,7 @@ def run(quick=False, only=()):
     rows += training_rows(quick, want)
     rows += generic_rows(quick, want)
     rows += structured_rows(quick, want)
+    rows += busy_rows(quick, want)
     order = list(TARGETS)
     rows.sort(key=lambda r: order.index(r[0]) if r[0] in order else len(order))
     print(f"{'row':66} {'ratio':>7} {'target':>8}  met  measured")

@@ -14,9 +14,10 @@ train; :func:`rescaling_group`, :func:`rescale`, :func:`verify_lemma1` and
 
 from . import _launch  # noqa: F401  (a quiet Ctrl-C while the command line starts)
 from ._errors import GraphError, PathOverflowError, PathUnderflowError
+from ._threads import threads
 from .geometry import (PathQuantities, gamma2, kappa, kappa1, kappa2, kappa2_support,
-                       path_quantities, squared_network, squared_values)
-from .graph import SharedGraph
+                       path_norm, path_quantities, squared_network, squared_values)
+from .graph import KIND_CODES, NODE_KINDS, Fixed, SharedGraph, fixed
 from .edgelist import EdgeListError, dense_block, read_edge_list, write_edge_list
 from .rescaling import RescalingGroup, rescale, rescaling_group
 from .verify import InvarianceReport, Lemma1Report, verify_invariance, verify_lemma1
@@ -48,6 +49,9 @@ __all__ = [
     "Conv2d",
     "Dense",
     "EdgeListError",
+    "Fixed",
+    "KIND_CODES",
+    "NODE_KINDS",
     "dense_block",
     "GraphError",
     "InvarianceReport",
@@ -70,6 +74,7 @@ __all__ = [
     "cnn",
     "draw_graph",
     "evaluate",
+    "fixed",
     "from_onnx",
     "gamma2",
     "kappa",
@@ -81,6 +86,7 @@ __all__ = [
     "make_task",
     "mlp",
     "mse_loss",
+    "path_norm",
     "path_quantities",
     "path_sgd_step",
     "read_edge_list",
@@ -92,6 +98,7 @@ __all__ = [
     "softmax_cross_entropy",
     "squared_network",
     "squared_values",
+    "threads",
     "to_onnx",
     "train",
     "verify_invariance",

@@ -133,6 +133,10 @@ def add_commands(sub):
                    help="seed of the data alone (test and validation sets; default: --seed): "
                         "a sweep's IRNN initialisations share their cell's, so --seed K "
                         "--data-seed 0 reruns its run seed K on its own")
+    p.add_argument("--init-from", dest="init_from", metavar="FILE", default=None,
+                   help="start from these parameters instead of --init (a run's params.npz, "
+                        "a .npz with an array p, a .npy or a text file); --init and --seed "
+                        "still draw the batches as without it")
     p.add_argument("--out", default=None, help="the run directory (none: nothing is written)")
     p.add_argument("--resume", metavar="DIR", default=None,
                    help="continue the run in DIR with its own settings (--steps may extend "

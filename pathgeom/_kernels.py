@@ -176,13 +176,15 @@ def _round_expansion(buf, n):
 
 
 @numba.njit(cache=True)
-def _exact_edge_sum(lo, hi, node, par, p, M, b):
+def _exact_edge_sum(lo, hi, node, par, p, M, b, kind, skip):
     """Exact sum over the edges ``lo..hi-1`` of a CSR of ``p[par] * M[node, b]``, rounded
     once (the incoming CSR with the sources for the forward pass, the outgoing CSR with the
-    heads for the backward pass)."""
+    heads for the backward pass), leaving out edges whose ``node`` has ``kind == skip``."""
     buf = np.empty(2 * (hi - lo) + 2)
     n = 0
     for e in range(lo, hi):
+        if kind[node[e]] == skip:
+            continue
         w = p[par[e]]
         x = M[node[e], b]
         if w == 0.0 or x == 0.0:
@@ -195,9 +197,12 @@ def _exact_edge_sum(lo, hi, node, par, p, M, b):
 
 
 @numba.njit(cache=True)
-def forward(indptr, src, par, relu, p, H):
+def forward(indptr, src, par, kind, p, H, sel):
     """``H[v] = act_v(sum_{u->v} p[par] * H[u])`` for every node with incoming edges.
 
+    ``kind[v]``: 0 identity, 1 ReLU, 2 max (``H[v] = max_{u->v} p[par] H[u]``, the first
+    maximal incoming edge, in CSR order, is recorded as its source in ``sel[v]`` when
+    ``sel`` has a row per node; pass a (0, B) ``sel`` for graphs without max nodes).
     ``H`` arrives holding the inputs' rows and zeros elsewhere.  Exact cancellation is
     reproduced (see the section comment).
     """
@@ -209,6 +214,19 @@ def forward(indptr, src, par, relu, p, H):
         if lo == hi:
             continue
         row = H[v]
+        if kind[v] == 2:
+            srow = sel[v]
+            for b in range(B):
+                row[b] = -np.inf
+            for e in range(lo, hi):
+                w = p[par[e]]
+                hu = H[src[e]]
+                for b in range(B):
+                    t = w * hu[b]
+                    if t > row[b] or (e == lo and not t < row[b]):   # nan taken too
+                        row[b] = t
+                        srow[b] = src[e]
+            continue
         for b in range(B):
             mag[b] = 0.0
         n = 0
@@ -226,20 +244,23 @@ def forward(indptr, src, par, relu, p, H):
             tol = n * _LOOSE
             for b in range(B):
                 if abs(row[b]) <= tol * mag[b] and mag[b] > 0.0 and mag[b] < np.inf:
-                    row[b] = _exact_edge_sum(lo, hi, src, par, p, H, b)
-        if relu[v]:
+                    row[b] = _exact_edge_sum(lo, hi, src, par, p, H, b, kind, 255)
+        if kind[v] == 1:
             for b in range(B):
                 if row[b] < 0.0:  # nan (from inf - inf) stays nan and reaches the checks
                     row[b] = 0.0
 
 
 @numba.njit(cache=True)
-def backward(optr, dst, opar, relu, p, H, G, grad):
+def backward(optr, dst, opar, kind, p, H, G, grad, sel):
     """Reverse pass in pull form over the outgoing CSR.
 
     ``G`` arrives with dL/dy on the output rows and zeros elsewhere and leaves holding
     ``dL/dz`` (``dL/dh`` masked by ``relu'``, with relu'(0) = 0); ``grad`` (zeros) gets
-    ``dL/dp_i = sum_b sum_{(u->v) in E_i} dL/dz_v h_u``.  Both kinds of sums reproduce
+    ``dL/dp_i = sum_b sum_{(u->v) in E_i} dL/dz_v h_u`` for ``i < grad.shape[0]`` (higher
+    indices are the fixed weights' pseudo-parameters: no gradient).  An edge into a max
+    node (``kind`` 2) carries its gradient only where ``sel`` (from :func:`forward`) names
+    its source, and only the first of parallel copies does.  Both kinds of sums reproduce
     exact cancellation (see the section comment): the per-node sums at once, the
     per-parameter sums by an exact second pass over the parameters whose float sum is
     uncertain.
@@ -249,6 +270,7 @@ def backward(optr, dst, opar, relu, p, H, G, grad):
     gmag = np.zeros(n_params)
     gcount = np.zeros(n_params, dtype=np.int64)
     mag = np.empty(B)
+    extra = np.empty(B)
     for u in range(n_nodes - 1, -1, -1):
         lo = optr[u]
         hi = optr[u + 1]
@@ -262,10 +284,24 @@ def backward(optr, dst, opar, relu, p, H, G, grad):
             if hu[b] != 0.0:
                 h_any = True
         n = 0
+        pooled = False
         for e in range(lo, hi):
             w = p[opar[e]]
-            gv = G[dst[e]]
-            if h_any:        # h is finite here, so y * x is nan only for an inf y (reported)
+            v = dst[e]
+            gv = G[v]
+            if kind[v] == 2:   # max node: only where u was selected, first parallel copy
+                if e > lo and dst[e - 1] == v:
+                    continue
+                if not pooled:
+                    pooled = True
+                    for b in range(B):
+                        extra[b] = 0.0
+                srow = sel[v]
+                for b in range(B):
+                    if srow[b] == u:
+                        extra[b] += w * gv[b]
+                continue
+            if h_any and opar[e] < n_params:   # h finite here: y * x is nan only for inf y
                 i = opar[e]
                 s = 0.0
                 a = 0.0
@@ -287,8 +323,11 @@ def backward(optr, dst, opar, relu, p, H, G, grad):
             tol = n * _LOOSE
             for b in range(B):
                 if abs(g[b]) <= tol * mag[b] and mag[b] > 0.0 and mag[b] < np.inf:
-                    g[b] = _exact_edge_sum(lo, hi, dst, opar, p, G, b)
-        if relu[u]:
+                    g[b] = _exact_edge_sum(lo, hi, dst, opar, p, G, b, kind, 2)
+        if pooled:   # after the exactness check, which sums every edge (no selection)
+            for b in range(B):
+                g[b] += extra[b]
+        if kind[u] == 1:
             for b in range(B):
                 if not hu[b] > 0.0:
                     g[b] = 0.0
@@ -1050,6 +1089,118 @@ def sq_forward_kappa1_blocked(ptr, node, param, bsrc, bkey, q, h, delta, kappa1)
             x0 = h[_U(bsrc[e])]
             hb[v0] += qb[i0] * x0
             kb[i0] += x0 * db[v0]
+
+
+# --------------------------------------------------------------------------- runs of edges
+#
+# Structured graphs (unrolled RNNs, CNNs, dense layers) give a node incoming edges whose
+# sources *and* parameters both count up by one: h_t[j] <- h_(t-1)[k] on W_rec[j, k],
+# k = 0, 1, ...  A run (first source, first parameter, length) replaces those edges' 8
+# bytes of indices each by 12 bytes per run, and the sweep over a run is a contiguous dot
+# product (q[b:b+n] . h[a:a+n]) that the compiler vectorises.  delta is then pushed
+# backward over the same runs (delta[a:a+n] += q[b:b+n] delta[v], nodes last to first),
+# so both sweeps read the compact runs and no outgoing CSR.
+
+
+@numba.njit(cache=True)
+def build_runs(indptr, src, par):
+    """Runs of the incoming CSR: maximal stretches of a node's edges with ``src`` and
+    ``par`` both increasing by one.  Returns ``(ptr, rsrc, rpar, rlen)``: node ``v``'s
+    runs are ``ptr[v]:ptr[v+1]``."""
+    n = indptr.shape[0] - 1
+    R = 0
+    for v in range(n):
+        for e in range(indptr[v], indptr[v + 1]):
+            if e == indptr[v] or src[e] != src[e - 1] + 1 or par[e] != par[e - 1] + 1:
+                R += 1
+    ptr = np.zeros(n + 1, dtype=np.int64)
+    rsrc = np.empty(R, dtype=np.int32)
+    rpar = np.empty(R, dtype=np.int32)
+    rlen = np.zeros(R, dtype=np.int32)
+    r = -1
+    for v in range(n):
+        for e in range(indptr[v], indptr[v + 1]):
+            if e == indptr[v] or src[e] != src[e - 1] + 1 or par[e] != par[e - 1] + 1:
+                r += 1
+                rsrc[r] = src[e]
+                rpar[r] = par[e]
+            rlen[r] += 1
+        ptr[v + 1] = r + 1
+    return ptr, rsrc, rpar, rlen
+
+
+@numba.njit(cache=True, fastmath=_FM)
+def _run_dot(q, b, x, a, n):
+    """``sum_k q[b+k] x[a+k]`` for ``k < n``, in four interleaved partial sums."""
+    s0 = 0.0
+    s1 = 0.0
+    s2 = 0.0
+    s3 = 0.0
+    k = _U(0)
+    while k + _U(4) <= n:
+        s0 += q[b + k] * x[a + k]
+        s1 += q[b + k + _U(1)] * x[a + k + _U(1)]
+        s2 += q[b + k + _U(2)] * x[a + k + _U(2)]
+        s3 += q[b + k + _U(3)] * x[a + k + _U(3)]
+        k += _U(4)
+    while k < n:
+        s0 += q[b + k] * x[a + k]
+        k += _U(1)
+    return (s0 + s1) + (s2 + s3)
+
+
+@numba.njit(cache=True, fastmath=_FM)
+def sq_forward_runs(ptr, rsrc, rpar, rlen, q, h):
+    """:func:`sq_forward` over runs: ``h[v] = sum_runs q[b:b+n] . h[a:a+n]``."""
+    for v in range(h.shape[0]):
+        lo = _U(ptr[v])
+        hi = _U(ptr[v + 1])
+        if lo == hi:
+            continue
+        s = 0.0
+        for r in range(lo, hi):
+            s += _run_dot(q, _U(rpar[r]), h, _U(rsrc[r]), _U(rlen[r]))
+        h[v] = s
+
+
+@numba.njit(cache=True, fastmath=_FM)
+def sq_delta_runs(ptr, rsrc, rpar, rlen, q, delta):
+    """:func:`sq_delta` over runs, in push form: nodes last to first,
+    ``delta[a:a+n] += q[b:b+n] * delta[v]`` (``delta[v]`` is final when ``v`` is reached:
+    every edge out of ``v`` goes to a later node)."""
+    n_nodes = delta.shape[0]
+    for k in range(n_nodes):
+        v = n_nodes - 1 - k
+        dv = delta[v]
+        if dv == 0.0:
+            continue
+        for r in range(_U(ptr[v]), _U(ptr[v + 1])):
+            a = _U(rsrc[r])
+            b = _U(rpar[r])
+            for j in range(_U(rlen[r])):
+                delta[a + j] += q[b + j] * dv
+
+
+@numba.njit(cache=True, fastmath=_FM)
+def sq_forward_kappa1_runs(ptr, rsrc, rpar, rlen, q, h, delta, kappa1):
+    """:func:`sq_forward_runs` (the same ``h`` bit for bit) and
+    ``kappa1[b:b+n] += h[a:a+n] * delta[v]`` on every run (none where ``delta[v] == 0``)."""
+    for v in range(h.shape[0]):
+        lo = _U(ptr[v])
+        hi = _U(ptr[v + 1])
+        if lo == hi:
+            continue
+        dv = delta[v]
+        s = 0.0
+        for r in range(lo, hi):
+            a = _U(rsrc[r])
+            b = _U(rpar[r])
+            m = _U(rlen[r])
+            s += _run_dot(q, b, h, a, m)
+            if dv != 0.0:
+                for j in range(m):
+                    kappa1[b + j] += h[a + j] * dv
+        h[v] = s
 
 
 # --------------------------------------------------------------------------- squared network, scaled

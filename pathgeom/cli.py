@@ -1,8 +1,9 @@
 """The ``pathgeom`` command line (also ``python -m pathgeom``).
 
-``pathgeom demo`` is the main job of ``make demo``: it builds a small unrolled RNN as a
-shared-weight graph, checks Lemma 1 against the exact rational reference, and times the
-exact curvature on a larger network.
+``pathgeom demo`` is the main job of ``make demo``: it first trains one network from p and
+from a badly balanced rescaling T_beta(p) with SGD and Path-SGD (the invariance figure),
+then builds a small unrolled RNN as a shared-weight graph, checks Lemma 1 against the exact
+rational reference, and times the exact curvature on a larger network.
 
 The teaching commands check the paper's statements on a network of your choice
 (``--net rnn|mlp|cnn|chain`` with sizes, or ``--graph FILE`` in the edge-list format of
@@ -49,7 +50,56 @@ def _rnn_graph(n_in, H, n_out, T):
     return net.graph, net.layout.slice("W_rec", 0)
 
 
+def _demo_invariance(args, out, err):
+    """The demo's first part: the rescaled start in training (the invariance figure)."""
+    print("1. Rescaling invariance in training (Theorem 2): one network trained from p and "
+          "from a badly balanced T_beta(p) -- the same function -- with SGD and Path-SGD",
+          file=out)
+    name = "mlp"
+    try:
+        net, task, s = experiments.race_preset(name, seed=args.seed)
+    except ImportError:
+        name = "rnn"   # the digits need scikit-learn (the [digits] extra)
+        print("   (scikit-learn is missing, so the built-in digits are too: pip install "
+              "'pathgeom[digits]'; the RNN on the adding problem instead)", file=out)
+        net, task, s = experiments.race_preset(name, seed=args.seed)
+    race = experiments.rescaled_race(
+        net, task, args.invariance_steps, s["spread"], sgd_lr=s["sgd_lr"],
+        path_sgd_lr=s["path_sgd_lr"], batch_size=s["batch_size"], seed=args.seed,
+        setup={"command": f"pathgeom invariance --train --net {name} --steps "
+                          f"{args.invariance_steps} --seed {args.seed}", "net": name})
+    d = race.to_dict()
+    metric = race.metric
+    print(f"   {net!r} on {task.name}, {args.invariance_steps} steps, beta spanning "
+          f"{s['spread']:g} orders of magnitude", file=out)
+    print(f"   Path-SGD: the two runs' losses differ by at most "
+          f"{_fmt_gap(race.path_sgd_max_difference)} (rounding); SGD's by "
+          f"{_fmt_gap(race.sgd_max_difference)}", file=out)
+    for key, label in (("sgd_balanced", "SGD from p"), ("sgd_unbalanced", "SGD from T(p)"),
+                       ("path_sgd_unbalanced", "Path-SGD from T(p)")):
+        r = d[key]
+        value = r.get(f"test_{metric}")
+        what = r["message"].split(":")[0] if r["status"] == "diverged" else r["status"]
+        print(f"   {label:20} {what}, test {metric} "
+              f"{'n/a' if value is None else f'{value:.3g}'}", file=out)
+    if args.invariance_plot:
+        try:
+            _import_figure()
+        except ImportError:
+            print("   (no figure: matplotlib is not installed; pip install "
+                  "'pathgeom[plot]')", file=out)
+        else:
+            if os.path.dirname(args.invariance_plot):
+                os.makedirs(os.path.dirname(args.invariance_plot), exist_ok=True)
+            race.plot(args.invariance_plot)
+            print(f"   figure: {args.invariance_plot}", file=out)
+    print("", file=out)
+
+
 def _demo(args, out, err=None):
+    if args.invariance_steps > 0:
+        _demo_invariance(args, out, err)
+        print("2. Lemma 1: kappa = kappa1 + kappa2 on a small unrolled RNN", file=out)
     rng = np.random.default_rng(args.seed)
     T, H = args.T, args.H
     g, rec = _rnn_graph(1, H, 1, T)
@@ -98,6 +148,9 @@ def _demo(args, out, err=None):
     print(str(verify_invariance(g, p, rng)), file=out)
 
     if args.race_steps > 0:
+        print("\nThe adding-problem race shows three optimisers from one IRNN start on a short "
+              "adding problem; it does not reproduce the paper's claim that Path-SGD beats "
+              "SGD there (it was not reproduced here: docs/results.md)", file=out)
         experiments.adding_race(args.race_T, args.race_H, args.race_steps, args.seed, out,
                                err if err is not None else sys.stderr, plot=args.race_plot)
     return 0
@@ -332,6 +385,10 @@ def _lemma1(args, out, err):
 
 
 def _invariance(args, out, err):
+    if args.train:
+        return _invariance_train(args, out, err)
+    if args.steps is not None or args.spread is not None or args.out is not None:
+        raise ValueError("--steps, --spread and --out belong to --train (add --train)")
     g, desc = _network_from_args(args)
     rng = np.random.default_rng(args.seed)
     p = _weights(g, args, rng)
@@ -349,6 +406,75 @@ def _check_group_size(g):
     from ._memory import check_fits
     check_fits(320 * g.n_edges, f"the rescaling group of {g.n_edges:,} edges",
                "choose a smaller network (--T, --hidden, ...)")
+
+
+_TRAIN_FIGURE = "invariance-training.png"
+
+
+def _invariance_train(args, out, err):
+    """``invariance --train``: the rescaled race (:func:`pathgeom.experiments.rescaled_race`)
+    and its two-panel figure; with --json one JSON object on stdout, messages on stderr."""
+    if args.graph is not None or (args.net or "mlp") not in experiments.RACE_NETS:
+        raise ValueError(f"--train trains one of --net {'|'.join(sorted(experiments.RACE_NETS))}"
+                         f" (default mlp), not {args.graph or args.net}")
+    if args.params:
+        raise ValueError("--params does not apply to --train: the race draws its own "
+                         "balanced start (to train from given weights: pathgeom train "
+                         "--init-from FILE)")
+    name = args.net or "mlp"
+    target = args.out or _TRAIN_FIGURE
+    try:
+        _import_figure()
+    except ImportError:
+        raise ImportError("the figure of --train needs matplotlib: pip install "
+                          "'pathgeom[plot]'") from None
+    path, fmt = _draw_target(target)
+    net, task, settings = experiments.race_preset(name, seed=args.seed)
+    steps = settings["steps"] if args.steps is None else args.steps
+    spread = settings["spread"] if args.spread is None else args.spread
+    command = (f"pathgeom invariance --train --net {name} --steps {steps} --spread {spread:g} "
+               f"--seed {args.seed} --out {target}")
+    log = err if args.json else out
+    print(f"training {net!r} on {task.name} from p and from T_beta(p) ({spread:g} orders of "
+          f"magnitude), SGD and Path-SGD, {steps} steps each ...", file=err)
+    t0 = time.perf_counter()
+    race = experiments.rescaled_race(
+        net, task, steps, spread, sgd_lr=settings["sgd_lr"],
+        path_sgd_lr=settings["path_sgd_lr"], batch_size=settings["batch_size"],
+        seed=args.seed, setup={"command": command, "net": name})
+    race.plot(path)
+    seconds = time.perf_counter() - t0
+    result = race.to_dict()
+    result["seconds_with_figure"] = seconds
+    result["figure"] = path
+    if args.json:
+        _emit_json(result, out)
+    else:
+        metric = race.metric
+
+        def end(key):
+            r = result[key]
+            value = r.get(f"test_{metric}")
+            shown = "n/a" if value is None else f"{value:.4g}"
+            if r["status"] == "diverged":
+                return f"{r['message'].split(':')[0]}, test {metric} {shown} (last good)"
+            return f"{r['status']} after {r['steps']} steps, test {metric} {shown}"
+        print(race.caption(), file=out)
+        print(f"largest |difference| of the losses: Path-SGD {_fmt_gap(race.path_sgd_max_difference)}"
+              f", SGD {_fmt_gap(race.sgd_max_difference)}", file=out)
+        for key in ("path_sgd_balanced", "path_sgd_unbalanced", "sgd_balanced",
+                    "sgd_unbalanced"):
+            print(f"  {key:20} {end(key)}", file=out)
+        for lr, r in result["sgd_unbalanced_smaller_rates"].items():
+            value = r.get(f"test_{metric}")
+            print(f"  sgd_unbalanced lr {lr:<6} {r['status']}, test {metric} "
+                  f"{'n/a' if value is None else f'{value:.4g}'}", file=out)
+    print(f"wrote {path} ({seconds:.1f} s)", file=log if not args.json else err)
+    return 0
+
+
+def _fmt_gap(x):
+    return "n/a" if x is None else f"{x:.3g}"
 
 
 def _names(labels, limit):
@@ -479,7 +605,8 @@ def _draw(args, out, err):
 def _parser():
     parser = argparse.ArgumentParser(prog="pathgeom", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="Lemma 1 on a small RNN graph, and timings")
+    demo = sub.add_parser("demo", help="the invariance figure, Lemma 1 on a small RNN graph, "
+                                        "timings")
     demo.add_argument("--T", type=_positive_int, default=5,
                       help="time steps of the checked RNN")
     demo.add_argument("--H", type=_positive_int, default=2,
@@ -489,6 +616,12 @@ def _parser():
     demo.add_argument("--big-H", type=_positive_int, default=64,
                       help="hidden units of the timed RNN")
     demo.add_argument("--seed", type=_nonnegative_int, default=0)
+    demo.add_argument("--invariance-steps", type=_nonnegative_int, default=500,
+                      help="training steps of the invariance race shown first; 0 skips it "
+                           "(500)")
+    demo.add_argument("--invariance-plot",
+                      default=os.path.join("build", "demo", "invariance-training.png"),
+                      help="its two-panel figure ([plot] extra); empty: none")
     demo.add_argument("--race-T", type=_positive_int, default=30,
                       help="adding-problem length (30)")
     demo.add_argument("--race-H", type=_positive_int, default=32,
@@ -519,6 +652,20 @@ def _parser():
                             help="random inputs for f (8)")
     invariance.add_argument("--lr", type=_float_at_least(0.0, True), default=0.1,
                             help="learning rate (0.1)")
+    trained = invariance.add_argument_group(
+        "training from the rescaled start (--train)",
+        "the same network and data stream trained from p and from T_beta(p), SGD and "
+        "Path-SGD; a two-panel figure (--out). --net mlp (default; the built-in digits, "
+        "[digits] extra), cnn (the same digits) or rnn (adding problem, T = 10); the "
+        "network sizes and rates are the race's own (pathgeom.experiments.RACE_NETS)")
+    trained.add_argument("--train", action="store_true",
+                         help="train instead of checking one step (needs the [plot] extra)")
+    trained.add_argument("--steps", type=_positive_int, default=None,
+                         help="training steps per run (mlp 500, cnn 300, rnn 300)")
+    trained.add_argument("--spread", type=_float_at_least(0.0, False), default=None,
+                         help="orders of magnitude spanned by beta (3)")
+    trained.add_argument("--out", default=None,
+                         help=f"the figure (default {_TRAIN_FIGURE})")
     group = sub.add_parser("group", help="dimension and basis of the rescaling group",
                            description="Definition 2 / Theorem 1: the feasible node-wise "
                                        "rescalings, dimension decided exactly.")

@@ -15,18 +15,31 @@ One item per line, tokens separated by whitespace::
   accumulate) and may come anywhere.  Both are required, and ``outputs`` must name at
   least one node.
 - Labels are any tokens without whitespace or ``#``, read as strings (``0`` is the label
-  ``"0"``); the keywords ``inputs``, ``outputs`` and ``params`` cannot be labels.
+  ``"0"``); the keywords ``inputs``, ``outputs``, ``params`` and ``kind`` cannot be labels.
 - An optional ``params N`` line declares the length of ``p`` (for unused parameters at
   the end); by default it is one more than the largest index used.
+- An edge of fixed weight (:func:`pathgeom.fixed`) is ``u v fixed=W`` with ``W`` a finite
+  number (``x y fixed=1``, ``p q fixed=-0.25``); it is no parameter.
+- ``kind KIND a b ...`` gives the listed internal nodes the kind ``KIND``: ``relu`` (the
+  default), ``linear`` (an identity neuron) or ``max`` (a max-pooling neuron, whose
+  incoming edges must be ``fixed=1``)::
+
+      inputs x1 x2
+      outputs y
+      kind max m
+      x1 m fixed=1
+      x2 m fixed=1
+      m y 0
 
 A malformed line raises :class:`EdgeListError` (a ``ValueError``) naming the file and the
 line, as does a graph that the validator rejects when the problem lies with one edge.
 """
 
+import math
 import re
 
 from ._errors import GraphError
-from .graph import SharedGraph
+from .graph import NODE_KINDS, SharedGraph, fixed
 
 __all__ = ["EdgeListError", "parse_edge_list", "read_edge_list", "format_edge_list",
            "write_edge_list", "dense_block"]
@@ -42,7 +55,7 @@ class EdgeListError(ValueError):
         super().__init__(f"{where}: {message}")
 
 
-_KEYWORDS = ("inputs", "outputs", "params")
+_KEYWORDS = ("inputs", "outputs", "params", "kind")
 
 #: The largest edge-list file :func:`read_edge_list` reads (about 40 million edges).
 MAX_EDGE_LIST_BYTES = 1 << 30
@@ -86,6 +99,7 @@ def parse_edge_list(text, source="<string>"):
     inputs, outputs = [], []
     seen = {"inputs": None, "outputs": None}
     edges, edge_lines = [], []
+    kinds, kind_lines = {}, {}
     n_params = None
     for lineno, raw in enumerate(text.splitlines(), start=1):
         tokens = raw.split("#", 1)[0].split()
@@ -101,6 +115,16 @@ def parse_edge_list(text, source="<string>"):
         if head in ("inputs", "outputs"):
             (inputs if head == "inputs" else outputs).extend(tokens[1:])
             seen[head] = seen[head] or lineno
+        elif head == "kind":
+            if len(tokens) < 3 or tokens[1] not in NODE_KINDS:
+                raise EdgeListError(source, lineno, f"expected 'kind KIND node ...' with KIND "
+                                    f"one of {', '.join(NODE_KINDS)}, got {raw.strip()!r}")
+            for label in tokens[2:]:
+                if label in _KEYWORDS:
+                    raise EdgeListError(source, lineno, f"{label!r} is a keyword and cannot "
+                                        f"be a node label; rename the node")
+                kinds[label] = tokens[1]
+                kind_lines.setdefault(label, lineno)
         elif head == "params":
             if len(tokens) != 2 or not re.fullmatch(r"\d+", tokens[1]):
                 raise EdgeListError(source, lineno, f"expected 'params N' with N an integer "
@@ -112,6 +136,20 @@ def parse_edge_list(text, source="<string>"):
                                 f"token(s): {raw.strip()!r}")
         else:
             u, v, i = tokens
+            if i.startswith("fixed="):
+                try:
+                    w = float(i[len("fixed="):])
+                except ValueError:
+                    w = math.nan
+                if not math.isfinite(w):
+                    raise EdgeListError(source, lineno, f"{i!r} is not a finite fixed weight; "
+                                        f"write 'u v fixed=W' with W a finite number")
+                if u == v:
+                    raise EdgeListError(source, lineno, f"edge {u} -> {v} is a self-loop; a "
+                                        f"network must be a DAG")
+                edges.append((u, v, fixed(w)))
+                edge_lines.append(lineno)
+                continue
             if not re.fullmatch(r"[+-]?\d+", i):
                 raise EdgeListError(source, lineno, f"parameter {i!r} is not an integer; an "
                                     f"edge line is 'u v param' with param an integer index "
@@ -130,15 +168,20 @@ def parse_edge_list(text, source="<string>"):
                                 f"'{key} a b ...'")
     if not outputs:
         raise EdgeListError(source, seen["outputs"], "the 'outputs' line names no node")
-    if n_params is not None and edges and n_params <= max(i for _, _, i in edges):
-        k = max(range(len(edges)), key=lambda k: edges[k][2])
+    indexed = [k for k, e in enumerate(edges) if isinstance(e[2], int)]
+    if n_params is not None and indexed and n_params <= max(edges[k][2] for k in indexed):
+        k = max(indexed, key=lambda k: edges[k][2])
         raise EdgeListError(source, edge_lines[k], f"parameter index {edges[k][2]} is out of "
                             f"range for 'params {n_params}'")
     try:
-        return SharedGraph.from_edges(edges, inputs, outputs, n_params=n_params)
+        return SharedGraph.from_edges(edges, inputs, outputs, n_params=n_params,
+                                      node_kinds=kinds)
     except GraphError as exc:
         m = re.search(r"edge #(\d+)", str(exc))
         line = edge_lines[int(m.group(1))] if m and int(m.group(1)) < len(edge_lines) else None
+        if line is None:   # a kind line's node
+            named = [kind_lines[x] for x in kinds if repr(x) in str(exc).split(";")[0]]
+            line = min(named) if named else None
         if line is None:   # a problem with the inputs / outputs lines: the first one named
             hits = [(str(exc).find(word), key) for word, key in
                     (("input", "inputs"), ("output", "outputs")) if word in str(exc)]
@@ -195,11 +238,16 @@ def format_edge_list(g):
     if len(set(nodes)) != len(nodes):
         raise ValueError("two node labels have the same string form; relabel the graph")
     src, dst, par = g.edges()
+    fw = g.fixed_weights()
     lines = ["inputs " + " ".join(nodes[g.index(x)] for x in g.inputs),
              "outputs " + " ".join(nodes[g.index(x)] for x in g.outputs),
              f"params {g.n_params}"]
-    lines += [f"{nodes[u]} {nodes[v]} {i}" for u, v, i in zip(src.tolist(), dst.tolist(),
-                                                             par.tolist())]
+    for kind in ("linear", "max"):
+        members = [nodes[k] for k, x in enumerate(g.kinds) if x == kind]
+        if members:
+            lines.append(f"kind {kind} " + " ".join(members))
+    lines += [f"{nodes[u]} {nodes[v]} {i if i >= 0 else f'fixed={w!r}'}"
+              for u, v, i, w in zip(src.tolist(), dst.tolist(), par.tolist(), fw.tolist())]
     isolated = set(range(g.n_nodes)) - set(src.tolist()) - set(dst.tolist())
     isolated -= set(g.compiled.inputs.tolist()) | set(g.compiled.outputs.tolist())
     if isolated:

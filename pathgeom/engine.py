@@ -18,7 +18,7 @@ import numpy as np
 
 from . import _dense_kernels, _kernels
 
-__all__ = ["build_csr", "longest_path_depth", "reaches_output", "reached_from",
+__all__ = ["extended", "extended_sq", "build_csr", "build_runs", "longest_path_depth", "reaches_output", "reached_from",
            "param_scatter", "block_groups", "build_blocks", "forward", "backward", "sq_forward", "sq_delta",
            "sq_forward_kappa1", "sq_backward_careful", "sink_depth", "param_extents",
            "tangent_blocks", "tangent_one", "rnn_sq_sweep", "rnn_block_sums",
@@ -69,16 +69,45 @@ def build_blocks(indptr, src, par, depth, live, reached, n_params, shift, width)
 # ---------------------------------------------------------------------------- real network
 
 
+def extended(c, w):
+    """The weight vector the kernels read: ``w`` (length ``c.n_params``) followed by the
+    graph's fixed weights (see :mod:`pathgeom._compiled`); ``w`` itself when there are
+    none."""
+    if not c.fixed.shape[0]:
+        return w
+    return np.concatenate([w, c.fixed])
+
+
+def extended_sq(c, q, power=2.0):
+    """:func:`extended` for the squared network: ``q`` followed by ``|fixed| ** power``."""
+    if not c.fixed.shape[0]:
+        return q
+    with np.errstate(over="ignore"):
+        return np.concatenate([q, np.abs(c.fixed) ** power])
+
+
+def _selection(c, H):
+    """Per node and batch column, the source a max node selects (rows of other nodes are
+    unused); an empty (0, B) array when the graph has no max node."""
+    if c.kind.shape[0] and c.kind.max() >= 2:
+        return np.full(H.shape, -1, dtype=np.int64)
+    return np.zeros((0, H.shape[1]), dtype=np.int64)
+
+
 def forward(c, p, H):
     """Node values of the real network: ``H`` (n_nodes, B) holds the inputs on entry and
-    every node's value on return (Table 1: ReLU inside, linear outputs)."""
-    _kernels.forward(c.indptr, c.src, c.par, c.relu, p, H)
+    every node's value on return (ReLU, identity or max per node, linear outputs).
+    Returns the max nodes' selections, to hand to :func:`backward`."""
+    sel = _selection(c, H)
+    _kernels.forward(c.indptr, c.src, c.par, c.kind, extended(c, p), H, sel)
+    return sel
 
 
-def backward(c, p, H, G, grad):
+def backward(c, p, H, G, grad, sel):
     """Reverse pass: ``G`` (n_nodes, B) holds dL/d(output) on the outputs on entry; the
-    parameter gradient is added into ``grad``."""
-    _kernels.backward(c.optr, c.dst, c.opar, c.relu, p, H, G, grad)
+    parameter gradient is added into ``grad`` (length ``c.n_params``); ``sel`` is what
+    :func:`forward` returned for ``H``."""
+    _kernels.backward(c.optr, c.dst, c.opar, c.kind, extended(c, p), H, G, grad, sel)
 
 
 # ---------------------------------------------------------------------------- squared network
@@ -88,6 +117,18 @@ def _blocks(c):
     """The compiled record's blocked groups, or None when the CSR sweeps are used."""
     if c.blk_ptr.shape[0] > 1:
         return c.blk_ptr, c.blk_node, c.blk_param, c.blk_src, c.blk_key
+    return None
+
+
+def build_runs(indptr, src, par):
+    """Runs of incoming edges (see :func:`pathgeom._kernels.build_runs`)."""
+    return _kernels.build_runs(indptr, src, par)
+
+
+def _runs(c):
+    """The compiled record's runs of edges, or None when the sweeps read the CSRs."""
+    if c.run_ptr.shape[0] > 1:
+        return c.run_ptr, c.run_src, c.run_par, c.run_len
     return None
 
 
@@ -101,6 +142,8 @@ def sq_forward(c, q, h, careful=False):
         _kernels.sq_forward_careful(c.indptr, c.src, c.par, q, h)
     elif blocks is not None:
         _kernels.sq_forward_blocked(*blocks, q, h)
+    elif _runs(c) is not None:
+        _kernels.sq_forward_runs(*_runs(c), q, h)
     else:
         _kernels.sq_forward(c.indptr, c.src, c.par, q, h)
 
@@ -111,6 +154,8 @@ def sq_delta(c, q, delta):
     blocks = _blocks(c)
     if blocks is not None:
         _kernels.sq_delta_blocked(*blocks, q, delta)
+    elif _runs(c) is not None:
+        _kernels.sq_delta_runs(*_runs(c), q, delta)
     else:
         _kernels.sq_delta(c.optr, c.dst, c.opar, q, delta)
 
@@ -122,6 +167,8 @@ def sq_forward_kappa1(c, q, h, delta, k1):
     blocks = _blocks(c)
     if blocks is not None:
         _kernels.sq_forward_kappa1_blocked(*blocks, q, h, delta, k1)
+    elif _runs(c) is not None:
+        _kernels.sq_forward_kappa1_runs(*_runs(c), q, h, delta, k1)
     else:
         _kernels.sq_forward_kappa1(c.indptr, c.src, c.par, q, h, delta, k1)
 

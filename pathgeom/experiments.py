@@ -36,19 +36,22 @@ from .optim import CURVATURES, OPTIMIZERS, STEP_RULES, make_optimizer
 from .plotting import plot_histories
 from .tasks import make_task
 from .training import train
+from ._rescaled_race import (RACE_NETS, RescaledRace, race_preset, rescaled_race,  # noqa: F401
+                             spread_rescaling)
 
 __all__ = ["kappa_ratio", "figure2_table", "adding_race", "RACE", "DEFAULTS", "TASK_DEFAULT_T", "check_config", "make_config", "run_config",
            "resume_run", "run_dir_name", "sweep", "select_irnn", "SweepError", "grid",
            "TABLE_COLUMNS", "read_run_config", "method_name", "export_runs",
            "write_export_table", "EXPORT_COLUMNS", "sweep_status", "STATUS_COLUMNS",
-           "branch_runs", "BRANCH_SHARED", "branch_record", "own_seconds"]
+           "branch_runs", "BRANCH_SHARED", "branch_record", "own_seconds",
+           "load_start", "rescaled_race", "RescaledRace", "spread_rescaling", "race_preset", "RACE_NETS"]
 
 #: The default of every run setting (the command line shows these in ``--help``).
 DEFAULTS = dict(task="adding", T=None, data=None, hidden=[100], init="irnn", steps=1000,
                 batch=64, clip=None, eval_every=100, log_every=10, engine="dense",
                 optimizer="path-sgd", curvature="kappa1", rule="backtracking", lr=1e-3,
                 seed=0, data_seed=None, diverge_factor=100.0, checkpoint_every=500,
-                threads=1)
+                threads=1, init_from=None)
 
 #: The default sequence length per task (None: fixed by the data).
 TASK_DEFAULT_T = {"adding": 100, "digits": None, "charlm": 50}
@@ -118,6 +121,11 @@ def check_config(config):
     if config["rule"] not in STEP_RULES:
         raise ValueError(f"unknown rule {config['rule']!r}; choose one of "
                          f"{sorted(STEP_RULES)}")
+    init_from = config["init_from"]
+    if init_from is not None:
+        if not isinstance(init_from, str) or not os.path.isfile(init_from):
+            raise ValueError(f"init_from {init_from!r}: no such file (give a run's "
+                             f"params.npz, a .npy or a text file of the parameters)")
     return config
 
 
@@ -138,7 +146,9 @@ def _build(config):
                       seed=config["data_seed"])
     net = rnn(t.n_in, config["hidden"], t.n_out, t.T, outputs=t.outputs)
     rng = np.random.default_rng(config["seed"])
-    p0 = net.init(rng, config["init"])
+    p0 = net.init(rng, config["init"])   # drawn even with init_from: the same batch stream
+    if config["init_from"] is not None:
+        p0 = load_start(config["init_from"], net.n_params)
     kwargs = {}
     if config["optimizer"] != "sgd":
         kwargs["curvature"] = config["curvature"]
@@ -146,6 +156,49 @@ def _build(config):
         kwargs["rule"] = config["rule"]
     opt = make_optimizer(config["optimizer"], config["lr"], clip=config["clip"], **kwargs)
     return t, net, opt, p0, rng
+
+
+def load_start(path, n_params):
+    """Starting parameters from a file: a ``.npz`` holding an array ``p`` (a run's
+    ``params.npz``, or ``numpy.savez(path, p=...)``), a ``.npy`` array, or a text file of
+    numbers (whitespace or commas, ``#`` comments); checked to be ``n_params`` finite
+    numbers.  ``pathgeom train --init-from FILE`` uses it.
+
+    Examples
+    --------
+    >>> import os, tempfile, numpy as np
+    >>> from pathgeom.experiments import load_start
+    >>> path = os.path.join(tempfile.mkdtemp(), "start.npz")
+    >>> np.savez(path, p=np.array([0.5, -2.0]))
+    >>> load_start(path, 2)
+    array([ 0.5, -2. ])
+    >>> load_start(path, 3)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: init_from ...start.npz: 'p' has shape (2,) but the network has 3 parameters
+    """
+    from ._validation import as_params
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise ValueError(f"init_from {path}: no such file")
+    try:
+        if path.endswith(".npz"):
+            from ._npzcheck import check_npz
+            check_npz(path, "p", n_expected=n_params)
+            with np.load(path, allow_pickle=False) as f:
+                p = f["p"]
+        elif path.endswith(".npy"):
+            p = np.load(path, allow_pickle=False)
+        else:
+            with open(path, encoding="utf-8-sig") as fh:
+                text = " ".join(line.split("#")[0] for line in fh)
+            p = np.array([float(t) for t in text.replace(",", " ").split()])
+        return as_params(np.ravel(p), n_params, name=f"init_from {path}")
+    except (OSError, ValueError) as exc:
+        msg = str(exc)
+        if not msg.startswith("init_from"):
+            msg = f"init_from {msg}" if msg.startswith(path) else f"init_from {path}: {msg}"
+        raise ValueError(msg) from None
 
 
 def run_config(config, out_dir=None, progress=False, resume=False, overwrite=False,

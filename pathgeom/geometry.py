@@ -36,19 +36,21 @@ and spread over numba's threads; parameters that the depth certificate proves ze
 (:func:`kappa2_support`) cost nothing.
 """
 
+import math
+import numbers
 import warnings
 from typing import NamedTuple, Optional
 
 
 import numpy as np
 
-from . import engine
+from . import _threads, engine
 from ._errors import PathOverflowError
 from ._validation import as_params, check_bool, first_nonfinite_row
 from .graph import SharedGraph
 
 __all__ = ["PathQuantities", "path_quantities", "gamma2", "kappa1", "kappa2", "kappa",
-           "kappa2_support", "squared_values", "squared_network"]
+           "kappa2_support", "squared_values", "squared_network", "path_norm"]
 
 #: Parameters per forward-tangent sweep in :func:`kappa2` (one SIMD-friendly row per node).
 TANGENT_BLOCK = 64
@@ -145,8 +147,9 @@ def _squared_sweeps(g, q):
     delta = _squared_delta(g, q)
     h = np.zeros(g.n_nodes)
     h[c.inputs] = 1.0
-    k1 = np.zeros(g.n_params)
+    k1 = np.zeros(c.n_ext)
     engine.sq_forward_kappa1(c, q, h, delta, k1)
+    k1 = k1[:g.n_params]
     h[_dead(g)[0]] = 0.0
     if not _finite(h):
         _overflow(g, first_nonfinite_row(h), "gamma^2")
@@ -162,10 +165,10 @@ def _squared_backward_careful(g, q, h):
     c = g.compiled
     delta = np.zeros(g.n_nodes)
     delta[c.outputs] = 1.0
-    k1 = np.zeros(g.n_params)
+    k1 = np.zeros(c.n_ext)
     engine.sq_backward_careful(c, q, h, delta, k1)
     delta[_dead(g)[1]] = 0.0
-    return delta, k1
+    return delta, k1[:g.n_params]
 
 
 def _gamma2_from(g, h):
@@ -179,14 +182,16 @@ def _gamma2_from(g, h):
 
 
 def _setup(g, p):
-    """Validated ``p`` squared.  Entries of ``q`` may be inf (a weight whose square
+    """Validated ``p`` squared, extended by the squared fixed weights (the vector the
+    kernels read: its length is ``g.compiled.n_ext``; slice ``[:g.n_params]`` for the
+    parameters' own quantities).  Entries of ``q`` may be inf (a weight whose square
     overflows): the callers decide whether that matters (it does not when every path
     through the parameter also carries a zero weight)."""
     _check_graph(g)
     p = as_params(p, g.n_params)
     with np.errstate(over="ignore"):
         q = p * p
-    return q
+    return engine.extended_sq(g.compiled, q)
 
 
 def _blame_overflow(g, q, h, what):
@@ -197,6 +202,11 @@ def _blame_overflow(g, q, h, what):
         hit = np.flatnonzero(~np.isfinite(q[c.par]) & (h[c.src] != 0))
         if hit.size:
             i = int(c.par[hit[0]])
+            if i >= g.n_params:
+                raise PathOverflowError(
+                    f"the square of the fixed weight {float(c.fixed[i - g.n_params])!r} overflows "
+                    f"float64 and it lies on a path whose other weights are non-zero, so "
+                    f"{what} does too; scale the fixed weights down")
             raise PathOverflowError(
                 f"p[{i}]**2 overflows float64 and p[{i}] lies on a path whose other "
                 f"weights are non-zero, so {what} does too; scale the weights down")
@@ -226,7 +236,7 @@ def _careful_quantities(g, q, with_kappa2):
     if not np.isfinite(k1).all():
         i = int(np.flatnonzero(~np.isfinite(k1))[0])
         if not np.isfinite(q[i]):
-            _q_overflow(q)
+            _q_overflow(q[:g.n_params])
         raise PathOverflowError(f"kappa1[{i}] overflowed float64; scale the weights down")
     if not with_kappa2:
         return PathQuantities(total, k1, None, None), h, delta
@@ -251,8 +261,8 @@ def _param_head_range(g):
     """Per parameter, the first and last head position of its edges."""
     c = g.compiled
     heads = np.repeat(np.arange(g.n_nodes), np.diff(c.indptr))
-    vmin = np.full(g.n_params, g.n_nodes, dtype=np.int64)
-    vmax = np.full(g.n_params, -1, dtype=np.int64)
+    vmin = np.full(c.n_ext, g.n_nodes, dtype=np.int64)
+    vmax = np.full(c.n_ext, -1, dtype=np.int64)
     np.minimum.at(vmin, c.par, heads)
     np.maximum.at(vmax, c.par, heads)
     return vmin, vmax
@@ -673,8 +683,8 @@ def _support_and_blocks(g):
     if key not in cache:
         c = g.compiled
         sdepth = engine.sink_depth(c)
-        count, src_dmax, head_dmin, head_smax, src_smin, vmin, vmax = engine.param_extents(
-            c, sdepth, g.n_params)
+        extents = engine.param_extents(c, sdepth, c.n_ext)[:, :g.n_params]  # no fixed ones
+        count, src_dmax, head_dmin, head_smax, src_smin, vmin, vmax = extents
         # a path v ~> u' between edges (u -> v), (u' -> v') of E_i needs
         # depth(v) <= depth(u') and sink_depth(v) >= sink_depth(u'); so if every source is
         # shallower than every head, or every head is nearer the sinks than every source,
@@ -786,7 +796,10 @@ def _kappa2_from(g, q, h, delta, client=None):
             out = _tangent_blocks_dask(g, q, h, delta, blocks, ranges, client)
         else:
             out = np.zeros(blocks.shape, dtype=np.float64)
-            engine.tangent_blocks(c.indptr, c.src, c.par, q, h, delta, blocks, ranges, out)
+            # one numba thread when the sweeps are too small to share (see _threads)
+            work = int((c.indptr[ranges[:, 1]] - c.indptr[ranges[:, 0]]).sum()) * blocks.shape[1]
+            with _threads.for_size(work):
+                engine.tangent_blocks(c.indptr, c.src, c.par, q, h, delta, blocks, ranges, out)
         mask = blocks >= 0
         k2[blocks[mask]] = 4.0 * q[blocks[mask]] * out[mask]
         if not np.isfinite(k2).all():
@@ -880,3 +893,102 @@ def _float_quantities(g, q, with_kappa2, client):
     return PathQuantities(g2, k1, k2, k), h, delta
 
 
+# --------------------------------------------------------------------------- path norms
+
+
+def _check_q(q):
+    if isinstance(q, (bool, np.bool_)) or not isinstance(q, numbers.Real):
+        raise TypeError(f"q must be a real number >= 1, got {type(q).__name__} {q!r}")
+    q = float(q)
+    if not (math.isfinite(q) and q >= 1.0):
+        raise ValueError(f"q must be a finite real number >= 1, got {q!r} (the L^q path "
+                         f"norm is a norm only for q >= 1)")
+    return q
+
+
+def _graph_path_norm(g, p, q):
+    """The L^q path norm of a SharedGraph: the squared network's sweep with |w|**q."""
+    p = as_params(p, g.n_params)
+    if q == 2.0:
+        return math.sqrt(gamma2(g, p))
+    c = g.compiled
+    with np.errstate(over="ignore"):
+        w = engine.extended_sq(c, np.abs(p) ** q, power=q)
+    try:
+        if not _finite(w):
+            raise PathOverflowError("a weight's q-th power overflows")
+        total = _gamma2_from(g, _squared_forward(g, w))
+    except PathOverflowError:
+        h = _squared_forward(g, w, careful=True)
+        with np.errstate(over="ignore"):
+            total = float(h[c.outputs].sum())
+        if not np.isfinite(total):
+            raise PathOverflowError(
+                f"the sum over paths of prod |w|**{q:g} overflows float64, so the L^{q:g} "
+                f"path norm cannot be computed here; scale the weights down (a scale c "
+                f"multiplies each path's term by c**({q:g} * path length))") from None
+    return total ** (1.0 / q)
+
+
+def path_norm(obj, p=None, q=2):
+    r"""The :math:`L^q` path norm :math:`\|\Phi(p)\|_q = \big(\sum_{\zeta} \prod_{e \in \zeta} |w_e|^q\big)^{1/q}`.
+
+    The sum runs over every input-to-output path :math:`\zeta` of the DAG; fixed weights
+    (:func:`pathgeom.fixed`) count like weights, and max-pooling and identity neurons
+    pass every path (so a network with max pooling has the path norm of the same network
+    with identity neurons in their place, as in Gonon et al.'s path-lifting).  For
+    :math:`q = 2` it is :math:`\sqrt{\gamma^2}` (eqs. 2-3); it is computed, like
+    :math:`\gamma^2`, by one sweep of the network with every weight replaced by
+    :math:`|w|^q` on the all-ones input.
+
+    Parameters
+    ----------
+    obj : SharedGraph or network object
+        A :class:`~pathgeom.SharedGraph` (then ``p`` is required), or any network of this
+        library: an :func:`~pathgeom.from_onnx` import (its own weights when ``p`` is
+        None), or a :func:`~pathgeom.rnn` / :func:`~pathgeom.cnn` / :func:`~pathgeom.mlp`
+        network (with ``p``).
+    p : array_like, shape (n_params,), optional
+    q : real, default 2
+        :math:`q \ge 1`.
+
+    Returns
+    -------
+    float
+
+    Raises
+    ------
+    PathOverflowError
+        The sum over paths exceeds float64.
+
+    Examples
+    --------
+    Two paths, :math:`x \to h \to y` (weights 3 and 4) and a residual :math:`x \to y`
+    of fixed weight 1:
+
+    >>> import pathgeom
+    >>> g = pathgeom.SharedGraph.from_edges(
+    ...     [("x", "h", 0), ("h", "y", 1), ("x", "y", pathgeom.fixed(1.0))], ["x"], ["y"])
+    >>> pathgeom.path_norm(g, [3.0, 4.0], q=1)    # 3 * 4 + 1
+    13.0
+    >>> pathgeom.path_norm(g, [3.0, 4.0], q=2) ** 2
+    145.0
+    """
+    q = _check_q(q)
+    if isinstance(obj, SharedGraph):
+        if p is None:
+            raise TypeError("path_norm of a SharedGraph needs p (the graph holds no "
+                            "weights); pass path_norm(g, p, q)")
+        return _graph_path_norm(obj, p, q)
+    own = getattr(obj, "path_norm", None)
+    if callable(own):
+        return own(p=p, q=q)
+    graph = getattr(obj, "graph", None)
+    if isinstance(graph, SharedGraph):
+        if p is None:
+            p = getattr(obj, "p", None)
+        if p is None:
+            raise TypeError(f"this {type(obj).__name__} holds no weights: pass p")
+        return _graph_path_norm(graph, p, q)
+    raise TypeError(f"path_norm takes a SharedGraph or a network of pathgeom (from_onnx, "
+                    f"rnn, cnn, mlp), got {type(obj).__name__}")

@@ -11,23 +11,99 @@ parameter, :math:`E_i = \{e : \pi(e) = i\}`.  The function computed (paper, Tabl
     h_v = \mathrm{relu}\Big(\sum_{u \to v} w_{u \to v} h_u\Big) \ (v \text{ internal}), \qquad
     h_v = \sum_{u \to v} w_{u \to v} h_u \ (v \in V_{out}).
 
+Beyond the paper, an edge may carry a **fixed weight** (:func:`fixed`: a constant that is
+not a parameter, such as a residual connection's 1 or average pooling's :math:`1/n`) and
+an internal node may be a ReLU (the default), an identity (``"linear"``) or a max-pooling
+neuron (``"max"``, :math:`h_v = \max_{u \to v} h_u`, its incoming edges all ``fixed(1.0)``).
+
 Every construction path (edge lists, integer arrays, networkx graphs) goes through one
 validator, :func:`_build`, which raises :class:`~pathgeom.GraphError` naming the culprit.
 The validated graph is compiled once into flat CSR arrays in topological order
 (:mod:`pathgeom._compiled`) that the numba kernels read.
 """
 
+import math
 import numbers
 
 import networkx as nx
 import numpy as np
 
 from . import engine
-from ._compiled import CompiledGraph, compile_arrays
+from ._compiled import KIND_LINEAR, KIND_MAX, KIND_RELU, CompiledGraph, compile_arrays
 from ._errors import GraphError, PathOverflowError
 from ._validation import as_batch, as_params, first_nonfinite_row
 
-__all__ = ["SharedGraph"]
+__all__ = ["SharedGraph", "Fixed", "fixed", "NODE_KINDS", "KIND_CODES"]
+
+#: The kinds an internal node may have, and their codes in ``from_arrays(kind=...)``.
+KIND_CODES = {"linear": KIND_LINEAR, "relu": KIND_RELU, "max": KIND_MAX}
+NODE_KINDS = tuple(KIND_CODES)
+_KIND_NAMES = {code: name for name, code in KIND_CODES.items()}
+
+
+class Fixed:
+    """A fixed edge weight: a finite constant that is not a parameter (see :func:`fixed`)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value):
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+            raise TypeError(f"a fixed weight must be a real number, got "
+                            f"{type(value).__name__} {value!r}")
+        value = float(value)
+        if not math.isfinite(value):
+            raise ValueError(f"a fixed weight must be finite, got {value!r}")
+        object.__setattr__(self, "value", value)
+
+    def __setattr__(self, name, value):
+        raise AttributeError("Fixed is immutable")
+
+    def __eq__(self, other):
+        return isinstance(other, Fixed) and other.value == self.value
+
+    def __hash__(self):
+        return hash(("Fixed", self.value))
+
+    def __repr__(self):
+        return f"fixed({self.value!r})"
+
+    def __reduce__(self):
+        return (Fixed, (self.value,))
+
+
+def fixed(w):
+    r"""A fixed edge weight :math:`w`: use it in place of a parameter index in an edge.
+
+    A fixed edge ``(u, v, fixed(w))`` multiplies every path through it by :math:`w` (by
+    :math:`w^2` in :math:`\gamma^2`), like a weight, but it is no parameter: it has no
+    gradient and no :math:`\kappa`, training never changes it, and a node-wise rescaling
+    must keep it (so :math:`\beta_u = \beta_v` when :math:`w \ne 0`).
+
+    Parameters
+    ----------
+    w : real number
+        Finite.
+
+    Raises
+    ------
+    TypeError
+        ``w`` is not a real number (a bool, a string, ...).
+    ValueError
+        ``w`` is inf or nan.
+
+    Examples
+    --------
+    A residual connection around one ReLU unit, :math:`y = p_1 \mathrm{relu}(p_0 x) + x`:
+
+    >>> import pathgeom
+    >>> g = pathgeom.SharedGraph.from_edges(
+    ...     [("x", "h", 0), ("h", "y", 1), ("x", "y", pathgeom.fixed(1.0))], ["x"], ["y"])
+    >>> g.forward([2.0, 3.0], [1.0])
+    array([7.])
+    >>> pathgeom.gamma2(g, [2.0, 3.0])   # two paths: (2 * 3)**2 + 1**2
+    37.0
+    """
+    return Fixed(w)
 
 _INT32_MAX = np.iinfo(np.int32).max
 #: Nodes that touch no edge and parameters on no edge beyond these counts are refused:
@@ -46,9 +122,62 @@ def _name(labels, i):
     return repr(int(i)) if labels is None else repr(labels[int(i)])
 
 
-def _edge_name(labels, src, dst, par, e):
-    return (f"edge #{int(e)} ({_name(labels, src[e])} -> {_name(labels, dst[e])}, "
-            f"param {int(par[e])})")
+def _edge_name(labels, src, dst, par, e, weight=None):
+    what = (f"fixed({float(weight[e])!r})" if weight is not None and par[e] < 0
+            else f"param {int(par[e])}")
+    return f"edge #{int(e)} ({_name(labels, src[e])} -> {_name(labels, dst[e])}, {what})"
+
+
+def _check_weights(weight, par, n_edges, labels, src, dst):
+    """The fixed weights of ``from_arrays(weight=...)`` as float64, checked where used."""
+    if weight is None:
+        return None
+    if isinstance(weight, (str, bytes)):
+        raise TypeError(f"weight must be an array of real numbers, got the string {weight!r}")
+    try:
+        w = np.asarray(weight)
+    except (ValueError, TypeError) as exc:
+        raise TypeError(f"weight must be a 1-D array of real numbers: {exc}") from None
+    if w.ndim != 1 or w.shape[0] != n_edges:
+        raise GraphError(f"weight must have one entry per edge ({n_edges}), got shape "
+                         f"{w.shape}")
+    if w.dtype == bool or not (np.issubdtype(w.dtype, np.integer)
+                               or np.issubdtype(w.dtype, np.floating)):
+        raise TypeError(f"weight must hold real numbers, got dtype {w.dtype}")
+    with np.errstate(over="ignore"):
+        w = np.ascontiguousarray(w, dtype=np.float64)
+    bad = np.flatnonzero((par < 0) & ~np.isfinite(w))
+    if bad.size:
+        e = int(bad[0])
+        raise GraphError(f"edge #{e} ({_name(labels, src[e])} -> {_name(labels, dst[e])}) "
+                         f"has fixed weight {float(w[e])!r}; a fixed weight must be finite")
+    return w
+
+
+def _check_kinds(kind, n_nodes, labels):
+    """Node kinds (codes or names, one per node id) as a uint8 code array."""
+    if kind is None:
+        return None
+    if isinstance(kind, (str, bytes)):
+        raise TypeError(f"kind must give one kind per node, got the string {kind!r}")
+    seq = list(kind) if not isinstance(kind, np.ndarray) else kind.tolist()
+    if len(seq) != n_nodes:
+        raise GraphError(f"kind must have one entry per node ({n_nodes}), got {len(seq)}")
+    codes = np.empty(n_nodes, dtype=np.uint8)
+    valid = set(KIND_CODES.values())
+    for k, x in enumerate(seq):
+        if isinstance(x, str):
+            if x not in KIND_CODES:
+                raise GraphError(f"node {_name(labels, k)} has unknown kind {x!r}; the kinds "
+                                 f"are {', '.join(map(repr, NODE_KINDS))}")
+            codes[k] = KIND_CODES[x]
+        elif isinstance(x, numbers.Integral) and not isinstance(x, bool) and x in valid:
+            codes[k] = x
+        else:
+            raise GraphError(f"node {_name(labels, k)} has unknown kind {x!r}; give a name "
+                             f"({', '.join(map(repr, NODE_KINDS))}) or its code in "
+                             f"pathgeom.KIND_CODES ({KIND_CODES})")
+    return codes
 
 
 def _check_index_array(a, what):
@@ -105,10 +234,13 @@ def _find_cycle(labels, src, dst, depth):
     return [u for u, _ in cycle]
 
 
-def _build(src, dst, par, inputs, outputs, n_nodes, n_params, labels):
+def _build(src, dst, par, inputs, outputs, n_nodes, n_params, labels, weight=None,
+           kind=None):
     """Validate integer edge arrays and compile them: the one way into a SharedGraph.
 
     ``src``, ``dst``, ``par`` are int64 arrays over edges, node ids in ``[0, n_nodes)``;
+    ``par[e] == -1`` marks a fixed edge of weight ``weight[e]`` (``weight`` None: no
+    fixed edges); ``kind`` is None (every internal node a ReLU) or one kind per node id;
     ``labels`` is None (labels are the ids) or a sequence mapping id -> label.
     Returns the fields of a :class:`SharedGraph`.
     """
@@ -117,11 +249,16 @@ def _build(src, dst, par, inputs, outputs, n_nodes, n_params, labels):
         raise GraphError(f"src, dst and param must have one entry per edge; got lengths "
                          f"{src.shape[0]}, {dst.shape[0]}, {par.shape[0]}")
     if n_edges:
-        bad = np.flatnonzero(par < 0)
+        low = -1 if weight is not None else 0
+        bad = np.flatnonzero(par < low)
         if bad.size:
             e = bad[0]
+            hint = ("; -1 marks a fixed edge" if weight is not None else
+                    " (to give an edge a fixed weight, set its param to -1 and pass weight=)")
             raise GraphError(f"{_edge_name(labels, src, dst, par, e)}: parameter index "
-                             f"{int(par[e])} is out of range: indices must be >= 0")
+                             f"{int(par[e])} is out of range: indices must be >= 0{hint}")
+    weight = _check_weights(weight, par, n_edges, labels, src, dst)
+    kind = _check_kinds(kind, n_nodes, labels)
     used_max = int(par.max()) if n_edges else -1
     if n_params is None:
         n_params = used_max + 1
@@ -133,7 +270,7 @@ def _build(src, dst, par, inputs, outputs, n_nodes, n_params, labels):
                          f"n_nodes = {n_nodes}, n_params = {n_params})")
     # memory follows what the graph uses: bound the unused parameters and isolated nodes
     if n_params > 2 * n_edges + MAX_UNUSED:
-        n_used = int(np.unique(par).size) if n_edges else 0
+        n_used = int(np.unique(par[par >= 0]).size) if n_edges else 0
         culprit = (f"the largest parameter index is {used_max}" if n_params == used_max + 1
                    else f"n_params = {n_params} was declared")
         raise GraphError(f"{culprit}, but the {n_edges} edge(s) use only {n_used} distinct "
@@ -177,11 +314,11 @@ def _build(src, dst, par, inputs, outputs, n_nodes, n_params, labels):
     if n_edges:
         bad = np.flatnonzero(is_in[dst])
         if bad.size:
-            raise GraphError(f"{_edge_name(labels, src, dst, par, bad[0])} goes into input "
+            raise GraphError(f"{_edge_name(labels, src, dst, par, bad[0], weight)} goes into input "
                              f"node {_name(labels, dst[bad[0]])}: inputs must be sources")
         bad = np.flatnonzero(is_out[src])
         if bad.size:
-            raise GraphError(f"{_edge_name(labels, src, dst, par, bad[0])} leaves output "
+            raise GraphError(f"{_edge_name(labels, src, dst, par, bad[0], weight)} leaves output "
                              f"node {_name(labels, src[bad[0]])}: outputs must be sinks")
     depth = engine.longest_path_depth(n_nodes, src, dst)
     if n_nodes and depth.min() < 0:
@@ -196,11 +333,36 @@ def _build(src, dst, par, inputs, outputs, n_nodes, n_params, labels):
                        f"shown)")
         raise GraphError(f"the graph has a cycle: {names}; a network must be a DAG "
                          f"(unroll recurrences over time)")
+    is_fixed = par < 0
+    if kind is not None:
+        kind[inputs] = KIND_LINEAR
+        kind[outputs] = KIND_LINEAR
+        if n_edges:   # a max neuron takes the max of its inputs: edges of weight 1 only
+            bad = np.flatnonzero((kind[dst] == KIND_MAX)
+                                 & (~is_fixed | (np.where(is_fixed, weight if weight is not
+                                                          None else 0.0, 0.0) != 1.0)))
+            if bad.size:
+                e = int(bad[0])
+                raise GraphError(f"{_edge_name(labels, src, dst, par, e, weight)} goes into "
+                                 f"max node {_name(labels, dst[e])}, but the edges into a "
+                                 f"max node must all be fixed(1.0) (a max-pooling neuron "
+                                 f"takes the max of its inputs); put the weight on an edge "
+                                 f"before it, or make the node 'linear' or 'relu'")
+    fixed_values = np.zeros(0)
+    if is_fixed.any():
+        fixed_values, which = np.unique(weight[is_fixed], return_inverse=True)
+        if n_params + fixed_values.size > _INT32_MAX:
+            raise GraphError(f"{n_params} parameters and {fixed_values.size} distinct fixed "
+                             f"weights exceed 2**31 - 1")
+        par = par.copy()
+        par[is_fixed] = n_params + which.reshape(-1)
     order = np.argsort(depth, kind="stable")  # topological: depth increases along edges
     pos = np.empty(n_nodes, dtype=np.int64)
     pos[order] = np.arange(n_nodes)
     compiled = compile_arrays(n_nodes, src, dst, par, pos, pos[inputs], pos[outputs],
-                              depth[order], n_params)
+                              depth[order], n_params,
+                              kind=None if kind is None else kind[order],
+                              fixed=fixed_values)
     return compiled, order
 
 
@@ -257,13 +419,14 @@ class SharedGraph:
     # ------------------------------------------------------------------ constructors
 
     @classmethod
-    def from_edges(cls, edges, inputs, outputs, n_params=None):
+    def from_edges(cls, edges, inputs, outputs, n_params=None, node_kinds=None):
         r"""Build from an iterable of ``(u, v, param_index)`` triples.
 
         Parameters
         ----------
-        edges : iterable of (hashable, hashable, int)
-            One triple per edge :math:`u \to v` with :math:`\pi(u \to v) =` ``param_index``.
+        edges : iterable of (hashable, hashable, int or Fixed)
+            One triple per edge :math:`u \to v` with :math:`\pi(u \to v) =` ``param_index``,
+            or ``(u, v, pathgeom.fixed(w))`` for an edge of fixed weight :math:`w`.
             Repeated triples are parallel edges, each counted separately.
         inputs, outputs : sequence of hashable
             The input and output nodes, in the order of the input vector ``x`` and the
@@ -271,6 +434,11 @@ class SharedGraph:
         n_params : int, optional
             Length of the parameter vector ``p``; defaults to one more than the largest
             index used.  Parameters on no edge are allowed (their gradients and κ are 0).
+        node_kinds : mapping of node label to str, optional
+            The activation of internal nodes: ``"relu"`` (the default), ``"linear"`` (an
+            identity neuron) or ``"max"`` (a max-pooling neuron, :math:`h_v = \max_{u \to v}
+            h_u`, whose incoming edges must all be ``fixed(1.0)``).  Outputs are linear and
+            inputs have no activation: they may only be given ``"linear"``.
 
         Returns
         -------
@@ -281,7 +449,11 @@ class SharedGraph:
         GraphError
             On a cycle (the message lists its nodes), an edge into an input or out of an
             output, a node that is both, repeated inputs or outputs, a parameter index
-            that is not an integer, is negative or is >= ``n_params``.
+            that is not an integer, is negative or is >= ``n_params``, an unknown node kind
+            or a kind for an unknown node, or an edge into a max node that is not
+            ``fixed(1.0)``.
+        TypeError, ValueError
+            A fixed weight that is not a finite real number (from :func:`fixed`).
 
         Examples
         --------
@@ -308,33 +480,49 @@ class SharedGraph:
 
         for x in inputs:
             node_id(x, "inputs")
-        src, dst, par = [], [], []
+        src, dst, par, weight = [], [], [], []
         for k, edge in enumerate(edges):
             try:
                 u, v, i = edge
             except (TypeError, ValueError):
                 raise GraphError(f"edge #{k} is {edge!r}; each edge must be a triple "
-                                 f"(u, v, param_index)") from None
+                                 f"(u, v, param_index) or (u, v, pathgeom.fixed(w))") from None
+            if isinstance(i, Fixed):
+                src.append(node_id(u, f"edge #{k}"))
+                dst.append(node_id(v, f"edge #{k}"))
+                par.append(-1)
+                weight.append(i.value)
+                continue
             if not isinstance(i, numbers.Integral) or isinstance(i, bool):
                 raise GraphError(f"edge #{k} ({u!r} -> {v!r}) has parameter index {i!r} "
-                                 f"of type {type(i).__name__}; indices must be integers")
+                                 f"of type {type(i).__name__}; indices must be integers "
+                                 f"(or pathgeom.fixed(w) for a fixed weight)")
             if not -_INT32_MAX < i < _INT32_MAX:   # (negative ones are refused later)
                 raise GraphError(f"edge #{k} ({u!r} -> {v!r}) has parameter index {i}, "
                                  f"beyond 2**31 - 2, the largest a graph may use; number "
                                  f"the parameters densely from 0")
+            if i < 0:
+                raise GraphError(f"edge #{k} ({u!r} -> {v!r}, param {i}): parameter index "
+                                 f"{i} is out of range: indices must be >= 0 (use "
+                                 f"pathgeom.fixed(w) for a fixed weight)")
             src.append(node_id(u, f"edge #{k}"))
             dst.append(node_id(v, f"edge #{k}"))
             par.append(int(i))
+            weight.append(0.0)
         for y in outputs:
             node_id(y, "outputs")
+        kind = _kinds_from_mapping(node_kinds, index, labels, inputs, outputs)
         ids = lambda seq: np.array([index[x] for x in seq], dtype=np.int64)
+        par = np.array(par, dtype=np.int64)
         compiled, order = _build(np.array(src, dtype=np.int64), np.array(dst, dtype=np.int64),
-                                 np.array(par, dtype=np.int64), ids(inputs), ids(outputs),
-                                 len(labels), n_params, labels)
+                                 par, ids(inputs), ids(outputs), len(labels), n_params, labels,
+                                 weight=np.array(weight) if (par < 0).any() else None,
+                                 kind=kind)
         return cls._make(compiled, order, labels)
 
     @classmethod
-    def from_arrays(cls, src, dst, param, inputs, outputs, n_nodes=None, n_params=None):
+    def from_arrays(cls, src, dst, param, inputs, outputs, n_nodes=None, n_params=None,
+                    weight=None, kind=None):
         r"""Build from integer arrays, node ids ``0..n_nodes-1``: vectorised, for large graphs.
 
         Parameters
@@ -348,6 +536,14 @@ class SharedGraph:
             touch no edge are isolated nodes.
         n_params : int, optional
             As in :meth:`from_edges`.
+        weight : array_like of float, shape (n_edges,), optional
+            Fixed weights: edge ``k`` with ``param[k] == -1`` is a fixed edge of weight
+            ``weight[k]`` (finite); other entries are not read.
+        kind : array_like, shape (n_nodes,), optional
+            The kind of each node id: a name of :data:`NODE_KINDS` or its code in
+            :data:`KIND_CODES` (``{"linear": 0, "relu": 1, "max": 2}``).  Entries at inputs
+            and outputs are not read (inputs carry ``x``, outputs are linear).  Default:
+            every internal node a ReLU.
 
         Returns
         -------
@@ -375,15 +571,18 @@ class SharedGraph:
         if n_params is not None and (not isinstance(n_params, numbers.Integral)
                                      or isinstance(n_params, bool) or n_params < 0):
             raise GraphError(f"n_params must be a non-negative integer, got {n_params!r}")
-        compiled, order = _build(src, dst, par, inputs, outputs, int(n_nodes), n_params, None)
+        compiled, order = _build(src, dst, par, inputs, outputs, int(n_nodes), n_params, None,
+                                 weight=weight, kind=kind)
         return cls._make(compiled, order, None)
 
     @classmethod
     def from_networkx(cls, G, inputs=None, outputs=None, param="param"):
         r"""Build from a networkx ``DiGraph`` or ``MultiDiGraph``.
 
-        Each edge must carry its parameter index in the attribute named ``param``.  Every
-        node of ``G`` becomes a node (isolated ones included).  ``inputs`` / ``outputs``
+        Each edge must carry its parameter index, or a :func:`fixed` weight, in the
+        attribute named ``param``; a node's ``"kind"`` attribute, when present, is its kind
+        (see :meth:`from_edges`).  Every node of ``G`` becomes a node (isolated ones
+        included).  ``inputs`` / ``outputs``
         default to ``G.graph["inputs"]`` / ``G.graph["outputs"]`` and ``n_params`` is taken
         from ``G.graph["n_params"]`` when present, which is what :meth:`to_networkx`
         writes, so the round trip is exact.
@@ -412,29 +611,46 @@ class SharedGraph:
             for x in seq:
                 if x not in index:
                     raise GraphError(f"{what} names node {x!r}, which is not in the graph")
-        src, dst, par = [], [], []
+        src, dst, par, weight = [], [], [], []
         for k, (u, v, data) in enumerate(G.edges(data=True)):
             i = data.get(param)
             if i is None:
                 raise GraphError(f"edge {u!r} -> {v!r} has no {param!r} attribute; set the "
                                  f"parameter index of every edge")
+            if isinstance(i, Fixed):
+                src.append(index[u])
+                dst.append(index[v])
+                par.append(-1)
+                weight.append(i.value)
+                continue
             if not isinstance(i, numbers.Integral) or isinstance(i, bool):
                 raise GraphError(f"edge {u!r} -> {v!r} has {param}={i!r}; parameter indices "
                                  f"must be integers")
             if i >= _INT32_MAX:
                 raise GraphError(f"edge {u!r} -> {v!r} has {param}={i}, beyond 2**31 - 2, "
                                  f"the largest a graph may use; number the parameters densely")
+            if i < 0:
+                raise GraphError(f"edge {u!r} -> {v!r} has {param}={i}: parameter indices "
+                                 f"must be >= 0 (use pathgeom.fixed(w) for a fixed weight)")
             src.append(index[u])
             dst.append(index[v])
             par.append(int(i))
+            weight.append(0.0)
+        kinds = {x: d["kind"] for x, d in G.nodes(data=True)
+                 if d.get("kind") is not None and x not in set(inputs) | set(outputs)}
+        kind = _kinds_from_mapping(kinds, index, labels, inputs, outputs)
         ids = lambda seq: np.array([index[x] for x in seq], dtype=np.int64)
+        par = np.array(par, dtype=np.int64)
         compiled, order = _build(np.array(src, dtype=np.int64), np.array(dst, dtype=np.int64),
-                                 np.array(par, dtype=np.int64), ids(inputs), ids(outputs),
-                                 len(labels), G.graph.get("n_params"), labels)
+                                 par, ids(inputs), ids(outputs), len(labels),
+                                 G.graph.get("n_params"), labels,
+                                 weight=np.array(weight) if (par < 0).any() else None,
+                                 kind=kind)
         return cls._make(compiled, order, labels)
 
     def to_networkx(self):
-        """A ``networkx.MultiDiGraph`` with the parameter index in each edge's ``"param"``.
+        """A ``networkx.MultiDiGraph`` with the parameter index (or the :class:`Fixed`
+        weight) in each edge's ``"param"`` and each node's kind in its ``"kind"``.
 
         Nodes are added in :attr:`nodes` order; ``G.graph`` holds ``inputs``, ``outputs``
         and ``n_params``, so ``SharedGraph.from_networkx(g.to_networkx()) == g``.
@@ -442,10 +658,12 @@ class SharedGraph:
         G = nx.MultiDiGraph(inputs=list(self.inputs), outputs=list(self.outputs),
                             n_params=self.n_params)
         nodes = self.nodes
-        G.add_nodes_from(nodes)
+        G.add_nodes_from((x, {"kind": k}) for x, k in zip(nodes, self.kinds))
         src, dst, par = self.edges()
-        G.add_edges_from((nodes[u], nodes[v], {"param": i})
-                         for u, v, i in zip(src.tolist(), dst.tolist(), par.tolist()))
+        fw = self.fixed_weights()
+        G.add_edges_from((nodes[u], nodes[v], {"param": i if i >= 0 else Fixed(w)})
+                         for u, v, i, w in zip(src.tolist(), dst.tolist(), par.tolist(),
+                                               fw.tolist()))
         return G
 
     # ------------------------------------------------------------------ description
@@ -453,7 +671,7 @@ class SharedGraph:
     @property
     def n_nodes(self):
         """Number of nodes."""
-        return int(self._c.relu.shape[0])
+        return int(self._c.kind.shape[0])
 
     @property
     def n_edges(self):
@@ -462,8 +680,28 @@ class SharedGraph:
 
     @property
     def n_params(self):
-        """Length m of the parameter vector p."""
+        """Length m of the parameter vector p (fixed weights are not parameters)."""
         return self._c.n_params
+
+    @property
+    def n_fixed_edges(self):
+        """Number of edges of fixed weight (:func:`fixed`)."""
+        return int(np.count_nonzero(self._c.par >= self._c.n_params))
+
+    @property
+    def kinds(self):
+        """Each node's kind, in :attr:`nodes` order: ``"input"``, ``"output"``, or for an
+        internal node ``"relu"``, ``"linear"`` or ``"max"``."""
+        out = self._cache.get("kinds")
+        if out is None:
+            c = self._c
+            names = [_KIND_NAMES[k] for k in c.kind.tolist()]
+            for v in c.inputs.tolist():
+                names[v] = "input"
+            for v in c.outputs.tolist():
+                names[v] = "output"
+            out = self._cache["kinds"] = tuple(names)
+        return out
 
     @property
     def n_inputs(self):
@@ -502,11 +740,15 @@ class SharedGraph:
     def compiled(self):
         """The compiled record (:class:`pathgeom._compiled.CompiledGraph`): the graph's flat
         arrays in topological order -- incoming CSR (``indptr``, ``src``, ``par``), outgoing
-        CSR (``optr``, ``dst``, ``opar``), ``relu``, ``inputs``, ``outputs`` (positions),
-        ``depth``, ``live``, ``reached``, and the blocked edge groups of the squared-network
-        sweeps (``blk_ptr``, ``blk_node``, ``blk_param``, ``blk_src``, ``blk_key``; empty
-        unless the graph has many parameters spread at random over wide depth levels) --
-        every array read-only.  What the engine and the exact reference read; positions are
+        CSR (``optr``, ``dst``, ``opar``), ``kind`` (each node's activation code),
+        ``inputs``, ``outputs`` (positions), ``depth``, ``live``, ``reached``, the blocked
+        edge groups of the squared-network sweeps (``blk_ptr``, ``blk_node``,
+        ``blk_param``, ``blk_src``, ``blk_key``; empty unless the graph has many parameters
+        spread at random over wide depth levels), the distinct fixed weights ``fixed``
+        (pseudo-parameters ``n_params + j`` in ``par``), and the runs of edges
+        (``run_ptr``, ``run_src``, ``run_par``, ``run_len``; empty unless the incoming
+        edges come in runs of consecutive sources and parameters) -- every array
+        read-only.  What the engine and the exact reference read; positions are
         those of :attr:`nodes`."""
         return self._c
 
@@ -527,15 +769,45 @@ class SharedGraph:
     def edges(self):
         """The edges as three int64 arrays ``(src, dst, param)`` of node *positions*.
 
-        Sorted by (dst, src, param); ``src < dst`` always holds.
+        Sorted by (dst, src, param); ``src < dst`` always holds.  ``param`` is -1 on edges
+        of fixed weight (their weights: :meth:`fixed_weights`).
         """
+        src, dst, par = self._edges_ext()
+        par = par.copy()
+        par[par >= self.n_params] = -1
+        return src, dst, par
+
+    def _edges_ext(self):
+        """:meth:`edges` with ``param`` indexing the extended weight vector (the real
+        parameters, then the distinct fixed weights, ``compiled.fixed``)."""
         c = self._c
         dst = np.repeat(np.arange(self.n_nodes, dtype=np.int64), np.diff(c.indptr))
         return c.src.astype(np.int64), dst, c.par.astype(np.int64)
 
+    def fixed_weights(self):
+        """Per edge (in :meth:`edges` order), its fixed weight, or nan on parameter edges."""
+        c = self._c
+        ext = np.concatenate([np.full(self.n_params, np.nan), c.fixed])
+        return ext[c.par]
+
+    def edge_weights(self, p):
+        """Per edge (in :meth:`edges` order), its weight: ``p[param]`` or its fixed weight.
+
+        Examples
+        --------
+        >>> import pathgeom
+        >>> g = pathgeom.SharedGraph.from_edges(
+        ...     [("x", "y", 0), ("x", "y", pathgeom.fixed(-0.5))], ["x"], ["y"])
+        >>> g.edge_weights([3.0])
+        array([ 3. , -0.5])
+        """
+        p = as_params(p, self.n_params)
+        return engine.extended(self._c, p)[self._c.par]
+
     def param_edge_counts(self):
         r""":math:`|E_i|`, the number of edges on each parameter (int64, length ``n_params``)."""
-        return np.bincount(self._c.par, minlength=self.n_params).astype(np.int64)
+        return np.bincount(self._c.par, minlength=self._c.n_ext)[:self.n_params].astype(
+            np.int64)
 
     def __repr__(self):
         return (f"SharedGraph(n_nodes={self.n_nodes}, n_edges={self.n_edges}, "
@@ -549,7 +821,8 @@ class SharedGraph:
         return (self.n_params == other.n_params and self.nodes == other.nodes
                 and all(np.array_equal(x, y) for x, y in
                         ((a.indptr, b.indptr), (a.src, b.src), (a.par, b.par),
-                         (a.inputs, b.inputs), (a.outputs, b.outputs))))
+                         (a.inputs, b.inputs), (a.outputs, b.outputs), (a.kind, b.kind),
+                         (a.fixed, b.fixed))))
 
     def __hash__(self):
         return hash((self.n_nodes, self.n_edges, self.n_params, self.n_inputs, self.n_outputs))
@@ -561,8 +834,8 @@ class SharedGraph:
         c = self._c
         H = np.zeros((self.n_nodes, X.shape[0]))
         H[c.inputs] = X.T
-        engine.forward(c, p, H)
-        return H
+        sel = engine.forward(c, p, H)
+        return H, sel
 
     def _raise_overflow(self, H, what):
         v = first_nonfinite_row(H)
@@ -572,6 +845,9 @@ class SharedGraph:
 
     def forward(self, p, X):
         r"""Network outputs :math:`f_p(x)` (paper Table 1): ReLU inside, linear outputs.
+
+        Internal nodes of kind ``"linear"`` pass their sum :math:`\sum_{u \to v} w h_u`
+        unchanged and ``"max"`` nodes take :math:`\max_{u \to v} h_u` (see :attr:`kinds`).
 
         Parameters
         ----------
@@ -594,7 +870,7 @@ class SharedGraph:
         """
         p = as_params(p, self.n_params)
         X, squeeze = as_batch(X, self.n_inputs, "X", "n_inputs")
-        H = self._forward_all(p, X)
+        H, _ = self._forward_all(p, X)
         Y = H[self._c.outputs].T.copy()
         if not np.isfinite(Y).all():
             self._raise_overflow(H, "the forward pass")
@@ -611,7 +887,11 @@ class SharedGraph:
             \frac{\partial L}{\partial p_i}
               = \sum_b \sum_{(u \to v) \in E_i} \frac{\partial L}{\partial z_v} h_u ,
 
-        so edges sharing a parameter add up.  ReLU's derivative at 0 is taken as 0.
+        so edges sharing a parameter add up.  ReLU's derivative at 0 is taken as 0.  A
+        max node passes its gradient to one incoming edge: the first maximal one, sources
+        taken in :attr:`nodes` order (PyTorch's max pooling picks the first maximum in the
+        window's scan order, so number a pooled map's nodes in that order).  Fixed edges
+        have no gradient.
 
         Parameters
         ----------
@@ -633,14 +913,14 @@ class SharedGraph:
                              f"X has {X.shape[0] if not squeeze else 'no'} batch rows; dY must "
                              f"be (B, n_outputs) for X of shape (B, n_inputs)")
         c = self._c
-        H = self._forward_all(p, X)
+        H, sel = self._forward_all(p, X)
         H[~c.live] = 0.0  # nodes that reach no output get no gradient; keeps inf*0 out
         if not np.isfinite(H).all():
             self._raise_overflow(H, "the forward pass")
         G = np.zeros_like(H)
         G[c.outputs] = dY.T
         grad = np.zeros(self.n_params)
-        engine.backward(c, p, H, G, grad)
+        engine.backward(c, p, H, G, grad, sel)
         if not np.isfinite(grad).all():
             bad = int(np.flatnonzero(~np.isfinite(grad))[0])
             raise PathOverflowError(f"the gradient of parameter {bad} overflowed float64; "
@@ -657,6 +937,35 @@ def _frozen_copy(a):
     a = np.array(a)
     a.flags.writeable = False
     return a
+
+
+def _kinds_from_mapping(node_kinds, index, labels, inputs, outputs):
+    """``node_kinds`` ({label: kind name}) as a code per node id, or None when empty."""
+    if node_kinds is None:
+        return None
+    if not hasattr(node_kinds, "items"):
+        raise GraphError(f"node_kinds must map node labels to kinds, got "
+                         f"{type(node_kinds).__name__}; e.g. {{'h': 'linear'}}")
+    if not node_kinds:
+        return None
+    codes = np.full(len(labels), KIND_RELU, dtype=np.uint8)
+    ins, outs = set(inputs), set(outputs)
+    for label, k in node_kinds.items():
+        try:
+            i = index.get(label)
+        except TypeError:
+            raise GraphError(f"node_kinds names {label!r}, which is not hashable") from None
+        if i is None:
+            raise GraphError(f"node_kinds names node {label!r}, which is not in the graph")
+        if not isinstance(k, str) or k not in KIND_CODES:
+            raise GraphError(f"node {label!r} has unknown kind {k!r}; the kinds are "
+                             f"{', '.join(map(repr, NODE_KINDS))}")
+        if (label in ins or label in outs) and k != "linear":
+            what = "an input" if label in ins else "an output (outputs are linear)"
+            raise GraphError(f"node {label!r} is {what} and cannot be {k!r}; only internal "
+                             f"nodes have a kind")
+        codes[i] = KIND_CODES[k]
+    return codes
 
 
 def _label_list(seq, what):

@@ -63,26 +63,32 @@ def _layout(g):
 
 def _draw_panel(ax, g, p, xy, colours, title, beta=None):
     src, dst, par = g.edges()
-    internal = np.ones(g.n_nodes, dtype=bool)
-    internal[list(g.index(v) for v in g.inputs)] = False
-    internal[list(g.index(v) for v in g.outputs)] = False
-    relu = internal
+    fw = g.fixed_weights()
+    kinds = g.kinds
+    relu = np.array([k in ("relu", "linear", "max") for k in kinds])   # internal nodes
     labelled = g.n_edges <= 80
     seen = {}
-    for u, v, i in zip(src.tolist(), dst.tolist(), par.tolist()):
+    for u, v, i, w in zip(src.tolist(), dst.tolist(), par.tolist(), fw.tolist()):
         k = seen.get((u, v), 0)
         seen[(u, v)] = k + 1
         rad = 0.0 if k == 0 else 0.25 * (1 + k // 2) * (1 if k % 2 else -1)
+        colour = colours[i] if i >= 0 else "dimgray"   # a fixed weight: grey, dashed
         ax.annotate("", xy=xy[v], xytext=xy[u],
-                    arrowprops=dict(arrowstyle="-|>", color=colours[i], lw=1.3,
+                    arrowprops=dict(arrowstyle="-|>", color=colour, lw=1.3,
+                                    ls="-" if i >= 0 else "--",
                                     shrinkA=5, shrinkB=5, connectionstyle=f"arc3,rad={rad}"))
         if labelled:   # at 40 % of the way, so crossing edges keep their labels apart
             d = xy[v] - xy[u]
             at = xy[u] + 0.4 * d + rad / 2.0 * np.array([d[1], -d[0]])
-            ax.text(at[0], at[1], f"{p[i]:.3g}", fontsize=7, color=colours[i],
+            ax.text(at[0], at[1], f"{p[i] if i >= 0 else w:.3g}", fontsize=7, color=colour,
                     ha="center", va="center", zorder=5, parse_math=False,
                     bbox=dict(boxstyle="round,pad=0.1", fc="white", ec="none", alpha=0.85))
-    ax.scatter(xy[:, 0], xy[:, 1], s=30, c="white", edgecolors="black", zorder=3)
+    marker = {"max": "s", "linear": "D"}   # max-pooling and identity neurons stand out
+    for kind in ("input", "relu", "output", "linear", "max"):
+        at = [k for k, x in enumerate(kinds) if x == kind]
+        if at:
+            ax.scatter(xy[at, 0], xy[at, 1], s=30, c="white", edgecolors="black", zorder=3,
+                       marker=marker.get(kind, "o"))
     if g.n_nodes <= 80:
         for k, label in enumerate(g.nodes):
             # labels are drawn as written: '$' in a label is not mathtext
@@ -100,7 +106,8 @@ def _draw_panel(ax, g, p, xy, colours, title, beta=None):
 
 def draw_graph(g, p, beta=None, title="", path=None, dpi=120):
     r"""A figure of the network: nodes laid out by depth, edges coloured by their shared
-    parameter and labelled with its value; with ``beta`` (a feasible node-wise rescaling,
+    parameter and labelled with its value (fixed weights grey and dashed; identity
+    neurons drawn as diamonds, max-pooling neurons as squares); with ``beta`` (a feasible node-wise rescaling,
     e.g. from :meth:`pathgeom.RescalingGroup.sample`) a second panel shows
     :math:`T_\beta(p)`, :math:`w \leftarrow w\, \beta_v / \beta_u`, with each
     internal node's :math:`\beta` (the paper's Figure 1).  Needs matplotlib (``[plot]``).

@@ -59,7 +59,7 @@ from fractions import Fraction
 import numpy as np
 
 __all__ = ["paths", "gamma2", "kappa", "kappa1", "kappa2", "kappa2_printed_eq10",
-           "kappa2_printed_eq11", "forward", "backward", "path_count", "dag_cost",
+           "kappa2_printed_eq11", "forward", "backward", "path_norm_power", "path_count", "dag_cost",
            "gamma2_dag", "kappa_dag"]
 
 #: Refuse graphs with more input-to-output paths than this (pass ``max_paths`` to change).
@@ -74,8 +74,14 @@ def _fractions(values, name):
 
 
 def _edge_list(g):
-    src, dst, par = g.edges()
+    """``(u, v, i)`` per edge, ``i`` indexing the extended weights (:func:`_extended`)."""
+    src, dst, par = g._edges_ext()
     return list(zip(src.tolist(), dst.tolist(), par.tolist()))
+
+
+def _extended(g, p):
+    """The real parameters as Fractions, then the graph's fixed weights (exactly)."""
+    return list(p) + [Fraction(float(w)) for w in g.compiled.fixed.tolist()]
 
 
 def _paths_between(g, edges, starts, is_end, max_paths):
@@ -123,6 +129,7 @@ def _setup(g, p, max_paths):
     p = _fractions(p, "p")
     if len(p) != g.n_params:
         raise ValueError(f"p has {len(p)} entries; the graph has {g.n_params} parameters")
+    p = _extended(g, p)
     edges = _edge_list(g)
     return p, [p[i] * p[i] for i in range(len(p))], edges, paths(g, max_paths)
 
@@ -165,17 +172,17 @@ def kappa(g, p, max_paths=MAX_PATHS):
 def kappa1(g, p, max_paths=MAX_PATHS):
     r"""Eq. (9): :math:`\kappa^{(1)}_i = \sum_{e \in E_i} \sum_{\zeta \ni e} \prod_{e'' \in \zeta \setminus e} q`."""
     _, q, edges, ps = _setup(g, p, max_paths)
-    result = [Fraction(0)] * g.n_params
+    result = [Fraction(0)] * len(q)
     for z in ps:
         for pos, k in enumerate(z):
             result[edges[k][2]] += _product(q, edges, z, skip={pos})
-    return result
+    return result[:g.n_params]   # fixed weights have no kappa
 
 
 def _pair_sum(g, p, max_paths, ordered):
     """Per parameter: sum over paths of sum over pairs of its edges of the product of the rest."""
     _, q, edges, ps = _setup(g, p, max_paths)
-    result = [Fraction(0)] * g.n_params
+    result = [Fraction(0)] * len(q)
     for z in ps:
         for a, ka in enumerate(z):
             for b, kb in enumerate(z):
@@ -237,52 +244,77 @@ def kappa2_printed_eq11(g, p, max_paths=MAX_PATHS):
     result = [Fraction(0)] * g.n_params
     for a, (u, v, i) in enumerate(edges):
         for b, (u2, v2, j) in enumerate(edges):
-            if a != b and i == j:
+            if a != b and i == j and i < g.n_params:
                 result[i] += q[i] * delta(v2) * dh(v, u2) * h(u)
     return result
 
 
 def forward(g, p, x):
-    """The network of Table 1 on one input vector ``x``, exactly: a list of output Fractions."""
+    r"""The network on one input vector ``x``, exactly: a list of output Fractions.
+
+    Internal nodes apply their kind (:attr:`~pathgeom.SharedGraph.kinds`): ReLU
+    :math:`\max(z, 0)`, identity :math:`z`, or max :math:`\max_{u \to v} w h_u`; outputs
+    are linear.
+    """
     w = _fractions(p, "p")
     x = _fractions(x, "x")
     if len(w) != g.n_params or len(x) != g.n_inputs:
         raise ValueError("p or x has the wrong length")
-    return [_activations(g, w, x)[0][o] for o in g.compiled.outputs.tolist()]
+    return [_activations(g, _extended(g, w), x)[0][o] for o in g.compiled.outputs.tolist()]
 
 
 def _activations(g, w, x):
-    """Node values and whether each internal node is active (pre-activation > 0)."""
+    """Node values, whether each internal node is active, and each max node's selected
+    edge, for the extended weights ``w``.
+
+    A ReLU node is active when its pre-activation is > 0, an identity node always; a max
+    node passes exactly one incoming edge, the first (in :meth:`edges` order, i.e. by
+    source position) whose ``w h_u`` is maximal.
+    """
     edges = _edge_list(g)
     incoming = defaultdict(list)
-    for u, v, i in edges:
-        incoming[v].append((u, i))
+    for k, (u, v, i) in enumerate(edges):
+        incoming[v].append((k, u, i))
     inputs = g.compiled.inputs.tolist()
     outputs = set(g.compiled.outputs.tolist())
+    kind = g.compiled.kind.tolist()
     value = {}
     active = {}
+    chosen = {}
     for v in range(g.n_nodes):  # positions are a topological order
         if v in inputs:
             value[v] = x[inputs.index(v)]
             continue
-        z = sum((w[i] * value[u] for u, i in incoming[v]), Fraction(0))
-        active[v] = v in outputs or z > 0
-        value[v] = z if v in outputs else max(z, Fraction(0))
-    return value, active
+        if kind[v] == 2 and incoming[v]:                    # max neuron
+            best = None
+            for k, u, i in incoming[v]:
+                t = w[i] * value[u]
+                if best is None or t > best:
+                    best, chosen[v] = t, k
+            value[v], active[v] = best, True
+            continue
+        z = sum((w[i] * value[u] for _, u, i in incoming[v]), Fraction(0))
+        linear = v in outputs or kind[v] == 0 or kind[v] == 2
+        active[v] = linear or z > 0
+        value[v] = z if linear else max(z, Fraction(0))
+    return value, active, chosen
 
 
 def backward(g, p, x, dy, max_paths=MAX_PATHS):
     r""":math:`\partial (dy \cdot f_p(x)) / \partial p_i` for one input, from the path form.
 
-    A ReLU network is, where no pre-activation is 0, a sum over *active* paths
-    (every internal node on the path has a positive pre-activation):
+    A network of ReLU, identity and max neurons is, where no ReLU pre-activation is 0
+    and no max is tied, a sum over *active* paths (every ReLU node on the path has a
+    positive pre-activation, and every max node is entered through the edge it selects):
     :math:`y_o = \sum_{\zeta: x_a \leadsto o} x_a \prod_{e \in \zeta} w_e`.  Each path is a
     monomial :math:`x_a R\, p_i^{n}` whose derivative is :math:`n x_a R\, p_i^{n-1}`.
+    Fixed weights are constants of :math:`R`.
     """
     w = _fractions(p, "p")
     x = _fractions(x, "x")
     dy = _fractions(dy, "dy")
-    _, active = _activations(g, w, x)
+    w = _extended(g, w)
+    _, active, chosen = _activations(g, w, x)
     edges = _edge_list(g)
     inputs = g.compiled.inputs.tolist()
     outputs = g.compiled.outputs.tolist()
@@ -291,8 +323,12 @@ def backward(g, p, x, dy, max_paths=MAX_PATHS):
         nodes = [edges[k][1] for k in z]
         if not all(active[v] for v in nodes):
             continue
+        if not all(chosen.get(edges[k][1], k) == k for k in z):
+            continue
         coef = x[inputs.index(edges[z[0]][0])] * dy[outputs.index(nodes[-1])]
         for i in {edges[k][2] for k in z}:
+            if i >= g.n_params:
+                continue
             n = sum(1 for k in z if edges[k][2] == i)
             rest = Fraction(1)
             for k in z:
@@ -300,6 +336,36 @@ def backward(g, p, x, dy, max_paths=MAX_PATHS):
                     rest *= w[edges[k][2]]
             grad[i] += coef * n * w[i] ** (n - 1) * rest
     return grad
+
+
+def path_norm_power(g, p, q=2, max_paths=MAX_PATHS):
+    r""":math:`\sum_\zeta \prod_{e \in \zeta} |w_e|^q` over the input-to-output paths: the
+    :math:`L^q` path norm to the power :math:`q`.
+
+    Exact (a Fraction) for a positive integer ``q``; for another real ``q >= 1``, a float
+    (each path's product in float64, summed with :func:`math.fsum`).  Fixed weights count
+    like weights; max and identity neurons pass every path.
+
+    Examples
+    --------
+    >>> import pathgeom
+    >>> from pathgeom import reference
+    >>> g = pathgeom.SharedGraph.from_edges(
+    ...     [("x", "h", 0), ("h", "y", 1), ("x", "y", pathgeom.fixed(-1.0))], ["x"], ["y"])
+    >>> reference.path_norm_power(g, [2, -3], q=1)
+    Fraction(7, 1)
+    """
+    w = _fractions(p, "p")
+    if len(w) != g.n_params:
+        raise ValueError(f"p has {len(w)} entries; the graph has {g.n_params} parameters")
+    w = [abs(a) for a in _extended(g, w)]
+    edges = _edge_list(g)
+    ps = paths(g, max_paths)
+    if float(q) == int(q) and q >= 1:
+        k = int(q)
+        return sum((math.prod((w[edges[e][2]] ** k for e in z), start=Fraction(1))
+                    for z in ps), Fraction(0))
+    return math.fsum(math.prod(float(w[edges[e][2]]) ** float(q) for e in z) for z in ps)
 
 
 # --------------------------------------------------------------------------- exact DP
@@ -349,8 +415,9 @@ class _Dag:
         if len(self.p) != g.n_params:
             raise ValueError(f"p has {len(self.p)} entries; the graph has {g.n_params} "
                              f"parameters")
+        self.p = _extended(g, self.p)
         self.A, self.D, self.shift = _common_denominator(self.p)
-        src, dst, par = g.edges()
+        src, dst, par = g._edges_ext()
         self.src, self.dst, self.par = src.tolist(), dst.tolist(), par.tolist()
         c = g.compiled
         self.n = g.n_nodes
@@ -414,15 +481,16 @@ def dag_cost(g):
     """Edge visits of :func:`kappa_dag` on ``g``: two sweeps, plus for each parameter with
     two or more edges one sweep over the edges between its first head and last tail."""
     c = g.compiled
-    src, dst, par = g.edges()
+    src, dst, par = g._edges_ext()
     E = int(src.size)
     if not E:
         return 0
-    counts = np.bincount(par, minlength=g.n_params)
-    first_head = np.full(g.n_params, g.n_nodes, dtype=np.int64)
+    counts = np.bincount(par, minlength=c.n_ext)
+    first_head = np.full(c.n_ext, g.n_nodes, dtype=np.int64)
     np.minimum.at(first_head, par, dst)
-    last_tail = np.full(g.n_params, -1, dtype=np.int64)
+    last_tail = np.full(c.n_ext, -1, dtype=np.int64)
     np.maximum.at(last_tail, par, src)
+    counts[g.n_params:] = 0       # fixed weights have no kappa: no tangent sweep
     multi = np.flatnonzero((counts >= 2) & (last_tail >= first_head))
     span = c.indptr[last_tail[multi] + 1] - c.indptr[first_head[multi]]
     return 2 * E + int(span.sum())
@@ -478,6 +546,8 @@ def kappa_dag(g, p):
     indptr = g.compiled.indptr.tolist()
     result = [Fraction(0)] * g.n_params
     for i, edges_i in by_param.items():
+        if i >= g.n_params:     # a fixed weight: no kappa of its own
+            continue
         Q, A = dag.Q[i], dag.A[i]
         tails = [dag.src[e] for e in edges_i]
         heads = [dag.dst[e] for e in edges_i]

@@ -11,6 +11,9 @@ parameter get the same factor; in logs, :math:`b = \log \beta`,
     b_v - b_u = c_i \quad \text{for every } (u \to v) \in E_i, \qquad
     b = 0 \text{ on } V_{in} \cup V_{out},
 
+and :math:`b_v = b_u` on every edge of non-zero fixed weight (:func:`pathgeom.fixed`: it
+cannot change; an edge into a max node is one),
+
 and then :math:`T_\beta(p)_i = p_i\, e^{c_i}`.  The feasible :math:`b` form a linear
 space, the *rescaling group* (in log coordinates).  A ReLU is positively homogeneous,
 so :math:`T_\beta` changes neither the function :math:`f_p` nor any path product, hence
@@ -68,8 +71,16 @@ RTOL = 1e-9
 
 
 def _constraint_rows(g):
-    """Node positions (R, 4) and integer coefficients (R, 4) of the rows D(e) - D(e_0)."""
+    """Node positions (R, 4) and integer coefficients (R, 4) of the rows D(e) - D(e_0),
+    and for every edge of non-zero fixed weight the row D(e) = b_v - b_u (its weight
+    cannot change); fixed edges of weight 0 constrain nothing (they carry no path)."""
     src, dst, par = g.edges()
+    fw = g.fixed_weights()
+    pin = np.flatnonzero((par < 0) & (fw != 0))
+    fixed_nodes = np.stack([dst[pin], src[pin], dst[pin], src[pin]], axis=1)
+    fixed_coef = np.tile(np.array([1, -1, 0, 0], dtype=np.int64), (pin.size, 1))
+    keep = np.flatnonzero(par >= 0)
+    src, dst, par = src[keep], dst[keep], par[keep]
     order = np.argsort(par, kind="stable")
     sorted_par = par[order]
     first = np.ones(order.size, dtype=bool)
@@ -79,7 +90,8 @@ def _constraint_rows(g):
     rest = order[~first]                     # every other edge
     nodes = np.stack([dst[rest], src[rest], dst[head], src[head]], axis=1)
     coef = np.tile(np.array([1, -1, -1, 1], dtype=np.int64), (rest.size, 1))
-    return nodes, coef
+    return (np.concatenate([nodes, fixed_nodes]).astype(np.int64),
+            np.concatenate([coef, fixed_coef]))
 
 
 def _reduce_rows(nodes, coef, root, sign, ground):
@@ -452,6 +464,18 @@ def _violation(g, b, rtol):
         return (f"beta = {math.exp(b[v])!r} on {kind} node {g.nodes[v]!r}; inputs and "
                 f"outputs must keep beta = 1")
     src, dst, par = g.edges()
+    fw = g.fixed_weights()
+    pin = np.flatnonzero((par < 0) & (fw != 0))
+    moved = pin[np.abs(b[dst[pin]] - b[src[pin]]) > tol]
+    if moved.size:
+        e = int(moved[0])
+        nodes = g.nodes
+        return (f"the fixed edge {nodes[src[e]]!r} -> {nodes[dst[e]]!r} (weight {fw[e]!r}) "
+                f"would be multiplied by beta_v / beta_u = "
+                f"{math.exp(b[dst[e]] - b[src[e]]):.6g}; a fixed weight cannot change, so "
+                f"a feasible rescaling gives its two nodes the same beta")
+    keep = np.flatnonzero(par >= 0)
+    src, dst, par = src[keep], dst[keep], par[keep]
     if not par.size:
         return None
     order = np.lexsort((np.arange(par.size), par))
@@ -477,6 +501,8 @@ def _violation(g, b, rtol):
 def _param_ratios(g, beta):
     r""":math:`\beta_v / \beta_u` on the first edge of each parameter (1 where unused)."""
     src, dst, par = g.edges()
+    keep = np.flatnonzero(par >= 0)
+    src, dst, par = src[keep], dst[keep], par[keep]
     used, first = np.unique(par, return_index=True)
     r = np.ones(g.n_params)
     r[used] = beta[dst[first]] / beta[src[first]]

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import runs
+from . import _threads, runs
 from ._errors import PathOverflowError
 from ._validation import as_real_array, check_int, check_rng
 from .constructors.rnn import RNN
@@ -385,15 +385,8 @@ def thread_limits(threads):
         yield
         return
     threads = _positive(threads, "threads")
-    import numba
-    from threadpoolctl import threadpool_limits
-    before = numba.get_num_threads()
-    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
-    try:
-        with threadpool_limits(limits=threads):
-            yield
-    finally:
-        numba.set_num_threads(before)
+    with _threads.threads(threads):
+        yield
 
 
 class _BatchLoss:

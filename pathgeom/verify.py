@@ -375,10 +375,10 @@ _SMALL = np.finfo(np.float64).tiny / np.finfo(np.float64).eps
 
 def _weighted_path_exists(g, p):
     """Whether some input-output path has every weight non-zero (then gamma^2 > 0 exactly)."""
-    src, dst, par = g.edges()
+    src, dst, _ = g.edges()
     ok = np.zeros(g.n_nodes, dtype=bool)
     ok[g.compiled.inputs] = True
-    nonzero = (p[par] != 0).tolist()
+    nonzero = (g.edge_weights(p) != 0).tolist()
     for u, v, w in zip(src.tolist(), dst.tolist(), nonzero):   # sorted by destination
         if w and ok[u]:
             ok[v] = True

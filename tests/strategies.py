@@ -65,3 +65,34 @@ def params(n, lo=-2.0, hi=2.0, zeros=True):
 def graph_and_params(draw, zeros=True, **kwargs):
     g = draw(graphs(**kwargs))
     return g, draw(params(g.n_params, zeros=zeros))
+
+
+#: Fixed weights the general strategies draw (0 included: a fixed edge that carries no path).
+FIXED_VALUES = (1.0, 1.0, -1.0, 0.5, -0.25, 2.0, 0.0)
+
+
+@st.composite
+def general_edge_lists(draw, max_nodes=8, max_edges=14, max_used_params=4):
+    """``(edges, inputs, outputs, n_params, node_kinds)``: :func:`edge_lists` where some
+    edges carry a :func:`pathgeom.fixed` weight and internal nodes are ReLU, identity or
+    max neurons (every edge into a max node made ``fixed(1.0)``)."""
+    edges, inputs, outputs, n_params = draw(edge_lists(max_nodes, max_edges, max_used_params))
+    io = set(inputs) | set(outputs)
+    nodes = sorted({x for u, v, _ in edges for x in (u, v)} - io, key=repr)
+    kinds = {x: draw(st.sampled_from(["relu", "relu", "linear", "max"])) for x in nodes}
+    out = []
+    for u, v, i in edges:
+        if kinds.get(v) == "max":
+            out.append((u, v, pathgeom.fixed(1.0)))
+        elif draw(st.integers(0, 3)) == 0:
+            out.append((u, v, pathgeom.fixed(draw(st.sampled_from(FIXED_VALUES)))))
+        else:
+            out.append((u, v, i))
+    return out, inputs, outputs, n_params, kinds
+
+
+@st.composite
+def general_graphs(draw, **kwargs):
+    edges, inputs, outputs, n_params, kinds = draw(general_edge_lists(**kwargs))
+    return pathgeom.SharedGraph.from_edges(edges, inputs, outputs, n_params=n_params,
+                                           node_kinds=kinds)

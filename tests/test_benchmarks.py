@@ -52,3 +52,15 @@ def test_thread_benchmark_reports_both_settings(bench_path):
     assert one > 0 and float(default) > 0
     # the printed values are rounded: compare to their precision
     assert float(ratio.strip("()x")) == pytest.approx(float(default) / one, rel=0.05, abs=0.01)
+
+
+def test_docs_benchmark_rows(bench_path):
+    """benchmarks/bench_docs.py, which measures the timings the concept pages quote."""
+    import bench_docs
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        bench_docs.main(["group-mlp", "charlm"])
+    lines = buf.getvalue().splitlines()
+    assert lines[0].startswith("load average")
+    assert [line.split()[0] for line in lines[1:]] == ["group-mlp", "charlm-corpus"]
+    assert all(float(line.split()[-2]) > 0 and line.endswith(" ms") for line in lines[1:])

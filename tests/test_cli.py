@@ -108,7 +108,7 @@ class TestDefaults:
 
     def test_demo_unchanged(self):
         status, out, _ = run("demo", "--T", "3", "--H", "2", "--big-T", "5", "--big-H", "4",
-                             "--race-steps", "0")
+                             "--race-steps", "0", "--invariance-steps", "0")
         assert status == 0
         assert "eq.(10) / exact kappa2 = 0.5, eq.(11) / exact = 0.25" in out
 

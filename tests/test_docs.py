@@ -40,8 +40,11 @@ def test_example_runs(script):
 def test_module_entry_point():
     out = subprocess.run([sys.executable, "-m", "pathgeom", "demo", "--T", "3", "--H", "2",
                           "--big-T", "5", "--big-H", "4", "--race-T", "5", "--race-H", "4",
-                          "--race-steps", "20", "--race-plot", ""], capture_output=True,
+                          "--race-steps", "20", "--race-plot", "", "--invariance-steps",
+                          "20", "--invariance-plot", ""], capture_output=True,
                          text=True, check=True).stdout
+    assert out.index("Rescaling invariance in training") < out.index("Lemma 1")
+    assert "Path-SGD: the two runs' losses differ by at most" in out
     assert "largest relative error of kappa1 + kappa2 against the definition" in out
     assert "eq.(10) / exact kappa2 = 0.5, eq.(11) / exact = 0.25" in out
     assert "nan" not in out

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The paper's Table 2 grid and its follow-ups, in priority order. Every sweep is resumable:
 # run this script again (in a later session) and it continues where it stopped; a sweep
-# that has finished runs nothing. Run directories live outside the checkout ($RUNS).
+# that has finished runs nothing. Run directories go to $RUNS (the first argument; default
+# runs/ in the checkout, which git ignores).
 #
 # Usage: bash docs/results/run_table2.sh [RUNS_DIR [STAGE ...]]   (Ctrl-C stops cleanly)
 #   STAGE: t100 t100-np t400-adam t400-sgd t400-irnn t750-sgd t750-adam t750-irnn digits
@@ -12,11 +13,11 @@
 #   run of t100-long, still falling at 300,000 steps, continued to 600,000); digits-long
 #   (the digits runs continued to 60,000 steps).
 #   JOBS=1 bash ... runs one worker, so that two stages can share a 2-core machine, e.g.
-#   JOBS=1 bash docs/results/run_table2.sh /work/runs t100 t100-np &
-#   JOBS=1 bash docs/results/run_table2.sh /work/runs t400-adam &
+#   JOBS=1 bash docs/results/run_table2.sh runs t100 t100-np &
+#   JOBS=1 bash docs/results/run_table2.sh runs t400-adam &
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-RUNS=${1:-/work/runs}
+RUNS=${1:-runs}
 shift || true
 STAGES=${*:-t100 t100-np t400-adam t400-sgd t400-irnn t750-sgd t750-adam t750-irnn digits}
 PY=${PY:-.venv/bin/python}

@@ -14,6 +14,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .. import _threads
 from .._errors import PathOverflowError
 from .._validation import _as_float_array, as_params, check_bool, check_int, check_rng
 from ..graph import SharedGraph
@@ -291,8 +292,14 @@ class FeedForward(Network):
         X, squeeze = self._inputs(X)
         if X.shape[0] == 0:   # an empty batch: no outputs (like graph.forward)
             return np.zeros((0, self.n_out))
-        Y = self._forward_all(p, X)[1][-1]
+        with _threads.for_size(self._work(X.shape[0])):
+            Y = self._forward_all(p, X)[1][-1]
         return Y[0] if squeeze else Y
+
+    def _work(self, B):
+        """Multiply-adds of the largest single product of a pass over a batch of ``B`` (for
+        the thread choice of :func:`pathgeom._threads.for_size`)."""
+        return max(B * math.prod(s.out_shape) * s.weight_shape[1] for s in self._stages)
 
     def graph_inputs(self, X):
         """``X`` as the graph's input matrix: flattened in C order, then 1 for the bias node.
@@ -343,6 +350,10 @@ class FeedForward(Network):
         if X.shape[0] == 0:   # an empty batch: the summed gradient is 0
             return np.zeros(self.n_params)
         dA = dY.reshape(X.shape[0], self.n_out)
+        with _threads.for_size(self._work(X.shape[0])):
+            return self._backward(p, X, dA)
+
+    def _backward(self, p, X, dA):
         Zs, As = self._forward_all(p, X)
         grad = np.zeros(self.n_params)
         with np.errstate(over="ignore", invalid="ignore"):

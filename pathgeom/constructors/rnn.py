@@ -37,7 +37,7 @@ import warnings
 
 import numpy as np
 
-from .. import engine, geometry
+from .. import _threads, engine, geometry
 from ._rnn_edges import rnn_arrays, rnn_param_blocks
 from .._errors import PathOverflowError
 from .._validation import as_params, as_real_array, check_bool, check_scale, check_int, check_rng
@@ -299,7 +299,8 @@ class RNN(Network):
         """
         p = as_params(p, self.n_params)
         X, squeeze = self._check_X(X)
-        Y, _ = self._forward_states(p, X)
+        with _threads.for_size(self._work(X.shape[0])):
+            Y, _ = self._forward_states(p, X)
         return Y[0] if squeeze else Y
 
     def forward_with_states(self, p, X):
@@ -309,7 +310,8 @@ class RNN(Network):
         X, squeeze = self._check_X(X)
         if squeeze:
             raise ValueError("forward_with_states takes a batch X of shape (B, T, n_in)")
-        return self._forward_states(p, X)
+        with _threads.for_size(self._work(X.shape[0])):
+            return self._forward_states(p, X)
 
     def _forward_states(self, p, X):
         _, _, W_out, _, b_out = self._blocks(p)
@@ -357,8 +359,18 @@ class RNN(Network):
                              f"gradient must be finite")
         if states is not None:
             states = self._check_states(states, B)
-        with np.errstate(over="ignore", invalid="ignore"):  # checked below
-            return self._backward(p, X, dY, states)
+        with np.errstate(over="ignore", invalid="ignore"), _threads.for_size(self._work(B)):
+            return self._backward(p, X, dY, states)   # (finiteness checked there)
+
+    def _work(self, B=None):
+        """Multiply-adds of the largest single BLAS product of a pass (for the thread
+        choice of :func:`pathgeom._threads.for_size`): a batch of ``B`` sequences, or the
+        squared network's passes and the structured kappa2 (``B`` None)."""
+        H = max(self.hidden)
+        K = max((self.n_in,) + self.hidden)
+        if B is None:
+            return max(H ** 3, self.T * H * K)
+        return max(B * H * H, self.T * B * K * H)
 
     def _check_states(self, states, B):
         """``states`` as :meth:`forward_with_states` returns them for a batch of ``B``:
@@ -671,7 +683,7 @@ class RNN(Network):
             if geometry._squares_underflow(p, q):   # a square below float64: the
                 return geometry.gamma2(self.graph, p)   # generic engine's scaled rerun
         try:
-            with np.errstate(over="ignore", invalid="ignore"):
+            with np.errstate(over="ignore", invalid="ignore"), _threads.for_size(self._work()):
                 hs = self._squared_forward(q)
                 if min((float(a.min()) for a in hs if a.size), default=1.0) < geometry._TINY:
                     return geometry.gamma2(self.graph, p)   # a value below the normal range
@@ -705,7 +717,8 @@ class RNN(Network):
             if geometry._squares_underflow(p, q):   # a square below float64: the
                 return geometry.path_quantities(self.graph, p, with_kappa2)  # scaled rerun
         try:
-            return self._path_quantities(p, q, with_kappa2, method)
+            with _threads.for_size(self._work()):
+                return self._path_quantities(p, q, with_kappa2, method)
         except _Underflow:              # a value below the normal range: the generic
             return geometry.path_quantities(self.graph, p, with_kappa2)  # engine decides
         except PathOverflowError as dense_error:   # may be an intermediate that only
@@ -780,7 +793,7 @@ class RNN(Network):
         return out
 
     def rescale(self, p, alpha):
-        """Deprecated name of :meth:`rescale_units` (``pathgeom.rescale(g, p, beta)`` takes a
+        r"""Deprecated name of :meth:`rescale_units` (``pathgeom.rescale(g, p, beta)`` takes a
         node-wise :math:`\beta` over the graph; this takes one factor per hidden unit)."""
         warnings.warn("RNN.rescale(p, alpha) is deprecated: use RNN.rescale_units(p, alpha) "
                       "(pathgeom.rescale(g, p, beta) is the graph-level, node-wise form)",
