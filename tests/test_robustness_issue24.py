@@ -67,6 +67,20 @@ def test_path_quantities_over_700_binades_match_the_exact_sums(seed):
     assert (want_g == 0) == (r.gamma2 == 0) or want_g < tiny
 
 
+@pytest.mark.parametrize("w", [1e-170, 1e-200, 3e-160])
+def test_underflow_through_a_fixed_weight(w):
+    g = pathgeom.SharedGraph.from_edges(
+        [("x", "a", 0), ("a", "b", pathgeom.fixed(w)), ("b", "y", 1), ("x", "y", 2)],
+        ["x"], ["y"])
+    p = np.array([1e100, 0.5 / w * 1e-100, 1.0])
+    r = pathgeom.path_quantities(g, p)
+    want_g = float(reference.gamma2(g, p))
+    want_k = [float(k) for k in reference.kappa(g, p)]
+    assert_close(r.gamma2, want_g, 1e-13)
+    assert_close(r.kappa, want_k, 1e-13)
+    assert r.gamma2 > 1.0   # the chain's path (0.25) is not lost
+
+
 def test_rnn_structured_path_with_an_underflowing_input_matrix():
     net = pathgeom.rnn(1, 2, 1, 3)
     p = net.init(np.random.default_rng(1))
