@@ -24,7 +24,7 @@ from .verify import InvarianceReport, Lemma1Report, verify_invariance, verify_le
 from .optim import SGD, PathSGD, path_sgd_step, sgd_step
 from .constructors import CNN, MLP, RNN, Conv1d, Conv2d, Dense, cnn, mlp, rnn
 from .plotting import draw_graph
-from .onnx_io import OnnxNetwork, from_onnx, to_onnx
+from .interop.onnx import OnnxNetwork, from_onnx, to_onnx
 from .tasks import AddingProblem, CharLM, SequentialDigits, make_task
 from .training import (PathAdam, TrainResult, accuracy, bits_per_char, evaluate, load_params,
                     make_optimizer, mse_loss, save_params, softmax_cross_entropy, train)

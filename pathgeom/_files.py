@@ -200,22 +200,41 @@ def read_npy(path, n_expected, what="--params"):
 MAX_ONNX_BYTES = 2 << 30
 
 
-def check_onnx_file(path):
-    """Refuse, before the ONNX parser sees it, a model path that is missing, not a regular
-    file (a directory, a device), a symlink, empty, or larger than 2 GiB; returns the
-    real path.  The :class:`~pathgeom.GraphError` names the file and the reason."""
+def _onnx_errors():
+    """GraphError subclasses that are also the OSError a caller may expect for a missing
+    file or a directory."""
     from ._errors import GraphError
+
+    class OnnxFileNotFound(GraphError, FileNotFoundError):
+        """No ONNX file at the path (a GraphError and a FileNotFoundError)."""
+
+    class OnnxIsADirectory(GraphError, IsADirectoryError):
+        """A directory where an ONNX file was expected."""
+    return GraphError, OnnxFileNotFound, OnnxIsADirectory
+
+
+def check_onnx_file(path):
+    """Refuse, before the ONNX parser sees it, a model path that is missing, a directory,
+    not a regular file (a device, a FIFO), a symbolic link, empty, or larger than 2 GiB;
+    returns the path.  The :class:`~pathgeom.GraphError` names the file and the reason
+    (for a missing file it is also a FileNotFoundError, for a directory an
+    IsADirectoryError)."""
+    GraphError, NotFound, IsDir = _onnx_errors()
     path = os.fspath(path)
     if os.path.islink(path):
         raise GraphError(f"ONNX file {path!r} is a symbolic link; pass the model file itself "
                          f"(links are not followed, so nothing outside the model's "
                          f"directory is read)")
+    if not os.path.exists(path):
+        raise NotFound(f"no ONNX file at {path!r}")
+    if os.path.isdir(path):
+        raise IsDir(f"{path!r} is a directory; pass the .onnx file")
     try:
         size = check_input_file(path, "ONNX file", MAX_ONNX_BYTES)
     except (FileNotFoundError, ValueError) as exc:
         raise GraphError(str(exc)) from None
     if size == 0:
-        raise GraphError(f"ONNX file {path!r} is empty")
+        raise GraphError(f"{path!r} is empty, not an ONNX model")
     return path
 
 
@@ -224,7 +243,7 @@ def parse_onnx_file(path):
     external data checked by :func:`check_onnx_external_data` and then loaded; a file
     that does not parse (truncated, text, garbage) is a GraphError naming it."""
     import onnx
-    from ._errors import GraphError
+    GraphError = _onnx_errors()[0]
     path = check_onnx_file(path)
     try:
         with open(path, "rb") as fh:
@@ -232,12 +251,12 @@ def parse_onnx_file(path):
         model = onnx.ModelProto()
         model.ParseFromString(data)
     except Exception as exc:   # protobuf's DecodeError and friends
-        raise GraphError(f"ONNX file {path!r} is not a valid ONNX model: it does not parse "
-                         f"({type(exc).__name__}: {exc}); is it truncated or another kind "
-                         f"of file?") from None
+        raise GraphError(f"{path!r} is not a readable ONNX model ({type(exc).__name__}: "
+                         f"{exc}); is it truncated or another kind of file? Export it again "
+                         f"with torch.onnx.export or onnx.save") from None
     if not model.HasField("graph") or not (len(model.graph.node) or len(model.graph.output)):
-        raise GraphError(f"ONNX file {path!r} holds no graph: it is not an ONNX model (or it "
-                         f"is truncated)")
+        raise GraphError(f"{path!r} is not a readable ONNX model: it holds no graph (is it "
+                         f"truncated or another kind of file?)")
     if check_onnx_external_data(model, path):
         from onnx.external_data_helper import load_external_data_for_model
         try:
@@ -303,6 +322,8 @@ def check_onnx_model(model):
     * declared input dimensions or ConstantOfShape sizes that cannot fit: more than
       2**31 - 1 units (graphs index nodes with int32) or more memory than the process may
       use (:func:`pathgeom._memory.check_fits`).
+
+    Returns ``model``.
     """
     import math
     import numpy as np
@@ -367,3 +388,4 @@ def check_onnx_model(model):
                        f"network pathgeom can import")
         except MemoryLimitError as exc:
             raise GraphError(str(exc)) from None
+    return model

@@ -7,13 +7,15 @@ rational reference, and times the exact curvature on a larger network.
 
 The teaching commands check the paper's statements on a network of your choice
 (``--net rnn|mlp|cnn|chain`` with sizes, or ``--graph FILE`` in the edge-list format of
-:mod:`pathgeom.edgelist`); ``--json`` prints machine-readable output:
+:mod:`pathgeom.edgelist`, or an ONNX model ``FILE.onnx``, whose own weights are used unless
+``--params`` gives others); ``--json`` prints machine-readable output:
 
 - ``pathgeom lemma1``: kappa from its definition against kappa1 + kappa2, and the paper's
   printed eq. (10) and (11);
 - ``pathgeom invariance``: a random feasible rescaling leaves f and gamma^2 unchanged and
   commutes with Path-SGD, not with SGD (Theorem 2);
 - ``pathgeom group``: the rescaling group's dimension and basis (Definition 2, Theorem 1);
+- ``pathgeom pathnorm``: the Lq path norms (q = 1, 2, 4 unless ``--q`` says otherwise);
 - ``pathgeom draw``: a figure of the graph, edges coloured by shared parameter; with
   ``--rescale`` the same network before and after a feasible rescaling (needs the optional
   ``[plot]`` extra, matplotlib).
@@ -35,7 +37,7 @@ from .constructors._rnn_edges import rnn_param_blocks
 from .constructors import Conv1d, cnn, mlp, rnn
 from .edgelist import EdgeListError, read_edge_list
 from ._errors import GraphError, PathOverflowError, PathUnderflowError
-from .geometry import kappa2_support, path_quantities
+from .geometry import gamma2, kappa2_support, path_norm, path_quantities
 from .graph import SharedGraph
 from .plotting import draw_graph
 from ._json import jsonable as _jsonable
@@ -313,13 +315,24 @@ def _add_network_arguments(parser):
     parser.add_argument("--seed", type=_nonnegative_int, default=0, help="random seed (0)")
 
 
+def _is_onnx(args):
+    return args.graph is not None and str(args.graph).lower().endswith(".onnx")
+
+
 def _network_from_args(args):
-    """``(graph, description)`` for ``--graph FILE`` or ``--net NAME`` (see ``_NETS``)."""
+    """``(graph, description)`` for ``--graph FILE`` or ``--net NAME`` (see ``_NETS``).
+
+    An ONNX model's description carries its own weights (``"own_p"``) and parameter names.
+    """
     if args.graph is not None:
-        if str(args.graph).lower().endswith(".onnx"):   # needs the optional [onnx] extra
-            from .onnx_io import from_onnx
-            g = from_onnx(args.graph).graph
-            kind = "ONNX model"
+        if _is_onnx(args):   # needs the optional [onnx] extra
+            from .interop.onnx import from_onnx
+            imp = from_onnx(args.graph)
+            g = imp.graph
+            return g, {"net": "file", "summary": f"ONNX model {args.graph}: {g!r}",
+                       "group_dim_theory": None, "theory": None, "own_p": imp.p,
+                       "param_names": [f"{name}{list(idx)}" for name, idx in
+                                       imp.param_names] if imp.n_params <= 100000 else None}
         else:
             g = read_edge_list(args.graph)
             kind = "edge-list file"
@@ -328,11 +341,20 @@ def _network_from_args(args):
     return _NETS[args.net or "rnn"](args)
 
 
-def _weights(g, args, rng):
-    """The user's parameters (``--params FILE``) or ``p ~ U(-S, S)``."""
+def _weights(g, args, rng, desc=None):
+    """``(p, source)``: the user's parameters (``--params FILE``), else an ONNX model's own
+    weights, else ``p ~ U(-S, S)``; ``source`` says which, for the printed header."""
     if getattr(args, "params", None):
-        return _read_params(args.params, g.n_params)
-    return rng.uniform(-args.weight_scale, args.weight_scale, g.n_params)
+        return _read_params(args.params, g.n_params), f"p from --params {args.params}"
+    if desc is not None and desc.get("own_p") is not None:
+        return desc["own_p"], "p: the model's own weights (its initializers)"
+    S = args.weight_scale
+    return (rng.uniform(-S, S, g.n_params), f"p ~ U(-{S:g}, {S:g}), seed {args.seed}")
+
+
+def _public(desc):
+    """The description without the arrays it carries for the commands."""
+    return {k: v for k, v in desc.items() if k not in ("own_p",)}
 
 
 def _read_params(path, n_params):
@@ -373,13 +395,13 @@ def _emit_json(obj, out):
 def _lemma1(args, out, err):
     g, desc = _network_from_args(args)
     rng = np.random.default_rng(args.seed)
-    p = _weights(g, args, rng)
+    p, source = _weights(g, args, rng, desc)
     report = verify_lemma1(g, p, max_paths=args.max_paths, param_names=desc.get("param_names"))
     if args.json:
-        _emit_json({"network": desc, "p": p, "report": report.to_dict()}, out)
+        _emit_json({"network": _public(desc), "weights": source, "p": p,
+                    "gamma2": float(gamma2(g, p)), "report": report.to_dict()}, out)
     else:
-        print(f"{desc['summary']}\n{g}\np ~ U(-{args.weight_scale:g}, "
-              f"{args.weight_scale:g}), seed {args.seed}\n", file=out)
+        print(f"{desc['summary']}\n{g}\n{source}\n", file=out)
         print(report, file=out)
     return 0
 
@@ -391,12 +413,13 @@ def _invariance(args, out, err):
         raise ValueError("--steps, --spread and --out belong to --train (add --train)")
     g, desc = _network_from_args(args)
     rng = np.random.default_rng(args.seed)
-    p = _weights(g, args, rng)
+    p, source = _weights(g, args, rng, desc)
     report = verify_invariance(g, p, rng, scale=args.scale, batch=args.batch, lr=args.lr)
     if args.json:
-        _emit_json({"network": desc, "p": p, "report": report.to_dict()}, out)
+        _emit_json({"network": _public(desc), "weights": source, "p": p,
+                    "report": report.to_dict()}, out)
     else:
-        print(f"{desc['summary']}\n{g}\n", file=out)
+        print(f"{desc['summary']}\n{g}\n{source}\n", file=out)
         print(report, file=out)
     return 0
 
@@ -497,7 +520,7 @@ def _group(args, out, err):
             lo, hi = B.indptr[k], B.indptr[k + 1]
             vectors.append({str(nodes[c]): float(v) for c, v in
                             zip(B.indices[lo:hi].tolist(), B.data[lo:hi].tolist())})
-        _emit_json({"network": desc, "dim": G.dim, "agrees_with_theory":
+        _emit_json({"network": _public(desc), "dim": G.dim, "agrees_with_theory":
                     None if theory is None else G.dim == theory, "seconds": seconds,
                     "basis": vectors}, out)
         return 0
@@ -576,6 +599,8 @@ def _draw(args, out, err):
     rng = np.random.default_rng(args.seed)
     if args.params:
         p = _read_params(args.params, g.n_params)
+    elif desc.get("own_p") is not None:
+        p = desc["own_p"]                       # an ONNX model's own weights
     else:
         p = np.round(rng.choice([-1.0, 1.0], g.n_params) * rng.uniform(0.5, 2.0, g.n_params), 2)
     used = np.flatnonzero(g.param_edge_counts() > 0)
@@ -596,6 +621,46 @@ def _draw(args, out, err):
     save_figure(fig, path, dpi=args.dpi, format=fmt)
     print(f"wrote {path} ({g.n_nodes} nodes, {g.n_edges} edges, {used.size} parameters "
           f"in use{', before and after rescaling' if args.rescale else ''})", file=out)
+    return 0
+
+
+def _q_list(text):
+    try:
+        qs = [float(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected numbers >= 1 separated by commas, got "
+                                         f"{text!r}") from None
+    if not qs or any(not (q >= 1.0 and np.isfinite(q)) for q in qs):
+        raise argparse.ArgumentTypeError(f"every q must be a finite number >= 1, got {text!r}")
+    return qs
+
+
+def _pathnorm(args, out, err):
+    rng = np.random.default_rng(args.seed)
+    if _is_onnx(args):
+        # the dense passes: no edge list is built (ImageNet-size models stay cheap)
+        from .interop.onnx import from_onnx
+        imp = from_onnx(args.graph)
+        summary = f"ONNX model {args.graph}: {imp!r}"
+        if args.params:
+            p, source = (_read_params(args.params, imp.n_params),
+                         f"p from --params {args.params}")
+        else:
+            p, source = imp.p, "p: the model's own weights (its initializers)"
+        norms = {q: imp.path_norm(p, q) for q in args.q}
+    else:
+        g, desc = _network_from_args(args)
+        summary = f"{desc['summary']}"
+        p, source = _weights(g, args, rng, desc)
+        norms = {q: float(path_norm(g, p, q)) for q in args.q}
+    if args.json:
+        out.write(json.dumps({"network": summary, "weights": source,
+                              "path_norms": {f"{q:g}": v for q, v in norms.items()}},
+                             indent=2, allow_nan=False) + "\n")
+        return 0
+    print(f"{summary}\n{source}", file=out)
+    for q, v in norms.items():
+        print(f"L{q:g} path norm: {v!r}", file=out)
     return 0
 
 
@@ -672,6 +737,15 @@ def _parser():
     _add_network_arguments(group)
     group.add_argument("--show", type=_positive_int, default=8,
                        help="basis vectors to print (8)")
+    pathnorm = sub.add_parser(
+        "pathnorm", help="Lq path norms (sum over paths of prod |w|^q)^(1/q)",
+        description="The Lq path norms of a network: (sum over input-output paths of the "
+                    "product of |w|^q)^(1/q), fixed weights included, max-pooling units "
+                    "passing every path. An ONNX model uses its own weights (dense passes, "
+                    "no edge list).")
+    _add_network_arguments(pathnorm)
+    pathnorm.add_argument("--q", type=_q_list, default=[1.0, 2.0, 4.0], metavar="Q[,Q...]",
+                          help="the exponents, each >= 1 (1,2,4)")
     draw = sub.add_parser("draw", help="a figure of the graph (needs pathgeom[plot])",
                           description="Render the graph, edges coloured by shared parameter, "
                                       "nodes laid out by depth; --rescale shows it before and "
@@ -686,18 +760,19 @@ def _parser():
     draw.add_argument("--dpi", type=_positive_int, default=120)
     draw.add_argument("--params", metavar="FILE", default=None,
                       help="the weights to show (a .npy, a .npz with p, or a text file); "
-                           "default: random values in +-[0.5, 2]")
-    for p in (lemma1, invariance):
+                           "default: an ONNX model's own weights, else random values in "
+                           "+-[0.5, 2]")
+    for p in (lemma1, invariance, pathnorm):
         p.add_argument("--weight-scale", type=_float_at_least(0.0, True), default=1.0,
                        metavar="S", help="draw p ~ U(-S, S) (1.0)")
         p.add_argument("--params", metavar="FILE", default=None,
                        help="your parameters instead of random ones: a .npy, a .npz with "
                             "an array p (e.g. a run's params.npz) or a text file of "
                             "n_params numbers")
-    for p in (lemma1, invariance, group):
+    for p in (lemma1, invariance, group, pathnorm):
         p.add_argument("--json", action="store_true", help="machine-readable output")
     for name, handler in (("demo", _demo), ("lemma1", _lemma1), ("invariance", _invariance),
-                          ("group", _group), ("draw", _draw)):
+                          ("group", _group), ("draw", _draw), ("pathnorm", _pathnorm)):
         sub.choices[name].set_defaults(handler=handler)
     _cli_train.add_commands(sub)
     _cli_train.add_figure2(sub)
@@ -742,9 +817,11 @@ def main(argv=None, out=None, err=None):
         print(f"pathgeom {args.command}: {exc}\n(try a smaller --weight-scale or --T)",
               file=err)
         return 1
-    except MemoryError:   # an allocation no estimate foresaw: the sizes are too large
-        print(f"pathgeom {args.command}: error: out of memory; choose smaller sizes (--T, "
-              f"--batch, --hidden, ...)", file=err)
+    except MemoryError as exc:   # an allocation no estimate foresaw (or a graph refused
+        # with its own advice, e.g. the edge list of an ImageNet-size ONNX model)
+        print(f"pathgeom {args.command}: " + (str(exc) if str(exc) else
+              "error: out of memory; choose smaller sizes (--T, --batch, --hidden, ...)"),
+              file=err)
         return 1
     except OSError as exc:   # a disk that fails under a run, stdout on a full device, ...
         from ._files import DISK_ERRNOS, OutputError

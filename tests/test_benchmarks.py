@@ -19,7 +19,7 @@ def bench_path(monkeypatch):
 
 
 @pytest.mark.parametrize("name", ["bench_core", "bench_kappa2", "bench_rnn", "bench_train",
-                                  "bench_sweep"])
+                                  "bench_sweep", "bench_resnet"])
 def test_benchmark_quick(bench_path, name):
     if name == "bench_sweep":
         pytest.importorskip("distributed")   # the [dask] extra (make test installs it)

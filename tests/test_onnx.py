@@ -525,10 +525,20 @@ class TestRefusals:
         self.refuse(one_op("Softmax", attrs=dict(axis=1)), "'the_node' (Softmax)",
                     "export the logits")
 
-    def test_batchnorm(self):
-        bn = {k: np.ones(4) for k in ("s", "bb", "m", "v")}
-        self.refuse(one_op("BatchNormalization", inputs=("z", "s", "bb", "m", "v"), inits=bn),
-                    "(BatchNormalization)", "fold it into the weights")
+    def supported(self, model, X, gamma2=True):
+        """Once refused, now read (issue 23): forward (and gamma^2) against the model."""
+        imp = pathgeom.from_onnx(model)
+        want = reference(model, {"x": X})[0].reshape(X.shape[0], -1)
+        assert_close(imp.forward(X), want, rtol=1e-12, scale=np.abs(want).max())
+        if gamma2:
+            assert_close(imp.gamma2(), gamma2_onnx(model, imp), rtol=1e-12)
+        return imp
+
+    def test_batchnorm_after_gemm_is_folded(self):
+        bn = {k: np.full(4, 1.5) for k in ("s", "bb", "m", "v")}
+        imp = self.supported(one_op("BatchNormalization", inputs=("z", "s", "bb", "m", "v"),
+                                    inits=bn), np.ones((2, 4)), gamma2=False)
+        assert imp.folded == [("s", "W*s", "s.shift")]
 
     def test_maxpool(self):
         rng = np.random.default_rng(0)
@@ -538,12 +548,12 @@ class TestRefusals:
                  helper.make_node("Flatten", ["m"], ["f"]),
                  helper.make_node("Gemm", ["f", "V"], ["y"], transB=1)]
         model = make(nodes, {"x": ["N", 1, 6]}, {"y": ["N", 1]},
-                     {"K": rng.normal(size=(1, 1, 3)), "V": rng.normal(size=(1, 2))})
-        self.refuse(model, "'pool' (MaxPool)", "strided Conv")
+                     {"K": rng.normal(size=(1, 1, 3)), "V": rng.normal(size=(1, 3))})
+        self.supported(model, rng.normal(size=(3, 1, 6)), gamma2=False)
 
-    def test_average_pool(self):
+    def test_average_pool_needs_channels(self):
         self.refuse(one_op("AveragePool", attrs=dict(kernel_shape=[2]), x_shape=("N", 4)),
-                    "(AveragePool)", "fixed weights")
+                    "(AveragePool)", "(batch, channels, *spatial)")
 
     def test_lstm(self):
         rng = np.random.default_rng(0)
@@ -582,7 +592,7 @@ class TestRefusals:
                  helper.make_node("Gemm", ["r", "V"], ["y"], transB=1)]
         model = make(nodes, {"x": ["N", 3]}, {"y": ["N", 2]},
                      {"W": rng.normal(size=(3, 3)), "V": rng.normal(size=(2, 3))})
-        self.refuse(model, "'residual' (Add)", "fixed weight 1", "residual")
+        self.supported(model, rng.normal(size=(3, 3)))
 
     def test_residual_add_to_linear_output(self):
         rng = np.random.default_rng(0)
@@ -593,7 +603,7 @@ class TestRefusals:
                  helper.make_node("Gemm", ["r", "V"], ["y"], transB=1)]
         model = make(nodes, {"x": ["N", 3]}, {"y": ["N", 2]},
                      {"W": rng.normal(size=(3, 3)), "V": rng.normal(size=(2, 3))})
-        self.refuse(model, "'residual' (Add)", "fixed weights 1")
+        self.supported(model, rng.normal(size=(3, 3)))
 
     def test_bias_after_relu(self):
         rng = np.random.default_rng(0)
@@ -604,17 +614,18 @@ class TestRefusals:
         model = make(nodes, {"x": ["N", 3]}, {"y": ["N", 2]},
                      {"W": rng.normal(size=(3, 3)), "V": rng.normal(size=(2, 3)),
                       "b": rng.normal(size=3)})
-        self.refuse(model, "'late_bias' (Add)", "a bias", "fixed weight 1")
+        self.supported(model, rng.normal(size=(3, 3)))
 
     def test_two_linear_maps_without_relu(self):
-        self.refuse(one_op("Identity"), "'last' (Gemm)", "no Relu in between")
+        imp = self.supported(one_op("Identity"), np.random.default_rng(1).normal(size=(3, 4)))
+        assert imp.n_params == 24
 
     def test_relu_on_the_output(self):
         rng = np.random.default_rng(0)
         nodes = [helper.make_node("Gemm", ["x", "W"], ["z"], transB=1),
                  helper.make_node("Relu", ["z"], ["y"])]
         model = make(nodes, {"x": ["N", 3]}, {"y": ["N", 3]}, {"W": rng.normal(size=(3, 3))})
-        self.refuse(model, "output 'y' passes through a Relu", "linear")
+        self.supported(model, rng.normal(size=(3, 3)))
 
     def test_linear_output_used_twice(self):
         rng = np.random.default_rng(0)
@@ -623,7 +634,11 @@ class TestRefusals:
                  helper.make_node("Gemm", ["h", "V"], ["y1"], transB=1)]
         model = make(nodes, {"x": ["N", 3]}, {"y1": ["N", 2], "z": ["N", 3]},
                      {"W": rng.normal(size=(3, 3)), "V": rng.normal(size=(2, 3))})
-        self.refuse(model, "used 2 times before its Relu")
+        imp = pathgeom.from_onnx(model)
+        X = rng.normal(size=(3, 3))
+        want = reference(model, {"x": X})
+        assert_close(imp.forward(X), np.concatenate([w.reshape(3, -1) for w in want], axis=1),
+                     rtol=1e-12)
 
     def test_nonzero_float_constant_weight(self):
         nodes = [helper.make_node("Constant", [], ["W"],

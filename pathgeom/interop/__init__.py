@@ -1,0 +1,1 @@
+"""Bringing networks in from other formats: :mod:`pathgeom.interop.onnx` (ONNX)."""

@@ -1,0 +1,257 @@
+"""Reading an ONNX file: checks on the path and size, folding BatchNorms, the parameters.
+
+* :func:`load` opens a path, file object or ``ModelProto`` with clear errors (missing file,
+  directory, empty or unparsable file).
+* :func:`fold_batchnorms` rewrites ``Conv``/``Gemm`` followed by ``BatchNormalization``
+  (evaluation mode) into one layer whose folded weight and bias are new initializers named
+  ``"<W>*<bn>"`` and ``"<B>*<bn>"`` (or ``"<bn>.shift"`` when the layer had no bias), where
+  ``<bn>`` is the BatchNorm's scale initializer's name without a trailing ``.weight``
+  (``"layer1.0.bn1"`` for torchvision).
+* :func:`read_parameters` makes every element of a floating-point initializer one
+  parameter, and finds initializers that are exact copies or transposes of another
+  (a warning names them; ``tie=True`` makes them one block of parameters).
+"""
+
+import os
+import warnings
+
+import numpy as np
+
+from ._base import _onnx, _Params
+
+
+def load(model):
+    """The ``onnx.ModelProto`` of ``model`` (a path, a binary file object or a model),
+    checked by :func:`pathgeom._files.check_onnx_model` (duplicate initializers, inputs
+    nothing provides, sizes); a path by :func:`pathgeom._files.parse_onnx_file` (a GraphError
+    naming the file for a missing, empty, truncated or foreign file, a directory, a
+    symlink, external data outside the model's directory)."""
+    from ..._files import check_onnx_model, parse_onnx_file
+    return check_onnx_model(_load(model, parse_onnx_file))
+
+
+def _load(model, parse_file):
+    onnx = _onnx()
+    if isinstance(model, onnx.ModelProto):
+        return model
+    if hasattr(model, "read"):
+        try:
+            return onnx.load(model)
+        except Exception as exc:  # protobuf raises its own DecodeError
+            raise ValueError(f"the file object does not hold an ONNX model: {exc}") from exc
+    if not isinstance(model, (str, bytes, os.PathLike)):
+        raise TypeError(f"from_onnx takes a path, a binary file object or an "
+                        f"onnx.ModelProto, got {type(model).__name__}")
+    return parse_file(os.fsdecode(model))
+
+
+def _uses(graph):
+    uses = {}
+    for node in graph.node:
+        for name in node.input:
+            if name:
+                uses[name] = uses.get(name, 0) + 1
+    for out in graph.output:
+        uses[out.name] = uses.get(out.name, 0) + 1
+    return uses
+
+
+def _bn_name(scale_name):
+    return scale_name[:-len(".weight")] if scale_name.endswith(".weight") else scale_name
+
+
+def fold_batchnorms(model):
+    """A copy of ``model`` with every foldable BatchNorm folded into its Conv/Gemm.
+
+    Returns ``(model, folded)``, ``folded`` a list of ``(bn, weight_name, bias_name)``.
+    A BatchNorm is folded when it reads the output of a Conv or Gemm (alpha = beta = 1)
+    that nothing else reads, and that layer's weight and bias initializers are used by it
+    only (folding a shared weight would untie it).  Others stay, and become linear units
+    with fixed per-channel weights.
+    """
+    onnx = _onnx()
+    from onnx import helper, numpy_helper
+    g = model.graph
+    if not any(n.op_type == "BatchNormalization" for n in g.node):
+        return model, []
+    inits = {t.name: t for t in g.initializer}
+    uses = _uses(g)
+    producer = {o: n for n in g.node for o in n.output}
+    replace, remove_nodes, drop_inits, folded = {}, set(), set(), []
+    new_inits = {}                 # name of an old initializer -> list of new tensors
+    rename = {}
+    for bn in g.node:
+        if bn.op_type != "BatchNormalization" or len(bn.input) < 5:
+            continue
+        attrs = {a.name: helper.get_attribute_value(a) for a in bn.attribute}
+        if attrs.get("training_mode", 0) or any(o and uses.get(o) for o in bn.output[1:]):
+            continue
+        layer = producer.get(bn.input[0])
+        if layer is None or layer.op_type not in ("Conv", "Gemm") or \
+                uses.get(bn.input[0], 0) != 1 or id(layer) in replace:
+            continue
+        if any(name not in inits for name in bn.input[1:5]):
+            continue
+        lattrs = {a.name: helper.get_attribute_value(a) for a in layer.attribute}
+        if layer.op_type == "Gemm" and (lattrs.get("alpha", 1.0) != 1.0 or
+                                        lattrs.get("beta", 1.0) != 1.0 or
+                                        lattrs.get("transA", 0)):
+            continue
+        W_name = layer.input[1]
+        B_name = layer.input[2] if len(layer.input) > 2 and layer.input[2] else None
+        if W_name not in inits or uses.get(W_name) != 1 or \
+                (B_name is not None and (B_name not in inits or uses.get(B_name) != 1)):
+            continue
+        W = numpy_helper.to_array(inits[W_name]).astype(np.float64)
+        if not np.issubdtype(numpy_helper.to_array(inits[W_name]).dtype, np.floating):
+            continue
+        scale, shift, mean, var = (numpy_helper.to_array(inits[n]).astype(np.float64)
+                                   for n in bn.input[1:5])
+        a = scale / np.sqrt(var + attrs.get("epsilon", 1e-5))
+        b = shift - a * mean
+        if layer.op_type == "Conv":
+            W2 = W * a.reshape((-1,) + (1,) * (W.ndim - 1))
+        elif lattrs.get("transB", 0):
+            W2 = W * a[:, None]
+        else:
+            W2 = W * a[None, :]
+        name = _bn_name(bn.input[1])
+        w_new = f"{W_name}*{name}"
+        tensors = [numpy_helper.from_array(W2, w_new)]
+        if B_name is not None:
+            B = numpy_helper.to_array(inits[B_name]).astype(np.float64)
+            b_new = f"{B_name}*{name}"
+            new_inits[B_name] = [numpy_helper.from_array(a * B + b, b_new)]
+            drop_inits.add(B_name)
+        else:
+            b_new = f"{name}.shift"
+            tensors.append(numpy_helper.from_array(b, b_new))
+        new_inits[W_name] = tensors
+        drop_inits.add(W_name)
+        for n in bn.input[1:5]:
+            if uses.get(n) == 1:
+                drop_inits.add(n)
+        inputs = [layer.input[0], w_new, b_new]
+        replace[id(layer)] = (inputs, bn.output[0])
+        remove_nodes.add(id(bn))
+        rename[bn.input[0]] = bn.output[0]
+        folded.append((name, w_new, b_new))
+    if not folded:
+        return model, []
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    del out.graph.node[:]
+    for node in g.node:
+        if id(node) in remove_nodes:
+            continue
+        new = out.graph.node.add()
+        new.CopyFrom(node)
+        if id(node) in replace:
+            inputs, output = replace[id(node)]
+            del new.input[:]
+            new.input.extend(inputs)
+            new.output[0] = output
+    del out.graph.initializer[:]
+    for t in g.initializer:
+        if t.name in new_inits:
+            out.graph.initializer.extend(new_inits[t.name])
+        if t.name not in drop_inits:
+            out.graph.initializer.add().CopyFrom(t)
+    return out, folded
+
+
+_CONSTANT_SLOTS = {"BatchNormalization": (1, 2, 3, 4), "Expand": (0,), "RNN": (5,),
+                   "Shape": (0,)}
+
+
+def _constant_inits(graph):
+    """Initializers read only where a constant is meant: a BatchNormalization's statistics
+    (an unfolded BatchNorm is a fixed per-channel map), an RNN's initial state, the tensor
+    an Expand repeats.  They are constants, not parameters."""
+    const, other = set(), set()
+    for node in graph.node:
+        slots = _CONSTANT_SLOTS.get(node.op_type, ())
+        for k, name in enumerate(node.input):
+            if name:
+                (const if k in slots else other).add(name)
+    return const - other
+
+
+def find_copies(arrays):
+    """Pairs ``(later, earlier, how)``: initializer ``later`` holds the values of
+    ``earlier`` in C order, possibly reshaped (``how == "copy"``), or those of its
+    transpose (``"transpose"``, 2-D ``earlier``).  Arrays with fewer than two distinct
+    values (zeros, ones) are not reported."""
+    names = list(arrays)
+    fingerprint = {}
+    for name in names:
+        a = arrays[name]
+        if a.size < 2 or a.min() == a.max():
+            continue
+        fingerprint.setdefault((a.size, float(a.min()), float(a.max())), []).append(name)
+    pairs, taken = [], set()
+    for group in fingerprint.values():
+        for j, later in enumerate(group):
+            if later in taken:
+                continue
+            b = arrays[later]
+            for earlier in group[:j]:
+                if earlier in taken:
+                    continue
+                a = arrays[earlier]
+                if np.array_equal(a.ravel(), b.ravel()):
+                    pairs.append((later, earlier, "copy"))
+                elif a.ndim == 2 and np.array_equal(a.T.ravel(), b.ravel()):
+                    pairs.append((later, earlier, "transpose"))
+                else:
+                    continue
+                taken.add(later)
+                break
+    return pairs
+
+
+def read_parameters(model, tie=False):
+    """``(p, blocks, values, ties)`` of the model's floating-point initializers.
+
+    ``blocks``: name -> (first index, shape) of each parameter block, in initializer
+    order; ``values``: name -> ``_Params`` (indices) or a numpy array (constants);
+    ``ties``: later name -> (earlier name, "copy" or "transpose") for the tied ones.
+    """
+    from onnx import numpy_helper
+    g = model.graph
+    stats = _constant_inits(g)
+    arrays, values = {}, {}
+    for init in g.initializer:
+        arr = numpy_helper.to_array(init)
+        if np.issubdtype(arr.dtype, np.floating) and init.name not in stats:
+            arrays[init.name] = np.asarray(arr, dtype=np.float64)
+        else:
+            values[init.name] = arr
+    ties = {}
+    for later, earlier, how in find_copies(arrays):
+        what = "the transpose" if how == "transpose" else (
+            "a copy" if arrays[later].shape == arrays[earlier].shape else "a reshaped copy")
+        if tie:
+            ties[later] = (earlier, how)
+        else:
+            warnings.warn(
+                f"initializer {later!r} is {what} of initializer {earlier!r}: if the model "
+                f"ties them (an exporter wrote W and W.t() as two tensors), import it with "
+                f"from_onnx(..., tie_transposes=True) to make them one set of parameters; "
+                f"as two independent sets, kappa2 misses the pairs of edges that share a "
+                f"weight", stacklevel=3)
+    blocks, parts, offset = {}, [], 0
+    for name, arr in arrays.items():
+        if name in ties:
+            continue
+        values[name] = _Params(np.arange(offset, offset + arr.size,
+                                         dtype=np.int64).reshape(arr.shape))
+        blocks[name] = (offset, tuple(arr.shape))
+        parts.append(arr.ravel())
+        offset += arr.size
+    for later, (earlier, how) in ties.items():
+        idx = values[earlier].idx
+        shape = arrays[later].shape
+        values[later] = _Params((idx if how == "copy" else idx.T).reshape(shape).copy())
+    p = np.concatenate(parts) if parts else np.zeros(0)
+    return p, blocks, values, ties
