@@ -257,6 +257,9 @@ def parse_onnx_file(path):
     if not model.HasField("graph") or not (len(model.graph.node) or len(model.graph.output)):
         raise GraphError(f"{path!r} is not a readable ONNX model: it holds no graph (is it "
                          f"truncated or another kind of file?)")
+    if not len(model.opset_import):   # written after the graph: a truncated file lacks it
+        raise GraphError(f"{path!r} is not a readable ONNX model: it declares no opset (is "
+                         f"it truncated?)")
     if check_onnx_external_data(model, path):
         from onnx.external_data_helper import load_external_data_for_model
         try:

@@ -122,7 +122,7 @@ def expect_cli(argv, codes=(2,), names=(), check=None):
         if exc is not None:
             return _outcome_of_exception(exc)[0] if isinstance(exc, MemoryError) else \
                 "traceback", f"{type(exc).__name__}: {str(exc)[:160]}"
-        if "out of memory" in err:
+        if "out of memory" in err or "Unable to allocate" in err or "MemoryError" in err:
             return "oversized", err.strip()[:160]
         if "Traceback" in err:
             return "traceback", err.strip()[-160:]

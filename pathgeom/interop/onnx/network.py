@@ -221,6 +221,8 @@ class OnnxNetwork:
         if not self.dense:
             return self.graph.forward(p, rows)
         prog = self._program
+        if rows.shape[0] == 0:   # an empty batch: no outputs
+            return np.zeros((0, len(prog.output_ids)))
         st = twin.dense_forward(prog.ops, prog.n_nodes, prog.input_ids, rows,
                                 np.append(p, 0.0), None)
         return st.H[:, prog.output_ids]
