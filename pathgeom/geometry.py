@@ -487,13 +487,26 @@ def _scaled_quantities(g, w, with_kappa2):
     return PathQuantities(total, k1, k2, k)
 
 
-def _fix_kappa2_underflow(g, w, r):
-    """``r`` with the kappa2 (and kappa) entries that came out below the normal range for
-    a non-zero weight recomputed on scaled values (when h, delta and kappa1 were fine)."""
+def _fix_kappa2_underflow(g, w, r, delta):
+    r"""``r`` with the kappa2 (and kappa) entries that may have lost a tangent value to
+    underflow recomputed on scaled values (when h, delta and kappa1 were fine).
+
+    A tangent value :math:`t_v` may be subnormal however normal ``h`` and ``delta`` are;
+    each operation on it then errs by at most :math:`2^{-1075}` absolutely, and an error
+    :math:`\epsilon` at :math:`t_v` moves :math:`\kappa^{(2)}_i` by at most
+    :math:`4 \epsilon (L + 1) \delta_v` (:math:`L` the longest path: a path holds at most
+    :math:`L` edges of :math:`E_i`).  So an entry above :math:`2^{50}` times
+    :math:`4 \cdot 2^{-1075} |E| (L + 1) \max \delta` has lost less than
+    :math:`2^{-50}` of itself; the others (with a non-zero weight) are recomputed."""
     support = _support_and_blocks(g)[0]
     if not support.size:
         return r
-    sus = support[(r.kappa2[support] < _TINY) & (w[support] != 0)]
+    c = g.compiled
+    depth = int(c.depth.max(initial=0)) + 1
+    bound = 2.0 ** -1073 * max(c.src.shape[0], 1) * depth * float(delta.max(initial=0))  # 4 * 2**-1075
+    with np.errstate(over="ignore"):
+        floor = max(_TINY, bound * 2.0 ** 50)
+    sus = support[(np.abs(r.kappa2[support]) < floor) & (w[support] != 0)]
     if not sus.size:
         return r
     q, h, delta, (km, kx) = _scaled_sweeps(g, w)
@@ -865,7 +878,7 @@ def path_quantities(g, p, with_kappa2=True, client=None):
     if _lost_to_underflow(g, w, h, delta, r.kappa1):
         return _scaled_quantities(g, w, with_kappa2)
     if with_kappa2:
-        r = _fix_kappa2_underflow(g, w, r)
+        r = _fix_kappa2_underflow(g, w, r, delta)
     return r
 
 

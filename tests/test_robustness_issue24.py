@@ -67,6 +67,17 @@ def test_path_quantities_over_700_binades_match_the_exact_sums(seed):
     assert (want_g == 0) == (r.gamma2 == 0) or want_g < tiny
 
 
+@pytest.mark.parametrize("t", [3.1e-123, 7.7e-123, 1e-120])
+def test_kappa2_whose_tangent_is_subnormal(t):
+    # t_b = 1e-200, t_c = t * 1e-200 is subnormal (a few digits) while h, delta and the
+    # result are normal: kappa2[1] came out a few percent wrong before
+    g = pathgeom.SharedGraph.from_edges([("x", "a", 0), ("a", "b", 1), ("b", "c", 2),
+                                         ("c", "d", 3), ("d", "y", 1)], ["x"], ["y"])
+    p = np.array([1e-100, 1e50, np.sqrt(t), 1e100])
+    want = [float(k) for k in reference.kappa(g, p)]
+    assert_close(pathgeom.kappa(g, p), want, 1e-13)
+
+
 @pytest.mark.parametrize("w", [1e-170, 1e-200, 3e-160])
 def test_underflow_through_a_fixed_weight(w):
     g = pathgeom.SharedGraph.from_edges(

@@ -760,6 +760,17 @@ class RNN(Network):
             for l in range(self.n_layers):
                 k2[L.slice("W_rec", l)] = self._kappa2_rec(R[l], hs[l], deltas[l],
                                                            method).ravel()
+        if self.T >= 3:   # a tangent value may have been subnormal (see geometry's
+            # _fix_kappa2_underflow): entries below this floor go to the generic engine
+            dmax = max((float(d.max()) for d in deltas if d.size), default=0.0)
+            n_edges = self.T * sum((a + b) * b for a, b in zip((self.n_in,) + self.hidden,
+                                                              self.hidden))
+            floor = max(geometry._TINY, 2.0 ** -1023 * n_edges * (self.T * self.n_layers + 2)
+                        * dmax)   # 4 * 2**-1075 * |E| * (L + 1) * max delta * 2**50
+            for l in range(self.n_layers):
+                sl = L.slice("W_rec", l)
+                if ((np.abs(k2[sl]) < floor) & (p[sl] != 0)).any():
+                    raise _Underflow
         k = k1 + k2
         if not np.isfinite(k).all():
             raise PathOverflowError("kappa2 overflowed float64; scale the weights down")
