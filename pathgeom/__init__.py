@@ -12,7 +12,8 @@ train; :func:`rescaling_group`, :func:`rescale`, :func:`verify_lemma1` and
 :mod:`pathgeom.reference` holds the slow, exact definitions.
 """
 
-from ._errors import GraphError, PathOverflowError
+from . import _launch  # noqa: F401  (a quiet Ctrl-C while the command line starts)
+from ._errors import GraphError, PathOverflowError, PathUnderflowError
 from ._threads import threads
 from .geometry import (PathQuantities, gamma2, kappa, kappa1, kappa2, kappa2_support,
                        path_norm, path_quantities, squared_network, squared_values)
@@ -59,6 +60,7 @@ __all__ = [
     "OnnxNetwork",
     "PathAdam",
     "PathOverflowError",
+    "PathUnderflowError",
     "PathQuantities",
     "PathSGD",
     "RescalingGroup",

@@ -32,7 +32,11 @@ def _ints(text):
 
 
 def _strs(text):
-    return [v.strip() for v in text.split(",") if v.strip()]
+    values = [v.strip() for v in text.split(",") if v.strip()]
+    if not values:   # "--optimizers ," must not mean "the default grid"
+        raise argparse.ArgumentTypeError(f"{text!r} names nothing; give comma-separated "
+                                         f"values")
+    return values
 
 
 def _opt(parser, flag, key=None, help="", **kwargs):
@@ -294,7 +298,8 @@ def _plot_path(path):
     parent = os.path.dirname(path)
     if parent and not os.path.isdir(parent):
         raise ValueError(f"--out {path}: the directory {parent} does not exist")
-    return path
+    from ._files import check_output_target
+    return check_output_target(path, "--out")
 
 
 def _cmd_plot(args, out, err):
@@ -356,9 +361,7 @@ def _cmd_sweep(args, out, err):
         configs = experiments.branch_runs(args.branch, args.out, args.steps)
         args.resume = True   # the copies resume from their checkpoints
     elif args.resume:
-        stored = runs.read_json(os.path.join(args.out, "sweep.json"),
-                                "the grid of a sweep written by pathgeom sweep")
-        configs = stored["configs"]
+        configs = experiments.read_sweep_configs(args.out)
         if args.steps is not None:
             configs = [dict(c, steps=args.steps) for c in configs]
     else:
@@ -377,8 +380,7 @@ def _cmd_sweep(args, out, err):
 def _cmd_status(args, out, err):
     for i, sweep_dir in enumerate(args.sweeps):
         rows = experiments.sweep_status(sweep_dir)
-        task = runs.read_json(os.path.join(sweep_dir, "sweep.json"),
-                              "the grid of a sweep")["configs"][0]["task"]
+        task = experiments.read_sweep_configs(sweep_dir)[0]["task"]
         if i:
             print(file=out)
         print(sweep_dir, file=out)
@@ -394,7 +396,7 @@ def _cmd_status(args, out, err):
         hours = sum(r["seconds"] - inherited[r["run"]]["seconds"] for r in rows) / 3600
         summary = ", ".join(f"{n} {s}" for s, n in counts.items())
         print(f"{len(rows)} runs: {summary}; {done:,} of {asked:,} updates done "
-              f"({100 * done / asked:.0f} %), {hours:.2f} h of run time"
+              f"({100 * done / asked if asked else 100:.0f} %), {hours:.2f} h of run time"
               f"{_time_left(rows, inherited)}", file=out)
     return 0
 
@@ -433,6 +435,8 @@ def _format_status(rows, task):
 def _cmd_export(args, out, err):
     if args.keep_every < 1:
         raise ValueError(f"--keep-every must be >= 1, got {args.keep_every}")
+    from ._files import check_output_target
+    check_output_target(args.table, "--table")
     rows = []
     for sweep_dir in args.sweeps:
         dest = os.path.join(args.dest, os.path.basename(os.path.normpath(sweep_dir)))

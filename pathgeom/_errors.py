@@ -1,6 +1,6 @@
 """Exception types raised by pathgeom."""
 
-__all__ = ["GraphError", "PathOverflowError"]
+__all__ = ["GraphError", "PathOverflowError", "PathUnderflowError"]
 
 
 class GraphError(ValueError):
@@ -19,4 +19,17 @@ class PathOverflowError(OverflowError):
     rho(W_rec * W_rec)**T); scaling the weights down, or shortening the paths, brings them
     back into range.  A feasible node-wise rescaling does *not* help: it leaves every path
     product unchanged.
+    """
+
+
+class PathUnderflowError(PathOverflowError):
+    """A path quantity lost to underflow: a value that is representable in float64 (or a
+    non-zero value) came out 0 or imprecise because a factor of it is below the float64
+    range.
+
+    A subclass of :class:`PathOverflowError`, so code that catches range errors catches
+    both.  The squared-network quantities (:func:`pathgeom.gamma2`, :func:`pathgeom.kappa`,
+    ...) never raise it: they recompute on scaled values instead.  Raised where a
+    computation cannot do that (the message says which and what to change); scaling the
+    weights *up* (or by a feasible rescaling that balances them) brings them back in range.
     """

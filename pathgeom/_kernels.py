@@ -1201,3 +1201,116 @@ def sq_forward_kappa1_runs(ptr, rsrc, rpar, rlen, q, h, delta, kappa1):
                 for j in range(m):
                     kappa1[b + j] += h[a + j] * dv
         h[v] = s
+
+
+# --------------------------------------------------------------------------- squared network, scaled
+#
+# Used only when the float64 sweeps lost a value to underflow (a weight whose square is
+# below the float64 range, or a path sum that is).  Every value is held as a mantissa
+# ``m`` (0 or 0.5 <= m < 1) and an int64 exponent ``x``: value = m * 2**x, so no
+# intermediate under- or overflows and a result is rounded to float64 once, at the end.
+# Zero factors give exact zeros, as in the careful kernels.
+
+import math  # noqa: E402  (frexp / ldexp in the kernels below)
+
+
+@numba.njit(cache=True, inline="always")
+def _sc_norm(s, x):
+    """``s * 2**x`` renormalised (``s`` > 0 finite, or 0)."""
+    if s == 0.0:
+        return 0.0, np.int64(0)
+    f, k = math.frexp(s)
+    return f, x + k
+
+
+@numba.njit(cache=True, inline="always")
+def _sc_add(m1, x1, m2, x2):
+    """``m1 2**x1 + m2 2**x2`` (both normalised or 0), normalised."""
+    if m2 == 0.0:
+        return m1, x1
+    if m1 == 0.0:
+        return m2, x2
+    if x1 >= x2:
+        d = x2 - x1
+        s = m1 + (math.ldexp(m2, d) if d > -1100 else 0.0)
+        return _sc_norm(s, x1)
+    d = x1 - x2
+    s = m2 + (math.ldexp(m1, d) if d > -1100 else 0.0)
+    return _sc_norm(s, x2)
+
+
+@numba.njit(cache=True)
+def sq_forward_scaled(indptr, src, par, qm, qx, hm, hx):
+    """:func:`sq_forward_careful` on scaled values: ``q = qm 2**qx`` per (extended)
+    parameter, ``h = hm 2**hx`` per node (inputs preset to 1 = 0.5 * 2**1)."""
+    for v in range(hm.shape[0]):
+        lo = indptr[v]
+        hi = indptr[v + 1]
+        if lo == hi:
+            continue
+        am = 0.0
+        ax = np.int64(0)
+        for e in range(lo, hi):
+            i = par[e]
+            u = src[e]
+            if qm[i] != 0.0 and hm[u] != 0.0:
+                tm, tx = _sc_norm(qm[i] * hm[u], qx[i] + hx[u])
+                am, ax = _sc_add(am, ax, tm, tx)
+        hm[v] = am
+        hx[v] = ax
+
+
+@numba.njit(cache=True)
+def sq_backward_scaled(optr, dst, opar, qm, qx, hm, hx, dm, dx, km, kx):
+    """:func:`sq_backward_careful` on scaled values (``delta`` preset to 1 on the outputs,
+    ``kappa1`` = ``km 2**kx`` zeros on entry)."""
+    for u in range(hm.shape[0] - 1, -1, -1):
+        lo = optr[u]
+        hi = optr[u + 1]
+        if lo == hi:
+            continue
+        am = 0.0
+        ax = np.int64(0)
+        for e in range(lo, hi):
+            i = opar[e]
+            v = dst[e]
+            if dm[v] != 0.0:
+                if qm[i] != 0.0:
+                    tm, tx = _sc_norm(qm[i] * dm[v], qx[i] + dx[v])
+                    am, ax = _sc_add(am, ax, tm, tx)
+                if hm[u] != 0.0:
+                    tm, tx = _sc_norm(hm[u] * dm[v], hx[u] + dx[v])
+                    km[i], kx[i] = _sc_add(km[i], kx[i], tm, tx)
+        dm[u] = am
+        dx[u] = ax
+
+
+@numba.njit(cache=True)
+def tangent_scaled(indptr, src, par, qm, qx, hm, hx, dm, dx, i, start, stop):
+    """:func:`tangent_careful` on scaled values: ``(m, x)`` of
+    ``sum_{(u->v) in E_i} t_u delta_v``."""
+    n = stop - start
+    tm = np.zeros(n)
+    tx = np.zeros(n, dtype=np.int64)
+    om = 0.0
+    ox = np.int64(0)
+    for v in range(start, stop):
+        am = 0.0
+        ax = np.int64(0)
+        for e in range(indptr[v], indptr[v + 1]):
+            u = src[e]
+            p = par[e]
+            if u >= start:
+                j = u - start
+                if tm[j] != 0.0:
+                    if qm[p] != 0.0:
+                        cm, cx = _sc_norm(qm[p] * tm[j], qx[p] + tx[j])
+                        am, ax = _sc_add(am, ax, cm, cx)
+                    if p == i and dm[v] != 0.0:
+                        cm, cx = _sc_norm(tm[j] * dm[v], tx[j] + dx[v])
+                        om, ox = _sc_add(om, ox, cm, cx)
+            if p == i and hm[u] != 0.0:
+                am, ax = _sc_add(am, ax, hm[u], hx[u])
+        tm[v - start] = am
+        tx[v - start] = ax
+    return om, ox

@@ -3,7 +3,7 @@
 import numpy as np
 
 __all__ = ["check_int", "check_real", "check_rng", "as_params", "as_batch", "as_real_array", "check_scale", "first_nonfinite_row",
-           "real_dtype_problem"]
+           "real_dtype_problem", "check_bool"]
 
 
 def real_dtype_problem(dtype):
@@ -136,3 +136,21 @@ def check_rng(rng, name="rng"):
         raise TypeError(f"{name} must be a numpy.random.Generator (np.random.default_rng(seed)),"
                         f" got {type(rng).__name__}")
     return rng
+
+
+def check_bool(value, name):
+    """``value`` if it is a bool (Python or numpy), else a TypeError naming ``name``.
+
+    Arguments that mean yes or no take bools only: the truthiness of anything else (the
+    string ``"False"`` is true) would silently mean the opposite of what was written.
+
+    >>> check_bool(True, "bias")
+    True
+    >>> check_bool("False", "bias")
+    Traceback (most recent call last):
+    ...
+    TypeError: bias must be True or False, got the str 'False'
+    """
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    raise TypeError(f"{name} must be True or False, got the {type(value).__name__} {value!r}")

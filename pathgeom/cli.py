@@ -36,7 +36,7 @@ from . import _cli_train, experiments, reference
 from .constructors._rnn_edges import rnn_param_blocks
 from .constructors import Conv1d, cnn, mlp, rnn
 from .edgelist import EdgeListError, read_edge_list
-from ._errors import GraphError, PathOverflowError
+from ._errors import GraphError, PathOverflowError, PathUnderflowError
 from .geometry import gamma2, kappa2_support, path_norm, path_quantities
 from .graph import SharedGraph
 from .plotting import draw_graph
@@ -360,18 +360,22 @@ def _public(desc):
 def _read_params(path, n_params):
     """``p`` from a ``.npy`` file, a ``.npz`` file (its array ``p``, e.g. a run's
     params.npz) or a text file of numbers (whitespace or commas, ``#`` comments)."""
-    import os
+    from ._files import check_input_file, read_npy
     from ._validation import as_params
-    if not os.path.isfile(path):
-        raise ValueError(f"--params {path}: no such file")
+    try:   # not found, a directory, a FIFO, a device: said as such
+        check_input_file(path, "--params", max_bytes=None if path.endswith((".npz", ".npy"))
+                         else 64 * n_params + (1 << 20))
+    except FileNotFoundError as exc:
+        raise ValueError(str(exc)) from None
+    if path.endswith(".npy"):   # its messages name --params and the file
+        return as_params(np.ravel(read_npy(path, n_params)), n_params,
+                         name=f"--params {path}")
     try:
         if path.endswith(".npz"):
             from ._npzcheck import check_npz
             check_npz(path, "p", n_expected=n_params)
             with np.load(path, allow_pickle=False) as f:
                 p = f["p"]
-        elif path.endswith(".npy"):
-            p = np.load(path, allow_pickle=False)
         else:
             with open(path, encoding="utf-8-sig") as fh:
                 text = " ".join(line.split("#")[0] for line in fh)
@@ -418,6 +422,13 @@ def _invariance(args, out, err):
         print(f"{desc['summary']}\n{g}\n{source}\n", file=out)
         print(report, file=out)
     return 0
+
+
+def _check_group_size(g):
+    """The rescaling group's memory (about 250 bytes per edge, measured) before it is built."""
+    from ._memory import check_fits
+    check_fits(320 * g.n_edges, f"the rescaling group of {g.n_edges:,} edges",
+               "choose a smaller network (--T, --hidden, ...)")
 
 
 _TRAIN_FIGURE = "invariance-training.png"
@@ -496,6 +507,7 @@ def _names(labels, limit):
 
 def _group(args, out, err):
     g, desc = _network_from_args(args)
+    _check_group_size(g)
     t0 = time.perf_counter()
     G = rescaling_group(g)
     seconds = time.perf_counter() - t0
@@ -567,6 +579,8 @@ def _draw_target(out):
         raise ValueError(f"--out {out!r} has no file name before the suffix; give e.g. "
                          f"graph{suffix or '.png'}")
     fmt = suffix[1:].lower() if suffix else "png"
+    from ._files import check_output_target
+    check_output_target(out, "--out")
     supported = Figure().canvas.get_supported_filetypes()
     if fmt not in supported:
         raise ValueError(f"--out {out!r}: unknown image format {fmt!r}; use one of "
@@ -592,6 +606,7 @@ def _draw(args, out, err):
     used = np.flatnonzero(g.param_edge_counts() > 0)
     beta, note = None, ""
     if args.rescale:
+        _check_group_size(g)
         G = rescaling_group(g)
         z = rng.choice([-1.0, 1.0], G.dim)
         beta = np.exp2(G.basis_sparse.T @ z) if G.dim else np.ones(g.n_nodes)
@@ -599,7 +614,11 @@ def _draw(args, out, err):
     fig = draw_graph(g, p, beta=beta,
                      title=f"{desc['summary']}\nedges coloured by shared parameter, laid out "
                            f"by depth{note}")
-    fig.savefig(path, dpi=args.dpi, format=fmt)
+    if fmt not in ("svg", "pdf", "eps", "ps"):   # raster formats: pixels in memory
+        from .plotting import check_raster
+        check_raster(fig, args.dpi)
+    from ._files import save_figure
+    save_figure(fig, path, dpi=args.dpi, format=fmt)
     print(f"wrote {path} ({g.n_nodes} nodes, {g.n_edges} edges, {used.size} parameters "
           f"in use{', before and after rescaling' if args.rescale else ''})", file=out)
     return 0
@@ -766,6 +785,11 @@ def main(argv=None, out=None, err=None):
     err = sys.stderr if err is None else err
     args = _parser().parse_args(argv)
     command = args.handler  # every subcommand registers its handler (set_defaults)
+    if out is None:   # started with stdout closed (``>&-``): what it prints would be lost
+        if err is not None:
+            print(f"pathgeom {args.command}: error: standard output is closed; redirect it "
+                  f"to a file or /dev/null", file=err)
+        return 2
     try:
         status = command(args, out, err)
         if out is sys.stdout:
@@ -786,13 +810,35 @@ def main(argv=None, out=None, err=None):
     except ImportError as exc:  # an optional extra that is not installed
         print(f"pathgeom {args.command}: {exc}", file=err)
         return 1
+    except PathUnderflowError as exc:
+        print(f"pathgeom {args.command}: {exc}\n(try a larger --weight-scale)", file=err)
+        return 1
     except PathOverflowError as exc:
         print(f"pathgeom {args.command}: {exc}\n(try a smaller --weight-scale or --T)",
               file=err)
         return 1
-    except MemoryError as exc:       # e.g. the edge list of an ImageNet-size ONNX model
-        print(f"pathgeom {args.command}: {exc}", file=err)
+    except MemoryError as exc:   # an allocation no estimate foresaw (or a graph refused
+        # with its own advice, e.g. the edge list of an ImageNet-size ONNX model)
+        print(f"pathgeom {args.command}: " + (str(exc) if str(exc) else
+              "error: out of memory; choose smaller sizes (--T, --batch, --hidden, ...)"),
+              file=err)
         return 1
+    except OSError as exc:   # a disk that fails under a run, stdout on a full device, ...
+        from ._files import DISK_ERRNOS, OutputError
+        where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+        msg = (f"pathgeom {args.command}: error: {exc}" if isinstance(exc, OutputError) else
+               f"pathgeom {args.command}: error: {exc.strerror or exc}{where}")
+        try:
+            print(msg, file=err)
+        except (OSError, ValueError):
+            pass
+        if out is sys.stdout:   # stdout on a full device: drop what is buffered, so that
+            import os           # the interpreter's last flush does not fail again
+            try:
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            except (OSError, ValueError):
+                pass
+        return 1 if exc.errno in DISK_ERRNOS else 2
     except KeyboardInterrupt:
         print(f"pathgeom {args.command}: interrupted", file=err)
         return 130

@@ -57,6 +57,9 @@ class EdgeListError(ValueError):
 
 _KEYWORDS = ("inputs", "outputs", "params", "kind")
 
+#: The largest edge-list file :func:`read_edge_list` reads (about 40 million edges).
+MAX_EDGE_LIST_BYTES = 1 << 30
+
 
 def parse_edge_list(text, source="<string>"):
     """A :class:`~pathgeom.SharedGraph` from edge-list text (see the module docstring).
@@ -88,6 +91,9 @@ def parse_edge_list(text, source="<string>"):
     ...
     pathgeom.edgelist.EdgeListError: net.txt:3: parameter 'zero' is not an integer; an edge line is 'u v param' with param an integer index >= 0
     """
+    if not isinstance(text, str):
+        raise TypeError(f"parse_edge_list takes the text of an edge list (a str), got "
+                        f"{type(text).__name__}; for a file use read_edge_list(path)")
     if text.startswith("\ufeff"):   # a UTF-8 byte-order mark, as some editors write
         text = text[1:]
     inputs, outputs = [], []
@@ -187,6 +193,13 @@ def read_edge_list(path):
     """A :class:`~pathgeom.SharedGraph` from an edge-list file (see :func:`parse_edge_list`)."""
     path = str(path)
     try:
+        from ._files import check_input_file
+        try:
+            check_input_file(path, "edge-list file", MAX_EDGE_LIST_BYTES)
+        except (FileNotFoundError, ValueError) as exc:
+            reason = (str(exc).replace(f"edge-list file {path!r}: ", "")
+                      .replace(f"edge-list file {path!r} ", "it "))
+            raise EdgeListError(path, None, f"cannot read the file: {reason}") from None
         with open(path, encoding="utf-8-sig") as fh:   # accepts a leading BOM
             text = fh.read()
     except OSError as exc:
@@ -245,9 +258,9 @@ def format_edge_list(g):
 
 def write_edge_list(g, path):
     """Write ``g`` to ``path`` in the edge-list format (see :func:`format_edge_list`)."""
+    from ._files import atomic_write_bytes
     text = format_edge_list(g)
-    with open(path, "w", encoding="utf-8") as fh:
-        fh.write(text + "\n")
+    atomic_write_bytes(path, (text + "\n").encode("utf-8"))
 
 
 def dense_block(sources, targets, first_param=0):

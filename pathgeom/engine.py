@@ -283,3 +283,26 @@ def rnn_dense_grads(dz, h, x, want_b):
         _dense_kernels.rnn_sums(dz, x, narrow, want_b, gWinT, gb)
     gWin = gWinT.T if narrow else dz2.T @ np.reshape(x, (T * B, K))
     return gWrec, gWin, (gb if want_b else None)
+
+
+# ---------------------------------------------------------------------------- scaled squared network
+
+
+def sq_forward_scaled(c, qm, qx, hm, hx):
+    """The squared network's node values on scaled values (value = ``m * 2**x``,
+    mantissas 0 or in [0.5, 1), int64 exponents; ``hm/hx`` arrive with the inputs preset
+    to 1): no intermediate under- or overflows.  The rerun after a value was lost to
+    underflow; zero factors give exact zeros."""
+    _kernels.sq_forward_scaled(c.indptr, c.src, c.par, qm, qx, hm, hx)
+
+
+def sq_backward_scaled(c, qm, qx, hm, hx, dm, dx, km, kx):
+    """``delta`` (outputs preset to 1) and ``kappa1`` (``km/kx`` zero on entry, one entry
+    per weight of ``qm``) on scaled values (see :func:`sq_forward_scaled`)."""
+    _kernels.sq_backward_scaled(c.optr, c.dst, c.opar, qm, qx, hm, hx, dm, dx, km, kx)
+
+
+def tangent_one_scaled(c, qm, qx, hm, hx, dm, dx, i, start, stop):
+    """One parameter's tangent sum on scaled values: ``(m, x)``."""
+    return _kernels.tangent_scaled(c.indptr, c.src, c.par, qm, qx, hm, hx, dm, dx, i,
+                                   start, stop)

@@ -231,6 +231,34 @@ def run_config(config, out_dir=None, progress=False, resume=False, overwrite=Fal
     return row
 
 
+def read_sweep_configs(sweep_dir):
+    """The run configurations in ``sweep_dir/sweep.json``, each checked
+    (:func:`check_config`): the one reader of a sweep's grid.  A missing, damaged or
+    foreign file raises :class:`SweepError` naming it and what is wrong."""
+    path = os.path.join(os.fspath(sweep_dir), "sweep.json")
+    if not os.path.isfile(path):
+        raise SweepError(f"{sweep_dir} is not a sweep directory (no sweep.json): give the "
+                         f"--out directory of a pathgeom sweep")
+    try:
+        stored = runs.read_json(path, "the grid of a sweep")
+    except RecursionError:
+        raise SweepError(f"{path} is damaged: nested too deeply to be a sweep's grid") from None
+    configs = stored.get("configs") if isinstance(stored, dict) else None
+    if not isinstance(configs, list) or not configs:
+        raise SweepError(f"{path} is damaged: expected {{\"configs\": [run configurations]}} "
+                         f"with at least one configuration")
+    out = []
+    for k, config in enumerate(configs):
+        if not isinstance(config, dict):
+            raise SweepError(f"{path} is damaged: configs[{k}] is a "
+                             f"{type(config).__name__}, not a run configuration")
+        try:
+            out.append(check_config(config))
+        except (ValueError, TypeError) as exc:
+            raise SweepError(f"{path} is damaged: configs[{k}]: {exc}") from None
+    return out
+
+
 def read_run_config(run_dir):
     """The configuration in ``run_dir/run.json``."""
     stored = runs.read_json(os.path.join(os.fspath(run_dir), "run.json"),
@@ -333,6 +361,8 @@ def _sweep_job(config, run_dir, stop=None):
             return os.path.basename(run_dir)
     if runs.has_checkpoint(run_dir):
         runs.atomic_write_json(os.path.join(run_dir, "run.json"), {"config": config})
+        if os.path.exists(os.path.join(run_dir, "result.json")):   # of fewer steps: the
+            os.remove(os.path.join(run_dir, "result.json"))       # run goes on (or fails)
         run_config(config, run_dir, resume=True, should_stop=stop,
                    handle_signals=not isinstance(stop, _DaskStop))
     else:
@@ -392,6 +422,8 @@ def sweep(configs, out_dir, jobs=None, scheduler=None, resume=False, progress=No
     if os.path.isdir(out_dir) and os.listdir(out_dir) and not resume:
         raise SweepError(f"{out_dir} exists and is not empty: resume the sweep (--resume) or "
                          f"choose another output directory")
+    if scheduler and scheduler != "local":
+        _check_scheduler(scheduler)
     for c, n in zip(configs, names):  # before anything is written
         if runs.has_checkpoint(os.path.join(out_dir, n)):
             _check_not_fewer(os.path.join(out_dir, n), c["steps"])
@@ -401,10 +433,14 @@ def sweep(configs, out_dir, jobs=None, scheduler=None, resume=False, progress=No
     table = os.path.join(out_dir, "table.csv")
     rows = {}
 
-    def record(name):
-        row = _row_from_dir(os.path.join(out_dir, name), name)
-        if row is not None:
-            rows[name] = row
+    def record(name, failed=None):
+        if failed is not None:   # its row (from an earlier result, if any) is not current
+            _report_failure(name, failed)
+            rows.pop(name, None)
+        else:
+            row = _row_from_dir(os.path.join(out_dir, name), name)
+            if row is not None:
+                rows[name] = row
         _write_table(table, select_irnn(list(rows.values())))
 
     for n in names:
@@ -571,12 +607,8 @@ def sweep_status(sweep_dir):
     checkpoint (``checkpoint_every`` updates at most behind).
     """
     sweep_dir = os.fspath(sweep_dir)
-    if not os.path.isfile(os.path.join(sweep_dir, "sweep.json")):
-        raise SweepError(f"{sweep_dir} is not a sweep directory (no sweep.json): give the "
-                         f"--out directory of a pathgeom sweep")
-    stored = runs.read_json(os.path.join(sweep_dir, "sweep.json"), "the grid of a sweep")
     out = []
-    for config in stored["configs"]:
+    for config in read_sweep_configs(sweep_dir):
         name = run_dir_name(config)
         run_dir = os.path.join(sweep_dir, name)
         status, step, metric, seconds = "not started", 0, None, 0.0
@@ -641,7 +673,7 @@ def _sweep_local(todo, jobs, record, bar):
                 if f.cancelled():
                     continue
                 if f.exception() is not None:
-                    _report_failure(futures[f], f.exception())
+                    record(os.path.basename(futures[f]), failed=f.exception())
                     continue
                 record(os.path.basename(futures[f]))
                 if bar is not None:
@@ -682,6 +714,59 @@ def _local_cluster(jobs):
                             plugins={IgnoreStopSignals()})
 
 
+#: Seconds to wait for a Dask scheduler's TCP port before a sweep is refused.
+SCHEDULER_TIMEOUT = 5.0
+
+
+def _check_scheduler(address):
+    """Refuse (SweepError naming it) a Dask scheduler address that is malformed or whose
+    TCP port does not answer within :data:`SCHEDULER_TIMEOUT` seconds, before anything is
+    written (Dask itself would retry for 30 seconds and end in a traceback)."""
+    import socket
+    from urllib.parse import urlsplit
+    if not isinstance(address, str) or not address.strip():
+        raise SweepError(f"--scheduler {address!r} is not a Dask scheduler address (e.g. "
+                         f"tcp://host:8786) or 'local'")
+    text = address if "://" in address else f"tcp://{address}"
+    parts = urlsplit(text)
+    if parts.scheme not in ("tcp", "tls"):
+        return   # inproc://, ucx://, ...: left to Dask
+    try:
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        host = port = None
+    if not host or port is None:
+        raise SweepError(f"--scheduler {address!r} is not a Dask scheduler address: expected "
+                         f"tcp://HOST:PORT (e.g. tcp://127.0.0.1:8786) or 'local'")
+    try:
+        sock = socket.create_connection((host, port), timeout=SCHEDULER_TIMEOUT)
+    except OSError as exc:
+        raise SweepError(f"no Dask scheduler answers at {address} ({exc.strerror or exc}); "
+                         f"start one (dask scheduler) or use --scheduler local") from None
+    if parts.scheme == "tcp":
+        # a Dask server sends its handshake first: 8 bytes, the little-endian length of a
+        # small message.  Anything else (an HTTP server, a proxy) is not a scheduler, and
+        # Dask would read its bytes as a length and try to allocate that much.
+        with sock:
+            try:
+                head = b""
+                while len(head) < 8:
+                    chunk = sock.recv(8 - len(head))
+                    if not chunk:
+                        break
+                    head += chunk
+            except OSError:
+                head = b""
+        n = int.from_bytes(head, "little") if len(head) == 8 else None
+        if n is None or n > 1 << 26:
+            raise SweepError(f"the server at {address} does not speak Dask's protocol (it "
+                             f"sent no Dask handshake within {SCHEDULER_TIMEOUT:g} s); give "
+                             f"the address of a Dask scheduler (dask scheduler prints it) or "
+                             f"use --scheduler local")
+    else:
+        sock.close()
+
+
 def _sweep_dask(todo, scheduler, jobs, record, bar):
     try:
         from distributed import Client, Event, as_completed
@@ -710,7 +795,8 @@ def _sweep_dask(todo, scheduler, jobs, record, bar):
             try:
                 for f in as_completed(futures):
                     if f.status == "error":
-                        _report_failure(todo[futures.index(f)][1], f.exception())
+                        record(os.path.basename(todo[futures.index(f)][1]),
+                               failed=f.exception())
                         continue
                     if f.status != "finished":
                         continue
@@ -766,8 +852,14 @@ def export_runs(sweep_dir, dest, keep_every=1000, repo_root=None):
     import io
     import shutil
     sweep_dir, dest = os.fspath(sweep_dir), os.fspath(dest)
-    stored = runs.read_json(os.path.join(sweep_dir, "sweep.json"), "the grid of a sweep")
-    names = [run_dir_name(c) for c in stored["configs"]]
+    if os.path.exists(dest) and not os.path.isdir(dest):
+        raise SweepError(f"{dest} is a file, not a directory: export into a directory")
+    real_sweep, real_dest = os.path.realpath(sweep_dir), os.path.realpath(dest)
+    if os.path.commonpath([real_sweep, real_dest]) in (real_sweep, real_dest):
+        raise SweepError(f"cannot export {sweep_dir} into {dest}: one lies inside the other "
+                         f"(the copies would overwrite their sources); choose a destination "
+                         f"outside the sweep")
+    names = [run_dir_name(c) for c in read_sweep_configs(sweep_dir)]
     rows = [r for r in (_row_from_dir(os.path.join(sweep_dir, n), n) for n in names)
             if r is not None]
     out = []

@@ -46,7 +46,7 @@ import numpy as np
 
 from . import _threads, engine
 from ._errors import PathOverflowError
-from ._validation import as_params, first_nonfinite_row
+from ._validation import as_params, check_bool, first_nonfinite_row
 from .graph import SharedGraph
 
 __all__ = ["PathQuantities", "path_quantities", "gamma2", "kappa1", "kappa2", "kappa",
@@ -225,7 +225,8 @@ def _q_overflow(q, p=None):
 
 def _careful_quantities(g, q, with_kappa2):
     """All quantities with 0 * (anything) = 0; PathOverflowError only for a result that is
-    itself beyond float64, naming the first node or parameter where it went."""
+    itself beyond float64, naming the first node or parameter where it went.  Returns the
+    quantities and the ``h``, ``delta`` they came from."""
     h = _squared_forward(g, q, careful=True)
     delta, k1 = _squared_backward_careful(g, q, h)
     with np.errstate(over="ignore"):
@@ -238,7 +239,7 @@ def _careful_quantities(g, q, with_kappa2):
             _q_overflow(q[:g.n_params])
         raise PathOverflowError(f"kappa1[{i}] overflowed float64; scale the weights down")
     if not with_kappa2:
-        return PathQuantities(total, k1, None, None)
+        return PathQuantities(total, k1, None, None), h, delta
     c = g.compiled
     support = _support_and_blocks(g)[0]
     k2 = np.zeros(g.n_params)
@@ -246,14 +247,14 @@ def _careful_quantities(g, q, with_kappa2):
     for i in support.tolist():
         out = engine.tangent_one(c, q, h, delta, i, int(vmin[i]), int(vmax[i]) + 1)
         if out != 0.0:
-            with np.errstate(over="ignore"):
+            with np.errstate(over="ignore", invalid="ignore"):   # judged below
                 k2[i] = 4.0 * q[i] * out
     with np.errstate(over="ignore"):
         k = k1 + k2
     if not np.isfinite(k).all():
         i = int(np.flatnonzero(~np.isfinite(k))[0])
         raise PathOverflowError(f"kappa2[{i}] overflowed float64; scale the weights down")
-    return PathQuantities(total, k1, k2, k)
+    return PathQuantities(total, k1, k2, k), h, delta
 
 
 def _param_head_range(g):
@@ -265,6 +266,256 @@ def _param_head_range(g):
     np.minimum.at(vmin, c.par, heads)
     np.maximum.at(vmax, c.par, heads)
     return vmin, vmax
+
+
+# ---------------------------------------------------------------------------- underflow
+#
+# A path product can be representable while a factor of it is not: weights (1e-170, 1e85,
+# 1e85) on a chain give gamma^2 = 1, but (1e-170)**2 is 0 in float64.  The float sweeps
+# are checked for such losses (a non-zero weight whose square is below the normal
+# float64 range, or a node value, sensitivity or kappa that is below it although a
+# non-zero path makes it) and, when one is found, the quantities are recomputed on scaled
+# values (mantissa and int64 exponent per number, pathgeom._kernels.sq_forward_scaled &c.):
+# every result is then the float64 rounding of the exact sums' value.
+
+_TINY = np.finfo(np.float64).tiny
+
+
+def _weights(g, p):
+    """The weight per (extended) parameter index of the compiled edges: ``p``, then the
+    graph's fixed edge weights when it has any."""
+    fixed = getattr(g.compiled, "fixed", None)
+    if fixed is not None and fixed.shape[0]:
+        return np.concatenate([p, fixed])
+    return p
+
+
+def _squares_underflow(w, q):
+    """Whether a non-zero weight's square is below the normal float64 range (one
+    reduction when no square is that small)."""
+    if not q.size or not q.min() < _TINY:   # (nan: not here; the callers check finiteness)
+        return False
+    return np.count_nonzero(q < _TINY) != np.count_nonzero(w == 0)
+
+
+def _k1_structure(g):
+    """Cached per graph: per (extended) parameter, whether one of its edges leads from a
+    node an input reaches to a node that reaches an output."""
+    s = g._cache.get("k1_structure")
+    if s is None:
+        c = g.compiled
+        heads = np.repeat(np.arange(g.n_nodes), np.diff(c.indptr))
+        ok = c.reached[c.src] & c.live[heads]
+        s = np.zeros(max(int(c.par.max()) + 1 if c.par.size else 0, g.n_params), bool)
+        s[c.par[ok]] = True
+        g._cache["k1_structure"] = s
+    return s
+
+
+def _nonzero_structure(g, w):
+    """``h``, ``delta`` and ``kappa1`` of the squared network with every non-zero weight
+    set to 1 (path counts, possibly inf): > 0 exactly where a non-zero path makes the
+    quantity non-zero."""
+    c = g.compiled
+    nz = (w != 0).astype(np.float64)
+    h = np.zeros(g.n_nodes)
+    h[c.inputs] = 1.0
+    engine.sq_forward(c, nz, h, careful=True)
+    h[_dead(g)[0]] = 0.0
+    delta, k1 = _backward_careful_ext(g, nz, h)
+    return h, delta, k1
+
+
+def _backward_careful_ext(g, q, h):
+    c = g.compiled
+    delta = np.zeros(g.n_nodes)
+    delta[c.outputs] = 1.0
+    k1 = np.zeros(q.shape[0])
+    engine.sq_backward_careful(c, q, h, delta, k1)
+    delta[_dead(g)[1]] = 0.0
+    return delta, k1
+
+
+def _live_min(g, x):
+    """The least entry of ``x`` over the nodes an input reaches and that reach an output."""
+    c = g.compiled
+    mask = g._cache.get("live_reached")
+    if mask is None:
+        mask = g._cache["live_reached"] = np.flatnonzero(c.live & c.reached)
+    return x[mask].min(initial=1.0)
+
+
+def _lost_to_underflow(g, w, h, delta=None, k1=None):
+    """Whether a node value (or sensitivity, or kappa1) that a non-zero path makes
+    non-zero came out below the normal float64 range."""
+    if (h.min(initial=1.0) >= _TINY or _live_min(g, h) >= _TINY) and \
+            (delta is None or delta.min(initial=1.0) >= _TINY or _live_min(g, delta) >= _TINY) \
+            and (k1 is None or k1.min(initial=1.0) >= _TINY):
+        return False   # nothing below the normal range: one reduction each
+    c = g.compiled
+    mask = c.live & c.reached
+    with np.errstate(invalid="ignore"):
+        cand_h = mask & (h < _TINY)
+        cand_d = mask & (delta < _TINY) if delta is not None else None
+        cand_k = (k1 < _TINY) if k1 is not None else None
+    if not (cand_h.any() or (cand_d is not None and cand_d.any())
+            or (cand_k is not None and cand_k.any())):
+        return False
+    if (w != 0).all():
+        if cand_h.any() or (cand_d is not None and cand_d.any()):
+            return True
+        return bool((cand_k & _k1_structure(g)[:k1.shape[0]]).any())
+    h_nz, d_nz, k_nz = _nonzero_structure(g, w)
+    if (cand_h & (h_nz > 0)).any():
+        return True
+    if cand_d is not None and (cand_d & (d_nz > 0)).any():
+        return True
+    return bool(cand_k is not None and (cand_k & (k_nz[:k1.shape[0]] > 0)).any())
+
+
+def _scaled(a):
+    """``a >= 0`` as (mantissa, int64 exponent)."""
+    m, x = np.frexp(a)
+    return m, x.astype(np.int64)
+
+
+def _unscaled(m, x):
+    """float64 of ``m * 2**x`` (inf beyond the range, rounded to 0 or a subnormal below)."""
+    with np.errstate(over="ignore", under="ignore"):
+        return np.ldexp(m, np.clip(x, -4000, 4000).astype(np.int32))
+
+
+def _sc_add(m1, x1, m2, x2):
+    """Elementwise ``m1 2**x1 + m2 2**x2`` of scaled arrays, normalised."""
+    x = np.maximum(np.where(m1 != 0, x1, x2), np.where(m2 != 0, x2, x1))
+    with np.errstate(under="ignore"):
+        s = (np.ldexp(m1, np.clip(x1 - x, -4000, 0).astype(np.int32))
+             + np.ldexp(m2, np.clip(x2 - x, -4000, 0).astype(np.int32)))
+    f, k = np.frexp(s)
+    return f, np.where(f != 0, x + k, 0)
+
+
+def _sc_total(m, x):
+    """float64 of the sum of scaled values."""
+    nz = m != 0
+    if not nz.any():
+        return 0.0
+    top = int(x[nz].max())
+    with np.errstate(under="ignore"):
+        s = float(np.ldexp(m[nz], np.clip(x[nz] - top, -4000, 0).astype(np.int32)).sum())
+    return float(_unscaled(np.array([s]), np.array([top]))[0])
+
+
+def _scaled_sweeps(g, w):
+    """Scaled ``q``, ``h``, ``delta`` and ``kappa1`` (per extended parameter)."""
+    c = g.compiled
+    m, x = _scaled(np.abs(w))
+    qm, qx = _scaled(m * m)
+    qx = qx + 2 * x
+    qx[qm == 0] = 0
+    n = g.n_nodes
+    hm = np.zeros(n)
+    hx = np.zeros(n, dtype=np.int64)
+    hm[c.inputs] = 0.5
+    hx[c.inputs] = 1
+    engine.sq_forward_scaled(c, qm, qx, hm, hx)
+    dead_h, dead_d = _dead(g)
+    hm[dead_h] = 0.0
+    dm = np.zeros(n)
+    dx = np.zeros(n, dtype=np.int64)
+    dm[c.outputs] = 0.5
+    dx[c.outputs] = 1
+    km = np.zeros(w.shape[0])
+    kx = np.zeros(w.shape[0], dtype=np.int64)
+    engine.sq_backward_scaled(c, qm, qx, hm, hx, dm, dx, km, kx)
+    dm[dead_d] = 0.0
+    return (qm, qx), (hm, hx), (dm, dx), (km, kx)
+
+
+def _scaled_gamma2(g, w):
+    _, (hm, hx), _, _ = _scaled_sweeps(g, w)
+    out = g.compiled.outputs
+    total = _sc_total(hm[out], hx[out])
+    if not np.isfinite(total):
+        raise PathOverflowError("gamma^2 overflowed float64: the sum over the paths is beyond "
+                                "the float64 range; scale the weights down")
+    return total
+
+
+def _scaled_k2(g, q, h, delta, params):
+    """Scaled ``kappa2`` of ``params`` (``q``, ``h``, ``delta``: scaled pairs)."""
+    c = g.compiled
+    vmin, vmax = _param_head_range(g)
+    m = np.zeros(params.shape[0])
+    x = np.zeros(params.shape[0], dtype=np.int64)
+    for j, i in enumerate(params.tolist()):
+        om, ox = engine.tangent_one_scaled(c, q[0], q[1], h[0], h[1], delta[0], delta[1], i,
+                                           int(vmin[i]), int(vmax[i]) + 1)
+        if om != 0.0 and q[0][i] != 0.0:
+            f, k = np.frexp(q[0][i] * om)
+            m[j], x[j] = f, int(k) + int(q[1][i]) + int(ox) + 2
+    return m, x
+
+
+def _scaled_quantities(g, w, with_kappa2):
+    """All quantities from the scaled sweeps; PathOverflowError only for a result beyond
+    float64."""
+    q, (hm, hx), delta, (km, kx) = _scaled_sweeps(g, w)
+    out = g.compiled.outputs
+    total = _sc_total(hm[out], hx[out])
+    if not np.isfinite(total):
+        raise PathOverflowError("gamma^2 overflowed float64: the sum over the paths is beyond "
+                                "the float64 range; scale the weights down")
+    n = g.n_params
+    km, kx = km[:n], kx[:n]
+    k1 = _unscaled(km, kx)
+    if not np.isfinite(k1).all():
+        i = int(np.flatnonzero(~np.isfinite(k1))[0])
+        raise PathOverflowError(f"kappa1[{i}] overflowed float64; scale the weights down")
+    if not with_kappa2:
+        return PathQuantities(total, k1, None, None)
+    support = _support_and_blocks(g)[0]
+    m2 = np.zeros(n)
+    x2 = np.zeros(n, dtype=np.int64)
+    m2[support], x2[support] = _scaled_k2(g, q, (hm, hx), delta, support)
+    k2 = _unscaled(m2, x2)
+    k = _unscaled(*_sc_add(km, kx, m2, x2))
+    for name, arr in (("kappa2", k2), ("kappa", k)):
+        if not np.isfinite(arr).all():
+            i = int(np.flatnonzero(~np.isfinite(arr))[0])
+            raise PathOverflowError(f"{name}[{i}] overflowed float64; scale the weights down")
+    return PathQuantities(total, k1, k2, k)
+
+
+def _fix_kappa2_underflow(g, w, r, delta):
+    r"""``r`` with the kappa2 (and kappa) entries that may have lost a tangent value to
+    underflow recomputed on scaled values (when h, delta and kappa1 were fine).
+
+    A tangent value :math:`t_v` may be subnormal however normal ``h`` and ``delta`` are;
+    each operation on it then errs by at most :math:`2^{-1075}` absolutely, and an error
+    :math:`\epsilon` at :math:`t_v` moves :math:`\kappa^{(2)}_i` by at most
+    :math:`4 \epsilon (L + 1) \delta_v` (:math:`L` the longest path: a path holds at most
+    :math:`L` edges of :math:`E_i`).  So an entry above :math:`2^{50}` times
+    :math:`4 \cdot 2^{-1075} |E| (L + 1) \max \delta` has lost less than
+    :math:`2^{-50}` of itself; the others (with a non-zero weight) are recomputed."""
+    support = _support_and_blocks(g)[0]
+    if not support.size:
+        return r
+    c = g.compiled
+    depth = int(c.depth.max(initial=0)) + 1
+    bound = 2.0 ** -1073 * max(c.src.shape[0], 1) * depth * float(delta.max(initial=0))  # 4 * 2**-1075
+    with np.errstate(over="ignore"):
+        floor = max(_TINY, bound * 2.0 ** 50)
+    sus = support[(np.abs(r.kappa2[support]) < floor) & (w[support] != 0)]
+    if not sus.size:
+        return r
+    q, h, delta, (km, kx) = _scaled_sweeps(g, w)
+    m2, x2 = _scaled_k2(g, q, h, delta, sus)
+    k2 = r.kappa2.copy()
+    k2[sus] = _unscaled(m2, x2)
+    k = r.kappa.copy()
+    k[sus] = _unscaled(*_sc_add(km[sus], kx[sus], m2, x2))
+    return PathQuantities(r.gamma2, r.kappa1, k2, k)
 
 
 def squared_network(g, p):
@@ -308,8 +559,18 @@ def squared_values(g, p):
     q = _setup(g, p)
     if not _finite(q):
         _q_overflow(q)
+    w = _weights(g, np.asarray(p, dtype=np.float64))   # p validated by _setup
     h = _squared_forward(g, q)
-    return h, _squared_delta(g, q)
+    delta = _squared_delta(g, q)
+    with np.errstate(under="ignore"):
+        lost = _squares_underflow(w, q if q.shape == w.shape else w * w)
+    if lost or _lost_to_underflow(g, w, h, delta):
+        _, (hm, hx), (dm, dx), _ = _scaled_sweeps(g, w)
+        h, delta = _unscaled(hm, hx), _unscaled(dm, dx)
+        if not (np.isfinite(h).all() and np.isfinite(delta).all()):
+            _overflow(g, first_nonfinite_row(np.where(np.isfinite(h), delta, h)),
+                      "h or delta")
+    return h, delta
 
 
 def gamma2(g, p):
@@ -339,16 +600,29 @@ def gamma2(g, p):
     16.0
     """
     q = _setup(g, p)
+    w = _weights(g, np.asarray(p, dtype=np.float64))   # p validated by _setup
+    with np.errstate(under="ignore", over="ignore"):
+        if _squares_underflow(w, q if q.shape == w.shape else w * w):
+            return _scaled_gamma2(g, w)
     if _finite(q):
         try:
-            return _gamma2_from(g, _squared_forward(g, q))
+            h = _squared_forward(g, q)
+            total = _gamma2_from(g, h)
+            if _lost_to_underflow(g, w, h):
+                return _scaled_gamma2(g, w)
+            return total
         except PathOverflowError:
             pass
     h = _squared_forward(g, q, careful=True)   # 0 * (anything) = 0: decides what overflows
     with np.errstate(over="ignore"):
         total = float(h[g.compiled.outputs].sum())
     if not np.isfinite(total):
-        _blame_overflow(g, q, h, "gamma^2")
+        try:
+            return _scaled_gamma2(g, w)   # an overflow that met a factor lost to underflow?
+        except PathOverflowError:
+            _blame_overflow(g, q, h, "gamma^2")
+    if _lost_to_underflow(g, w, h):
+        return _scaled_gamma2(g, w)
     return total
 
 
@@ -589,13 +863,35 @@ def path_quantities(g, p, with_kappa2=True, client=None):
     (16.0, array([8.]), array([16.]), array([24.]))
     """
     q = _setup(g, p)
+    with_kappa2 = check_bool(with_kappa2, "with_kappa2")
+    w = _weights(g, np.asarray(p, dtype=np.float64))   # p validated by _setup
+    with np.errstate(under="ignore", over="ignore"):
+        if _squares_underflow(w, q if q.shape == w.shape else w * w):
+            return _scaled_quantities(g, w, with_kappa2)
+    try:
+        r, h, delta = _float_quantities(g, q, with_kappa2, client)
+    except PathOverflowError as exc:   # a result beyond float64, or an intermediate that
+        try:                           # met a factor lost to underflow: the scaled sweeps
+            return _scaled_quantities(g, w, with_kappa2)   # decide
+        except PathOverflowError:
+            raise exc from None        # the float sweeps' message names the node
+    if _lost_to_underflow(g, w, h, delta, r.kappa1):
+        return _scaled_quantities(g, w, with_kappa2)
+    if with_kappa2:
+        r = _fix_kappa2_underflow(g, w, r, delta)
+    return r
+
+
+def _float_quantities(g, q, with_kappa2, client):
+    """The float64 sweeps (fast, then careful after a non-finite value): the quantities
+    and the ``h``, ``delta`` they came from."""
     if not _finite(q):
         return _careful_quantities(g, q, with_kappa2)
     try:
         h, delta, k1 = _squared_sweeps(g, q)
         g2 = _gamma2_from(g, h)
         if not with_kappa2:
-            return PathQuantities(g2, k1, None, None)
+            return PathQuantities(g2, k1, None, None), h, delta
         k2 = _kappa2_from(g, q, h, delta, client)
         with np.errstate(over="ignore"):
             k = k1 + k2
@@ -607,7 +903,7 @@ def path_quantities(g, p, with_kappa2=True, client=None):
         # every quantity is finite): decide with the careful kernels, which re-raise
         # when a quantity really overflows
         return _careful_quantities(g, q, with_kappa2)
-    return PathQuantities(g2, k1, k2, k)
+    return PathQuantities(g2, k1, k2, k), h, delta
 
 
 # --------------------------------------------------------------------------- path norms

@@ -497,7 +497,7 @@ class SharedGraph:
                 raise GraphError(f"edge #{k} ({u!r} -> {v!r}) has parameter index {i!r} "
                                  f"of type {type(i).__name__}; indices must be integers "
                                  f"(or pathgeom.fixed(w) for a fixed weight)")
-            if i >= _INT32_MAX:
+            if not -_INT32_MAX < i < _INT32_MAX:   # (negative ones are refused later)
                 raise GraphError(f"edge #{k} ({u!r} -> {v!r}) has parameter index {i}, "
                                  f"beyond 2**31 - 2, the largest a graph may use; number "
                                  f"the parameters densely from 0")

@@ -65,7 +65,7 @@ import numbers
 import numpy as np
 
 from . import geometry
-from ._errors import PathOverflowError
+from ._errors import PathOverflowError, PathUnderflowError
 from ._validation import as_params, check_real
 from .geometry import _check_graph
 from .graph import SharedGraph
@@ -157,8 +157,8 @@ def _check_underflow(k, grad, model=None, p=None):
     bad = suspect[support[suspect] > 0]
     if bad.size:
         i = int(bad[0])
-        raise PathOverflowError(f"the curvature of parameter {i} underflowed to 0 while its "
-                                f"gradient is {grad[i]!r}: the path products through it are "
+        raise PathUnderflowError(f"the curvature of parameter {i} underflowed to 0 while its "
+                                f"gradient is {float(grad[i])!r}: the path products through it are "
                                 f"below the float64 range; scale the weights up (a feasible "
                                 f"rescaling does not help)")
 

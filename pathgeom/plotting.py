@@ -30,8 +30,11 @@ def plot_histories(histories, path, err, title="", baseline=None):
     ax.set_title(title)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    try:
+        from ._files import save_figure
+        save_figure(fig, path, dpi=120)
+    finally:
+        plt.close(fig)
     return path
 
 
@@ -126,8 +129,13 @@ def draw_graph(g, p, beta=None, title="", path=None, dpi=120):
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
 
+    from ._memory import check_fits
     from .rescaling import rescale
 
+    panels = 1 if beta is None else 2
+    check_fits(BYTES_PER_DRAWN_EDGE * g.n_edges * panels, f"drawing {g.n_edges:,} edges "
+               f"(matplotlib keeps several objects per edge)", "draw a smaller network "
+               "(--T, --hidden, ...)")
     p = np.asarray(p, dtype=np.float64)
     used = np.flatnonzero(g.param_edge_counts() > 0)
     cmap = colormaps["tab10" if used.size <= 10 else "tab20" if used.size <= 20 else "viridis"]
@@ -137,7 +145,6 @@ def draw_graph(g, p, beta=None, title="", path=None, dpi=120):
     xy = _layout(g)
     width = 1.0 + 1.3 * (np.ptp(xy[:, 0]) + 1)
     height = 2.8 + 0.8 * (np.ptp(xy[:, 1]) + 1)
-    panels = 1 if beta is None else 2
     fig = Figure(figsize=(min(width * panels, 30), min(height, 20)), layout="constrained")
     axes = fig.subplots(1, panels, squeeze=False)[0]
     _draw_panel(axes[0], g, p, xy, colours, "p" if panels == 1 else "before: p")
@@ -154,5 +161,22 @@ def draw_graph(g, p, beta=None, title="", path=None, dpi=120):
     if title:
         fig.suptitle(title, fontsize=8, parse_math=False)
     if path is not None:
-        fig.savefig(path, dpi=dpi)
+        from ._files import save_figure
+        check_raster(fig, dpi)
+        save_figure(fig, path, dpi=dpi)
     return fig
+
+
+#: Memory matplotlib holds per drawn edge (a line, a label, their transforms), measured:
+#: about 13 KB per edge for an unrolled RNN's graph.
+BYTES_PER_DRAWN_EDGE = 16 << 10
+
+
+def check_raster(fig, dpi):
+    """Refuse (:class:`pathgeom._memory.MemoryLimitError`) saving ``fig`` at ``dpi`` when
+    its pixels (4 bytes each, about three copies while rendering) do not fit in memory."""
+    from ._memory import check_fits
+    w, h = fig.get_size_inches()
+    pixels = int(w * dpi) * int(h * dpi)
+    check_fits(12 * pixels, f"a {int(w * dpi):,} x {int(h * dpi):,} pixel image "
+               f"(dpi {dpi:,})", "choose a smaller --dpi")

@@ -455,7 +455,7 @@ def _log_beta(g, beta):
 
 def _violation(g, b, rtol):
     """None if ``b`` is feasible within the tolerance, else a message naming the culprit."""
-    tol = rtol * max(1.0, float(np.max(np.abs(b), initial=0.0)))
+    tol = check_scale(rtol, "rtol") * max(1.0, float(np.max(np.abs(b), initial=0.0)))
     fixed = np.concatenate([g.compiled.inputs, g.compiled.outputs])
     bad = fixed[np.abs(b[fixed]) > tol]
     if bad.size:
@@ -552,4 +552,40 @@ def rescale(g, p, beta, rtol=RTOL):
     problem = _violation(g, b, rtol)
     if problem is not None:
         raise ValueError(f"beta is not a feasible rescaling: {problem}")
-    return p * _param_ratios(g, np.asarray(beta, dtype=np.float64))
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+        out = p * _param_ratios(g, np.asarray(beta, dtype=np.float64))
+    return _in_range(g, p, b, out)
+
+
+def _in_range(g, p, b, out):
+    """``out`` with entries that over- or underflowed in ``p * ratio`` (a ratio beyond
+    float64, say) recomputed from ``log beta``; a parameter whose rescaled value is beyond
+    the float64 range, or non-zero below its normal range, is refused (PathOverflowError,
+    PathUnderflowError) instead of coming back as inf or 0."""
+    from ._errors import PathOverflowError, PathUnderflowError
+    tiny = np.finfo(np.float64).tiny
+    bad = (~np.isfinite(out)) | ((np.abs(out) < tiny) & (p != 0))
+    if not bad.any():
+        return out
+    src, dst, par = g.edges()
+    used, first = np.unique(par, return_index=True)
+    lr = np.zeros(g.n_params)
+    lr[used] = b[dst[first]] - b[src[first]]
+    for i in np.flatnonzero(bad).tolist():
+        m, e = math.frexp(p[i])
+        k = math.floor(lr[i] / math.log(2.0))
+        val = m * math.exp(lr[i] - k * math.log(2.0))
+        try:
+            out[i] = math.ldexp(val, e + k)
+        except OverflowError:
+            out[i] = math.copysign(math.inf, val)
+        if not math.isfinite(out[i]):
+            raise PathOverflowError(
+                f"rescaled p[{i}] = {float(p[i])!r} * beta_v / beta_u = {float(p[i])!r} * exp({lr[i]:.6g}) "
+                f"is beyond the float64 range; choose a smaller rescaling")
+        if abs(out[i]) < tiny:
+            raise PathUnderflowError(
+                f"rescaled p[{i}] = {float(p[i])!r} * beta_v / beta_u = {float(p[i])!r} * exp({lr[i]:.6g}) "
+                f"is below the normal float64 range (it would come out "
+                f"{'0' if out[i] == 0 else 'imprecise'}); choose a milder rescaling")
+    return out

@@ -40,7 +40,8 @@ from .constructors.rnn import RNN
 __all__ = ["RunDirError", "RUN_FILES", "prepare_run_dir", "atomic_write_bytes",
            "atomic_write_text", "atomic_write_json", "save_checkpoint", "load_checkpoint",
            "has_checkpoint", "write_history", "read_history", "write_result", "read_result",
-           "read_json", "save_params", "load_params", "model_config", "jsonable"]
+           "read_json", "save_params", "load_params", "model_config", "jsonable",
+           "check_checkpoint_meta", "run_identity"]
 
 #: The files of a run directory (``--overwrite`` removes exactly these).
 RUN_FILES = ("checkpoint.npz", "result.json", "params.npz", "history.csv", "history.json",
@@ -59,18 +60,11 @@ class RunDirError(ValueError):
 
 
 def atomic_write_bytes(path, data):
-    """Write ``data`` to ``path`` through a temporary file and :func:`os.replace`."""
-    path = os.fspath(path)
-    tmp = f"{path}.tmp{os.getpid()}"
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    """Write ``data`` to ``path`` through a temporary file and :func:`os.replace`
+    (:func:`pathgeom._files.atomic_write_bytes`: a target that is not a regular file is
+    refused, a failed write leaves the old file and raises an OSError naming the file)."""
+    from ._files import atomic_write_bytes as write
+    write(path, data)
 
 
 def atomic_write_text(path, text):
@@ -161,27 +155,183 @@ def save_checkpoint(out_dir, ckpt):
             opt_meta[k] = v
     meta = {k: v for k, v in ckpt.items() if k not in ("p", "prev", "opt_state")}
     meta["opt_meta"] = opt_meta
+    meta.setdefault("identity", run_identity(out_dir))
     arrays["meta"] = np.array(json.dumps(jsonable(meta), allow_nan=False))
     atomic_write_bytes(os.path.join(out_dir, "checkpoint.npz"), _savez_bytes(**arrays))
 
 
-def load_checkpoint(out_dir):
-    """The dict :func:`save_checkpoint` wrote (``opt_state`` rebuilt)."""
-    path = os.path.join(os.fspath(out_dir), "checkpoint.npz")
+#: The largest ``meta`` entry (JSON text) :func:`load_checkpoint` reads: 256 MiB of UCS-4.
+MAX_META_CHARS = 1 << 26
+
+_STATUSES = (None, "finished", "diverged", "interrupted")
+
+
+def _is_int(v):
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_num(v):
+    import math
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def check_checkpoint_meta(meta, n_params, path):
+    """Refuse (:class:`RunDirError` naming ``path`` and the entry) checkpoint metadata that
+    :func:`save_checkpoint` cannot have written: the one validator of a checkpoint's
+    ``meta`` before a run resumes from it.
+
+    Checked: ``step`` an integer >= 0; ``history`` a list of rows, each a dict with an
+    integer ``step`` between 0 and ``step`` and numbers or null for the losses;
+    ``window`` ``[sum, count]``; ``seconds`` a number >= 0; the test losses numbers or
+    null (the initial one a number); ``status`` one of null, finished, diverged,
+    interrupted; ``resumed_from`` null or an integer <= ``step``; ``rng_state`` a state
+    numpy's generator accepts; ``config`` a dict; ``opt_meta`` a dict of numbers and null.
+    """
+    def bad(what):
+        raise RunDirError(f"{path} is damaged: {what}; start the run again with --overwrite "
+                          f"(or resume from an intact copy)")
+    if not isinstance(meta, dict):
+        bad(f"its metadata is a JSON {type(meta).__name__}, not an object")
+    required = ("step", "history", "window", "seconds", "initial_test_loss", "test_loss",
+                "test_metric", "status", "resumed_from", "rng_state", "config", "opt_meta")
+    missing = [k for k in required if k not in meta]
+    if missing:
+        bad(f"its metadata has no {', '.join(missing)}")
+    step = meta["step"]
+    if not _is_int(step) or step < 0 or step > 1 << 62:
+        bad(f"step = {step!r} is not an integer >= 0")
+    hist = meta["history"]
+    if not isinstance(hist, list):
+        bad(f"history is a {type(hist).__name__}, not a list of rows")
+    for j, row in enumerate(hist):
+        if not isinstance(row, dict) or not _is_int(row.get("step")) \
+                or not 0 <= row["step"] <= step:
+            bad(f"history[{j}] = {str(row)[:80]} is not a row with an integer step between "
+                f"0 and {step}")
+        for k in ("train_loss", "test_loss", "test_metric"):
+            if row.get(k) is not None and not _is_num(row[k]):
+                bad(f"history[{j}][{k!r}] = {row[k]!r} is not a number or null")
+    w = meta["window"]
+    if not (isinstance(w, list) and len(w) == 2 and _is_num(w[0]) and _is_int(w[1])
+            and w[1] >= 0):
+        bad(f"window = {str(w)[:80]} is not [sum, count]")
+    if not _is_num(meta["seconds"]) or meta["seconds"] < 0:
+        bad(f"seconds = {meta['seconds']!r} is not a number >= 0")
+    if not _is_num(meta["initial_test_loss"]):
+        bad(f"initial_test_loss = {meta['initial_test_loss']!r} is not a number")
+    for k in ("test_loss", "test_metric"):
+        if meta[k] is not None and not _is_num(meta[k]):
+            bad(f"{k} = {meta[k]!r} is not a number or null")
+    if meta["status"] not in _STATUSES:
+        bad(f"status = {str(meta['status'])[:80]!r} is not one of {list(_STATUSES)}")
+    rf = meta["resumed_from"]
+    if rf is not None and (not _is_int(rf) or not 0 <= rf <= step):
+        bad(f"resumed_from = {rf!r} is not null or an integer between 0 and {step}")
+    if not isinstance(meta["config"], dict):
+        bad(f"config is a {type(meta['config']).__name__}, not an object")
+    om = meta["opt_meta"]
+    if not isinstance(om, dict) or not all(v is None or _is_num(v) for v in om.values()):
+        bad(f"opt_meta = {str(om)[:80]} is not an object of numbers and nulls")
+    rs = meta["rng_state"]
     try:
+        if not isinstance(rs, dict) or rs.get("bit_generator") != "PCG64":
+            raise ValueError("not a PCG64 state")
+        np.random.default_rng().bit_generator.state = rs
+    except (ValueError, TypeError, KeyError, OverflowError) as exc:
+        bad(f"rng_state = {str(rs)[:80]} is not a random generator state ({exc})")
+    return meta
+
+
+def _check_members(path, shapes):
+    """The arrays of a checkpoint, checked from their headers before any is read."""
+    def bad(what):
+        raise RunDirError(f"{path} is damaged: {what}; start the run again with --overwrite")
+    for name in ("p", "prev", "meta"):
+        if name not in shapes:
+            bad(f"it has no array {name!r} (it holds {sorted(shapes)})")
+    (sp, dp), (sq, dq) = shapes["p"], shapes["prev"]
+    for name, (sh, dt) in (("p", shapes["p"]), ("prev", shapes["prev"])):
+        if len(sh) != 1 or dt.kind != "f" or sh[0] > MAX_PARAMS:
+            bad(f"{name!r} has shape {sh} and dtype {dt}, not a float vector of at most "
+                f"{MAX_PARAMS:,} parameters")
+    if sp != sq:
+        bad(f"'p' has shape {sp} but 'prev' {sq}")
+    sm, dm = shapes["meta"]
+    if sm != () or dm.kind != "U" or dm.itemsize // 4 > MAX_META_CHARS:
+        bad(f"'meta' has shape {sm} and dtype {dm}, not one JSON text of at most "
+            f"{MAX_META_CHARS:,} characters")
+    for name, (sh, dt) in shapes.items():
+        if name.startswith("opt."):
+            if dt.kind not in "fiub" or len(sh) > 1 or (sh and sh != sp):
+                bad(f"optimiser state {name[4:]!r} has shape {sh} and dtype {dt}; expected "
+                    f"a number or a float vector like 'p' {sp}")
+        elif name not in ("p", "prev", "meta"):
+            bad(f"it holds an unexpected array {name!r}")
+    return sp[0]
+
+
+def run_identity(out_dir):
+    """What identifies the run in ``out_dir``: the configuration in its ``run.json`` less
+    ``steps`` (which a resume may extend), or None when it has no readable one."""
+    try:
+        with open(os.path.join(os.fspath(out_dir), "run.json"), encoding="utf-8") as fh:
+            config = json.load(fh).get("config")
+    except (OSError, ValueError, AttributeError, RecursionError):
+        return None
+    if not isinstance(config, dict):
+        return None
+    return {k: v for k, v in config.items() if k != "steps"}
+
+
+def _check_identity(out_dir, path, stored):
+    """Refuse a checkpoint written by another run than the one ``out_dir/run.json``
+    describes (copied from a run with another seed, say)."""
+    current = run_identity(out_dir)
+    if not isinstance(stored, dict) or current is None or stored == current:
+        return
+    keys = sorted(set(stored) | set(current), key=str)
+    k = next(k for k in keys if stored.get(k) != current.get(k))
+    raise RunDirError(f"{path} was written by another run: its {k} is {stored.get(k)!r} but "
+                      f"{os.path.join(os.fspath(out_dir), 'run.json')} says "
+                      f"{current.get(k)!r}; resume a run only from its own checkpoint (or "
+                      f"start this one again with --overwrite)")
+
+
+def load_checkpoint(out_dir):
+    """The dict :func:`save_checkpoint` wrote (``opt_state`` rebuilt), checked first.
+
+    Every array's declared shape is checked from its header before it is read (a crafted
+    file cannot make this allocate), then the metadata with
+    :func:`check_checkpoint_meta`; a damaged file raises :class:`RunDirError` naming it.
+    """
+    path = os.path.join(os.fspath(out_dir), "checkpoint.npz")
+    if not os.path.exists(path):
+        raise RunDirError(f"{path} not found: nothing to resume")
+    if not os.path.isfile(path):
+        raise RunDirError(f"{path} is not a regular file: nothing to resume from")
+    try:
+        n = _check_members(path, npz_shapes(path))
         with np.load(path, allow_pickle=False) as f:
             meta = json.loads(str(f["meta"]))
+            check_checkpoint_meta(meta, n, path)
             ckpt = dict(meta, p=np.array(f["p"]), prev=np.array(f["prev"]))
             opt_state = dict(meta.pop("opt_meta"))
             for name in f.files:
                 if name.startswith("opt."):
                     opt_state[name[4:]] = np.array(f[name])
-    except FileNotFoundError:
-        raise RunDirError(f"{path} not found: nothing to resume") from None
+    except RunDirError:
+        raise
+    except RecursionError:
+        raise RunDirError(f"{path} is damaged: its metadata is nested too deeply to be a "
+                          f"checkpoint; start the run again with --overwrite") from None
     except (KeyError, ValueError, OSError, EOFError, zipfile.BadZipFile,
             json.JSONDecodeError) as exc:
         raise RunDirError(f"{path} is damaged ({exc}); start the run again with "
                           f"--overwrite") from None
+    for name in ("p", "prev"):
+        if not np.isfinite(ckpt[name]).all():
+            raise RunDirError(f"{path} is damaged: {name!r} holds non-finite values")
+    _check_identity(out_dir, path, ckpt.pop("identity", None))
     ckpt.pop("opt_meta", None)
     ckpt["opt_state"] = opt_state
     return ckpt

@@ -813,7 +813,12 @@ class _Loop:
         rng = np.random.default_rng()
         rng.bit_generator.state = ckpt["rng_state"]
         self.optimizer.reset()
-        self.optimizer.load_state_dict(ckpt["opt_state"])
+        try:
+            self.optimizer.load_state_dict(ckpt["opt_state"])
+        except (ValueError, TypeError) as exc:
+            raise RunDirError(f"{self.out_dir}/checkpoint.npz is damaged: its optimiser state "
+                              f"does not fit ({exc}); start the run again with "
+                              f"--overwrite") from None
         st = {k: ckpt[k] for k in ("step", "p", "prev", "history", "window", "seconds",
                                    "initial_test_loss", "test_loss", "test_metric", "status",
                                    "resumed_from")}

@@ -232,9 +232,14 @@ def _numerical_kappa(g, p, n_steps=12, first_step=0.1):
     cols = np.arange(m)
     value = R[best, cols]
     err = est[best, cols]
-    same = np.all(D == 0.0, axis=0)                # gamma^2 does not depend on p_i at all
-    value[same] = 0.0
-    err[same] = 0.0
+    same = np.all(D == 0.0, axis=0)   # gamma^2 did not change at any step: kappa_i is 0
+    value[same] = 0.0                 # or below what the differences resolve, which is
+    with np.errstate(invalid="ignore", over="ignore"):   # the error then (the largest step's)
+        resolution = np.nanmin(np.where(np.isfinite(round_D), round_D, np.inf), axis=0)
+    err[same] = np.where(np.isfinite(resolution[same]), resolution[same], np.inf)
+    err[same & (mag[0] == 0.0)] = 0.0  # gamma^2 = 0 around p (every path has a zero weight)
+    on_path = geometry._k1_structure(g)[:m]   # p_i on some input-output path
+    err[same & ~on_path] = 0.0         # gamma^2 does not depend on p_i at all
     return value, err
 
 
@@ -341,6 +346,19 @@ def verify_lemma1(g, p, max_paths=LEMMA1_MAX_PATHS, param_names=None):
     with np.errstate(divide="ignore", invalid="ignore"):
         rel = np.where(k_def != 0, diff / np.abs(k_def), np.where(diff == 0, 0.0, np.inf))
     underflow, note = _lemma1_underflow(g, p, r, k_def, total, exact)
+    if not exact:   # the differences cannot tell these from 0, and k1 + k2 lies in 0 +/- err
+        unresolved = (k_err >= np.abs(k_def)) & (diff <= k_err) & (total != k_def) & ~underflow
+        if unresolved.any():
+            idx = np.flatnonzero(unresolved)
+            shown = ", ".join(str(i) for i in idx[:8].tolist()) + (" ..." if idx.size > 8
+                                                                   else "")
+            extra = (f"{idx.size} entr{'y' if idx.size == 1 else 'ies'} of kappa are below "
+                     f"what the central differences of gamma^2 = {r.gamma2:.3g} resolve "
+                     f"(definition 0 +/- err; kappa1 + kappa2 lies within it) and are not "
+                     f"compared (parameters {shown}); run with a path budget "
+                     f"(--max-paths > 0) for the exact definition")
+            note = extra if note is None else f"{note}; {extra}"
+            underflow = underflow | unresolved
     rel[underflow] = np.nan
     kept = rel[~underflow]
     max_rel = float(np.max(kept, initial=0.0)) if kept.size or not underflow.any() else math.nan
@@ -504,6 +522,10 @@ def verify_invariance(g, p, rng, scale=1.0, batch=8, lr=0.1):
     p = as_params(p, g.n_params)
     if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or batch < 1:
         raise ValueError(f"batch must be an integer >= 1, got {batch!r}")
+    from ._memory import check_fits   # node-by-batch values and gradients, at p and T_beta p
+    check_fits(6 * 8 * int(batch) * (g.n_nodes + g.n_inputs + g.n_outputs),
+               f"the forward and backward passes of {int(batch):,} inputs through "
+               f"{g.n_nodes:,} nodes", "choose a smaller batch (--batch)")
     lr = check_scale(lr, "lr", allow_zero=False)
     group = rescaling_group(g)
     beta = group.sample(rng, scale)

@@ -30,16 +30,12 @@ def check_graph_size(n_nodes, n_edges, what):
         raise GraphError(f"{what} would have {n_edges:,} edges and {n_nodes:,} nodes; "
                          f"graphs are limited to 2**31 - 1 of each (int32 indices): "
                          f"choose smaller sizes")
-    need = BYTES_PER_EDGE * n_edges
+    from .._memory import MemoryLimitError, check_fits
     try:
-        import os
-        avail = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return
-    if need > avail:
-        raise GraphError(f"{what} would have {n_edges:,} edges: building it needs about "
-                         f"{need / 2**30:.1f} GiB, more than the {avail / 2**30:.1f} GiB "
-                         f"available; choose smaller sizes")
+        check_fits(BYTES_PER_EDGE * n_edges, f"{what} would have {n_edges:,} edges: building it",
+                   "choose smaller sizes (--T, --hidden, ...)", fraction=1.0)
+    except MemoryLimitError as exc:
+        raise GraphError(str(exc)) from None
 
 
 class Layout:

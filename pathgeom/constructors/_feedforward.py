@@ -16,7 +16,7 @@ import numpy as np
 
 from .. import _threads
 from .._errors import PathOverflowError
-from .._validation import _as_float_array, as_params, check_int, check_rng
+from .._validation import _as_float_array, as_params, check_bool, check_int, check_rng
 from ..graph import SharedGraph
 from ._base import Layout, Network, check_graph_size
 
@@ -152,7 +152,7 @@ class FeedForward(Network):
 
     def __init__(self, input_shape, stages, bias, weight_names, bias_names):
         self.input_shape = tuple(input_shape)
-        self.bias = bool(bias)
+        self.bias = check_bool(bias, "bias")
         self._stages = tuple(stages)
         entries = [(n, i, s.weight_shape) for (n, i), s in zip(weight_names, stages)]
         if self.bias:
@@ -290,6 +290,8 @@ class FeedForward(Network):
         """
         p = as_params(p, self.n_params)
         X, squeeze = self._inputs(X)
+        if X.shape[0] == 0:   # an empty batch: no outputs (like graph.forward)
+            return np.zeros((0, self.n_out))
         with _threads.for_size(self._work(X.shape[0])):
             Y = self._forward_all(p, X)[1][-1]
         return Y[0] if squeeze else Y
@@ -345,6 +347,8 @@ class FeedForward(Network):
             where = [int(i) for i in np.argwhere(~np.isfinite(dY))[0]]
             raise ValueError(f"dY{where} = {dY[tuple(where)]} is not finite; the output "
                              f"gradient must be finite")
+        if X.shape[0] == 0:   # an empty batch: the summed gradient is 0
+            return np.zeros(self.n_params)
         dA = dY.reshape(X.shape[0], self.n_out)
         with _threads.for_size(self._work(X.shape[0])):
             return self._backward(p, X, dA)

@@ -40,7 +40,7 @@ import numpy as np
 from .. import _threads, engine, geometry
 from ._rnn_edges import rnn_arrays, rnn_param_blocks
 from .._errors import PathOverflowError
-from .._validation import as_params, as_real_array, check_scale, check_int, check_rng
+from .._validation import as_params, as_real_array, check_bool, check_scale, check_int, check_rng
 from ..graph import SharedGraph
 from ._base import Layout, Network, check_graph_size
 
@@ -113,6 +113,11 @@ def _positive_int(value, name):
     return check_int(value, name, 1)
 
 
+
+class _Underflow(Exception):
+    """Internal: the dense sweeps met a value below the normal float64 range."""
+
+
 class RNN(Network):
     r"""An unrolled ReLU RNN: graph, parameter layout, dense passes, structured geometry.
 
@@ -133,7 +138,7 @@ class RNN(Network):
         if outputs not in ("last", "all"):
             raise ValueError(f"outputs must be 'last' or 'all', got {outputs!r}")
         self.outputs = outputs
-        self.bias = bool(bias)
+        self.bias = check_bool(bias, "bias")
         self.layout = Layout(rnn_param_blocks(self.n_in, self.hidden, self.n_out, self.bias))
         widths = (self.n_in,) + self.hidden
         n_edges = sum(self.T * (a + b) * b - b * b for a, b in zip(widths[:-1], self.hidden))
@@ -256,6 +261,10 @@ class RNN(Network):
         W_in, W_rec, _, b, _ = self._blocks(p)
         below = np.moveaxis(X, 1, 0)  # (T, B, n_in), a view
         T, B = below.shape[:2]
+        from .._memory import check_fits   # the states, and about as much again backward
+        check_fits(3 * 8 * T * B * sum(self.hidden), f"the hidden states of {B:,} sequences "
+                   f"of length T = {T:,} ({sum(self.hidden):,} units)",
+                   "choose a smaller batch (--batch) or T (--T)")
         states = []
         for l, H in enumerate(self.hidden):
             h = np.empty((T, B, H))
@@ -670,9 +679,16 @@ class RNN(Network):
         q = geometry._setup(self.graph, p)
         if not np.isfinite(q).all():
             return geometry.gamma2(self.graph, p)
+        with np.errstate(under="ignore"):
+            if geometry._squares_underflow(p, q):   # a square below float64: the
+                return geometry.gamma2(self.graph, p)   # generic engine's scaled rerun
         try:
-            with np.errstate(over="ignore", invalid="ignore"), _threads.for_size(self._work(), _threads.SEQUENTIAL_WORK):
-                return self._gamma2_from(q, self._squared_forward(q))
+            with np.errstate(over="ignore", invalid="ignore"), \
+                    _threads.for_size(self._work(), _threads.SEQUENTIAL_WORK):
+                hs = self._squared_forward(q)
+                if min((float(a.min()) for a in hs if a.size), default=1.0) < geometry._TINY:
+                    return geometry.gamma2(self.graph, p)   # a value below the normal range
+                return self._gamma2_from(q, hs)
         except PathOverflowError as dense_error:
             try:
                 return geometry.gamma2(self.graph, p)
@@ -691,15 +707,21 @@ class RNN(Network):
         ``"stepwise"``, ``"lagged"`` or ``"fft"``).
         """
         p = as_params(p, self.n_params)
+        with_kappa2 = check_bool(with_kappa2, "with_kappa2")
         if method not in ("recursive", "stepwise", "lagged", "fft"):
             raise ValueError(f"method must be 'recursive', 'stepwise', 'lagged' or 'fft', "
                              f"got {method!r}")
         q = geometry._setup(self.graph, p)
         if not np.isfinite(q).all():   # a weight whose square overflows: the generic
             return geometry.path_quantities(self.graph, p, with_kappa2)  # engine decides
+        with np.errstate(under="ignore"):
+            if geometry._squares_underflow(p, q):   # a square below float64: the
+                return geometry.path_quantities(self.graph, p, with_kappa2)  # scaled rerun
         try:
             with _threads.for_size(self._work(), _threads.SEQUENTIAL_WORK):
                 return self._path_quantities(p, q, with_kappa2, method)
+        except _Underflow:              # a value below the normal range: the generic
+            return geometry.path_quantities(self.graph, p, with_kappa2)  # engine decides
         except PathOverflowError as dense_error:   # may be an intermediate that only
             try:                                   # meets zero weights
                 return geometry.path_quantities(self.graph, p, with_kappa2)
@@ -711,6 +733,10 @@ class RNN(Network):
             hs, deltas = self._squared_sweeps(q)
             gamma2 = self._gamma2_from(q, hs)
             self._check_finite(deltas, "delta")
+            lo_h = min((float(a.min()) for a in hs if a.size), default=1.0)
+            lo_d = min((float(a.min()) for a in deltas if a.size), default=1.0)
+            if min(lo_h, lo_d, lo_h * lo_d) < geometry._TINY:
+                raise _Underflow   # a node value, sensitivity or product of them may be lost
         _, R, _, _, _ = self._blocks(q)
         out_mask = self._out_mask()
         L = self.layout
@@ -735,6 +761,17 @@ class RNN(Network):
             for l in range(self.n_layers):
                 k2[L.slice("W_rec", l)] = self._kappa2_rec(R[l], hs[l], deltas[l],
                                                            method).ravel()
+        if self.T >= 3:   # a tangent value may have been subnormal (see geometry's
+            # _fix_kappa2_underflow): entries below this floor go to the generic engine
+            dmax = max((float(d.max()) for d in deltas if d.size), default=0.0)
+            n_edges = self.T * sum((a + b) * b for a, b in zip((self.n_in,) + self.hidden,
+                                                              self.hidden))
+            floor = max(geometry._TINY, 2.0 ** -1023 * n_edges * (self.T * self.n_layers + 2)
+                        * dmax)   # 4 * 2**-1075 * |E| * (L + 1) * max delta * 2**50
+            for l in range(self.n_layers):
+                sl = L.slice("W_rec", l)
+                if ((np.abs(k2[sl]) < floor) & (p[sl] != 0)).any():
+                    raise _Underflow
         k = k1 + k2
         if not np.isfinite(k).all():
             raise PathOverflowError("kappa2 overflowed float64; scale the weights down")

@@ -112,6 +112,9 @@ class AddingProblem:
 
     def _generate(self, rng, B):
         T, half = self.T, self.T // 2
+        from .._memory import check_fits
+        check_fits(B * T * 2 * 8 * 2, f"{B:,} adding-problem sequences of length T = {T:,}",
+                   "choose a smaller T (--T) or batch (--batch)")
         X = np.zeros((B, T, 2))
         X[..., 0] = rng.random((B, T))
         rows = np.arange(B)

@@ -199,6 +199,10 @@ class CharLM:
         """One-hot float64 rows for ``ids`` by one scatter: memory is the result only (no
         ``n_in x n_in`` identity, which for a 6,000-symbol alphabet alone is 288 MB)."""
         ids = np.asarray(ids)
+        from .._memory import check_fits
+        check_fits(8 * ids.size * self.n_in, f"{ids.size:,} one-hot characters over an "
+                   f"alphabet of {self.n_in:,}", "choose a smaller batch (--batch), sequence "
+                   "length (--T) or test set")
         out = np.zeros(ids.shape + (self.n_in,))
         flat = out.reshape(-1, self.n_in)
         flat[np.arange(flat.shape[0]), ids.reshape(-1)] = 1.0

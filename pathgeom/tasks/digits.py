@@ -271,6 +271,9 @@ class SequentialDigits:
     def sample(self, rng, B):
         """A training batch: B images drawn uniformly (with replacement) by ``rng``."""
         B = _check_int(B, "B (the batch size)", 1)
+        from .._memory import check_fits
+        check_fits(8 * B * (self.T + 1), f"a batch of {B:,} images of {self.T:,} pixels",
+                   "choose a smaller batch (--batch)")
         idx = _check_rng(rng).integers(0, self.n_train, size=B)
         return self._batch(self._train[0][idx], self._train[1][idx])
 

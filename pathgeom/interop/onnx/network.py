@@ -200,7 +200,7 @@ class OnnxNetwork:
             if B is not None and a.shape[0] != B:
                 raise ValueError(f"input {name!r} has batch size {a.shape[0]}, not {B}")
             B = a.shape[0]
-            rows.append(a.reshape(B, -1))
+            rows.append(a.reshape(B, math.prod(shape)))   # (B may be 0)
         if self.has_bias:
             rows.append(np.ones((B, 1)))
         return np.concatenate(rows, axis=1)
@@ -221,6 +221,8 @@ class OnnxNetwork:
         if not self.dense:
             return self.graph.forward(p, rows)
         prog = self._program
+        if rows.shape[0] == 0:   # an empty batch: no outputs
+            return np.zeros((0, len(prog.output_ids)))
         st = twin.dense_forward(prog.ops, prog.n_nodes, prog.input_ids, rows,
                                 np.append(p, 0.0), None)
         return st.H[:, prog.output_ids]

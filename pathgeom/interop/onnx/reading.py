@@ -13,7 +13,6 @@
 """
 
 import os
-import pathlib
 import warnings
 
 import numpy as np
@@ -22,7 +21,16 @@ from ._base import _onnx, _Params
 
 
 def load(model):
-    """The ``onnx.ModelProto`` of ``model`` (a path, a binary file object or a model)."""
+    """The ``onnx.ModelProto`` of ``model`` (a path, a binary file object or a model),
+    checked by :func:`pathgeom._files.check_onnx_model` (duplicate initializers, inputs
+    nothing provides, sizes); a path by :func:`pathgeom._files.parse_onnx_file` (a GraphError
+    naming the file for a missing, empty, truncated or foreign file, a directory, a
+    symlink, external data outside the model's directory)."""
+    from ..._files import check_onnx_model, parse_onnx_file
+    return check_onnx_model(_load(model, parse_onnx_file))
+
+
+def _load(model, parse_file):
     onnx = _onnx()
     if isinstance(model, onnx.ModelProto):
         return model
@@ -34,19 +42,7 @@ def load(model):
     if not isinstance(model, (str, bytes, os.PathLike)):
         raise TypeError(f"from_onnx takes a path, a binary file object or an "
                         f"onnx.ModelProto, got {type(model).__name__}")
-    path = pathlib.Path(os.fsdecode(model))
-    if not path.exists():
-        raise FileNotFoundError(f"no ONNX file at {str(path)!r}")
-    if path.is_dir():
-        raise IsADirectoryError(f"{str(path)!r} is a directory; pass the .onnx file")
-    if path.stat().st_size == 0:
-        raise ValueError(f"{str(path)!r} is empty, not an ONNX model")
-    try:
-        return onnx.load(str(path))
-    except Exception as exc:
-        raise ValueError(f"{str(path)!r} is not a readable ONNX model ({type(exc).__name__}: "
-                         f"{exc}); export it again with torch.onnx.export or onnx.save") \
-            from exc
+    return parse_file(os.fsdecode(model))
 
 
 def _uses(graph):
