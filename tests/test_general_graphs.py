@@ -165,10 +165,12 @@ class TestRescaling:
         beta = pathgeom.rescaling_group(g).sample(rng, scale=1.0)
         p2 = pathgeom.rescale(g, p, beta)
         X = rng.uniform(-1, 1, (4, 2))
-        assert_close(g.forward(p2, X), g.forward(p, X), rtol=1e-12, scale=1e-12)
-        assert_close(pathgeom.gamma2(g, p2), pathgeom.gamma2(g, p), rtol=1e-12)
+        # each rescaled weight carries a rounding of beta_v / beta_u: products of a few of
+        # them agree to a few hundred ulps, not to the last bit
+        assert_close(g.forward(p2, X), g.forward(p, X), rtol=1e-10, scale=1e-12)
+        assert_close(pathgeom.gamma2(g, p2), pathgeom.gamma2(g, p), rtol=1e-10)
         for q in (1, 4):
-            assert_close(pathgeom.path_norm(g, p2, q), pathgeom.path_norm(g, p, q), rtol=1e-12)
+            assert_close(pathgeom.path_norm(g, p2, q), pathgeom.path_norm(g, p, q), rtol=1e-10)
         fw = g.fixed_weights()
         w2 = g.edge_weights(p2)
         fixed_edges = ~np.isnan(fw)
