@@ -268,8 +268,10 @@ class RNN(Network):
         states = []
         for l, H in enumerate(self.hidden):
             h = np.empty((T, B, H))
-            engine.rnn_dense_forward(below, np.array(W_in[l].T, order="C"),
-                                     np.array(W_rec[l].T, order="C"), np.array(b[l]), h)
+            # a time loop of (B, H) x (H, H) products: one thread unless they are large
+            with _threads.for_size(B * H * max(H, below.shape[2])):
+                engine.rnn_dense_forward(below, np.array(W_in[l].T, order="C"),
+                                         np.array(W_rec[l].T, order="C"), np.array(b[l]), h)
             states.append(h)
             below = h
         return states
@@ -299,8 +301,7 @@ class RNN(Network):
         """
         p = as_params(p, self.n_params)
         X, squeeze = self._check_X(X)
-        with _threads.for_size(self._work(X.shape[0]), _threads.SEQUENTIAL_WORK):
-            Y, _ = self._forward_states(p, X)
+        Y, _ = self._forward_states(p, X)
         return Y[0] if squeeze else Y
 
     def forward_with_states(self, p, X):
@@ -310,8 +311,7 @@ class RNN(Network):
         X, squeeze = self._check_X(X)
         if squeeze:
             raise ValueError("forward_with_states takes a batch X of shape (B, T, n_in)")
-        with _threads.for_size(self._work(X.shape[0]), _threads.SEQUENTIAL_WORK):
-            return self._forward_states(p, X)
+        return self._forward_states(p, X)
 
     def _forward_states(self, p, X):
         _, _, W_out, _, b_out = self._blocks(p)
@@ -359,18 +359,16 @@ class RNN(Network):
                              f"gradient must be finite")
         if states is not None:
             states = self._check_states(states, B)
-        with np.errstate(over="ignore", invalid="ignore"), _threads.for_size(self._work(B), _threads.SEQUENTIAL_WORK):
-            return self._backward(p, X, dY, states)   # (finiteness checked there)
+        with np.errstate(over="ignore", invalid="ignore"):  # checked below
+            return self._backward(p, X, dY, states)
 
-    def _work(self, B=None):
-        """Multiply-adds of the largest single BLAS product of a pass (for the thread
-        choice of :func:`pathgeom._threads.for_size`): a batch of ``B`` sequences, or the
-        squared network's passes and the structured kappa2 (``B`` None)."""
+    def _work(self):
+        """Multiply-adds of the largest single BLAS product of the squared network's passes
+        and the structured kappa2 (for the thread choice of
+        :func:`pathgeom._threads.for_size`)."""
         H = max(self.hidden)
         K = max((self.n_in,) + self.hidden)
-        if B is None:
-            return max(H ** 3, self.T * H * K)
-        return max(B * H * H, self.T * B * K * H)
+        return max(H ** 3, self.T * H * K)
 
     def _check_states(self, states, B):
         """``states`` as :meth:`forward_with_states` returns them for a batch of ``B``:
@@ -409,7 +407,10 @@ class RNN(Network):
             h = states[l]
             below = np.moveaxis(X, 1, 0) if l == 0 else states[l - 1]
             dz = np.empty_like(h)  # dL/d(pre-activation), (T, B, H)
-            finite[l] = engine.rnn_dense_bptt(G, M, h, W_rec[l], dz)
+            with _threads.for_size(h.shape[1] * h.shape[2] * max(h.shape[2], G.shape[2])):
+                finite[l] = engine.rnn_dense_bptt(G, M, h, W_rec[l], dz)
+            # the weight gradients: a few products over every (time, row) pair, at the
+            # caller's thread count
             d_rec, d_in, d_b = engine.rnn_dense_grads(dz, h, below, self.bias)
             gW_rec[l] += d_rec
             gW_in[l] += d_in
