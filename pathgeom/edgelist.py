@@ -136,32 +136,11 @@ def parse_edge_list(text, source="<string>"):
                                 f"token(s): {raw.strip()!r}")
         else:
             u, v, i = tokens
-            if i.startswith("fixed="):
-                try:
-                    w = float(i[len("fixed="):])
-                except ValueError:
-                    w = math.nan
-                if not math.isfinite(w):
-                    raise EdgeListError(source, lineno, f"{i!r} is not a finite fixed weight; "
-                                        f"write 'u v fixed=W' with W a finite number")
-                if u == v:
-                    raise EdgeListError(source, lineno, f"edge {u} -> {v} is a self-loop; a "
-                                        f"network must be a DAG")
-                edges.append((u, v, fixed(w)))
-                edge_lines.append(lineno)
-                continue
-            if not re.fullmatch(r"[+-]?\d+", i):
-                raise EdgeListError(source, lineno, f"parameter {i!r} is not an integer; an "
-                                    f"edge line is 'u v param' with param an integer index "
-                                    f">= 0")
-            if int(i) < 0:
-                raise EdgeListError(source, lineno, f"parameter index {i} is negative; "
-                                    f"indices start at 0")
+            edges.append((u, v, _edge_weight(i, source, lineno)))
+            edge_lines.append(lineno)
             if u == v:
                 raise EdgeListError(source, lineno, f"edge {u} -> {v} is a self-loop; a "
                                     f"network must be a DAG")
-            edges.append((u, v, int(i)))
-            edge_lines.append(lineno)
     for key in ("inputs", "outputs"):
         if seen[key] is None:
             raise EdgeListError(source, None, f"no {key!r} line; list the {key} as "
@@ -187,6 +166,26 @@ def parse_edge_list(text, source="<string>"):
                     (("input", "inputs"), ("output", "outputs")) if word in str(exc)]
             line = seen[min(hits)[1]] if hits else None
         raise EdgeListError(source, line, str(exc)) from None
+
+
+def _edge_weight(token, source, lineno):
+    """An edge line's third token: a parameter index (int >= 0) or ``fixed=W``."""
+    if token.startswith("fixed="):
+        try:
+            w = float(token[len("fixed="):])
+        except ValueError:
+            w = math.nan
+        if not math.isfinite(w):
+            raise EdgeListError(source, lineno, f"{token!r} is not a finite fixed weight; "
+                                f"write 'u v fixed=W' with W a finite number")
+        return fixed(w)
+    if not re.fullmatch(r"[+-]?\d+", token):
+        raise EdgeListError(source, lineno, f"parameter {token!r} is not an integer; an "
+                            f"edge line is 'u v param' with param an integer index >= 0")
+    if int(token) < 0:
+        raise EdgeListError(source, lineno, f"parameter index {token} is negative; indices "
+                            f"start at 0")
+    return int(token)
 
 
 def read_edge_list(path):
