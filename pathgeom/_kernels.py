@@ -344,7 +344,7 @@ def backward(optr, dst, opar, kind, p, H, G, grad, sel):
     E = dst.shape[0]
     count = np.zeros(n_params + 1, dtype=np.int64)
     for e in range(E):
-        if unsure[opar[e]]:
+        if opar[e] < n_params and unsure[opar[e]]:   # (fixed weights: no gradient)
             count[opar[e] + 1] += 1
     for i in range(n_params):
         count[i + 1] += count[i]
@@ -354,7 +354,7 @@ def backward(optr, dst, opar, kind, p, H, G, grad, sel):
     for u in range(n_nodes):
         for e in range(optr[u], optr[u + 1]):
             i = opar[e]
-            if unsure[i]:
+            if i < n_params and unsure[i]:
                 edges[fill[i]] = e
                 tails[fill[i]] = u
                 fill[i] += 1

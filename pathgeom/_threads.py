@@ -31,13 +31,17 @@ SMALL_WORK = 128 ** 3
 SEQUENTIAL_WORK = 2048 ** 3
 
 _lock = threading.Lock()
+_make_lock = threading.Lock()
 _controller = None
+#: [thread ident or None, nesting depth]: the Python thread whose blocks set the BLAS
+#: counts now (they are process-wide; blocks in other threads then leave them alone)
+_blas_owner = [None, 0]
 
 
 def _blas():
     """The BLAS libraries' controller (threadpoolctl), made once."""
     global _controller
-    with _lock:
+    with _make_lock:
         if _controller is None:
             from threadpoolctl import ThreadpoolController
             _controller = ThreadpoolController().select(user_api="blas")
@@ -51,20 +55,33 @@ def _limit(n, lower_only):
     import numba
     before = numba.get_num_threads()
     target = min(n, before) if lower_only else min(n, numba.config.NUMBA_NUM_THREADS)
+    libs = _blas().lib_controllers
+    me = threading.get_ident()
     changed = []
-    for lib in _blas().lib_controllers:     # each library's own get/set (no scan)
-        now = lib.get_num_threads()
-        if now is not None and (now > n if lower_only else now != n):
-            changed.append((lib, now))
-    if target != before:
+    with _lock:   # BLAS counts are process-wide: one Python thread changes them at a time
+        owner, depth = _blas_owner
+        if owner in (None, me):
+            for lib in libs:                 # each library's own get/set (no scan)
+                now = lib.get_num_threads()
+                if now is not None and (now > n if lower_only else now != n):
+                    changed.append((lib, now))
+            for lib, _ in changed:
+                lib.set_num_threads(n)
+            _blas_owner[:] = [me, depth + 1]
+            mine = True
+        else:                                # another thread holds them: leave them be
+            mine = False
+    if target != before:                     # numba's count is per thread
         numba.set_num_threads(target)
     try:
-        for lib, _ in changed:
-            lib.set_num_threads(n)
         yield
     finally:
-        for lib, now in changed:
-            lib.set_num_threads(now)
+        if mine:
+            with _lock:
+                for lib, now in reversed(changed):
+                    lib.set_num_threads(now)
+                depth = _blas_owner[1] - 1
+                _blas_owner[:] = [me if depth else None, depth]
         if target != before:
             numba.set_num_threads(before)
 

@@ -920,27 +920,66 @@ def _check_q(q):
 
 
 def _graph_path_norm(g, p, q):
-    """The L^q path norm of a SharedGraph: the squared network's sweep with |w|**q."""
+    """The L^q path norm of a SharedGraph: the squared network's sweep with |w|**q; rerun
+    on scaled values (mantissa, exponent) when a power or a path sum leaves the normal
+    float64 range on the way (the result may still be representable)."""
     p = as_params(p, g.n_params)
     if q == 2.0:
         return math.sqrt(gamma2(g, p))
     c = g.compiled
-    with np.errstate(over="ignore"):
-        w = engine.extended_sq(c, np.abs(p) ** q, power=q)
-    try:
-        if not _finite(w):
-            raise PathOverflowError("a weight's q-th power overflows")
-        total = _gamma2_from(g, _squared_forward(g, w))
-    except PathOverflowError:
-        h = _squared_forward(g, w, careful=True)
-        with np.errstate(over="ignore"):
-            total = float(h[c.outputs].sum())
-        if not np.isfinite(total):
-            raise PathOverflowError(
-                f"the sum over paths of prod |w|**{q:g} overflows float64, so the L^{q:g} "
-                f"path norm cannot be computed here; scale the weights down (a scale c "
-                f"multiplies each path's term by c**({q:g} * path length))") from None
-    return total ** (1.0 / q)
+    absw = np.abs(engine.extended(c, p))
+    with np.errstate(over="ignore", under="ignore"):
+        w = absw ** q
+    if _finite(w) and not ((w < _TINY) & (absw != 0)).any():
+        try:
+            h = _squared_forward(g, w)
+            if not _lost_to_underflow(g, absw, h):
+                return _gamma2_from(g, h) ** (1.0 / q)
+        except PathOverflowError:
+            pass
+    return _scaled_path_norm(g, absw, q)
+
+
+def _scaled_path_norm(g, absw, q):
+    """:func:`_graph_path_norm` on scaled values: ``|w|**q`` as (mantissa, exponent) built
+    from frexp (the exponent's fraction folded into the mantissa), one scaled sweep, and
+    the root taken on the exponent."""
+    c = g.compiled
+    m, x = np.frexp(absw)
+    if q <= 1000:                       # m**q >= 0.5**1000: no underflow
+        e = q * x.astype(np.float64)
+        n = np.floor(e)
+        vm, k = np.frexp(m ** q * np.exp2(e - n))
+    else:
+        with np.errstate(divide="ignore"):
+            e = q * np.log2(np.where(absw > 0, absw, 1.0))
+        n = np.floor(e)
+        vm, k = np.frexp(np.exp2(e - n))
+    vx = (n + k).astype(np.int64)
+    vm[absw == 0] = 0.0
+    vx[absw == 0] = 0
+    hm = np.zeros(g.n_nodes)
+    hx = np.zeros(g.n_nodes, dtype=np.int64)
+    hm[c.inputs] = 0.5
+    hx[c.inputs] = 1
+    engine.sq_forward_scaled(c, vm, vx, hm, hx)
+    hm[_dead(g)[0]] = 0.0
+    om, ox = hm[c.outputs], hx[c.outputs]
+    nz = om != 0
+    if not nz.any():
+        return 0.0
+    top = int(ox[nz].max())
+    with np.errstate(under="ignore"):
+        s = float(np.ldexp(om[nz], np.clip(ox[nz] - top, -4000, 0).astype(np.int32)).sum())
+    t = top / q                          # total ** (1/q) = s ** (1/q) * 2 ** t
+    whole = math.floor(t)
+    with np.errstate(over="ignore", under="ignore"):
+        norm = float(np.ldexp(s ** (1.0 / q) * 2.0 ** (t - whole), whole))
+    if not math.isfinite(norm):
+        raise PathOverflowError(
+            f"the L^{q:g} path norm is beyond the float64 range; scale the weights down (a "
+            f"scale c multiplies each path's term by c**({q:g} * path length))")
+    return norm
 
 
 def path_norm(obj, p=None, q=2):

@@ -568,6 +568,8 @@ def _in_range(g, p, b, out):
     if not bad.any():
         return out
     src, dst, par = g.edges()
+    keep = np.flatnonzero(par >= 0)          # fixed edges (-1) have no parameter
+    src, dst, par = src[keep], dst[keep], par[keep]
     used, first = np.unique(par, return_index=True)
     lr = np.zeros(g.n_params)
     lr[used] = b[dst[first]] - b[src[first]]

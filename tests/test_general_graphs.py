@@ -184,6 +184,30 @@ class TestRescaling:
             pathgeom.rescale(g, np.ones(g.n_params), beta)
 
 
+class TestRegressions:
+    def test_backward_with_fixed_edges_and_cancelling_batch(self):
+        """The exact second pass of the backward kernel (a gradient that cancels) must
+        skip the fixed weights' pseudo-parameters (it once wrote past its arrays)."""
+        F = 50
+        edges = ([("x", "y", 0)] + [("x", f"a{j}", fixed(1.0 + j)) for j in range(F)]
+                 + [(f"a{j}", "y", 0) for j in range(F)])
+        g = SharedGraph.from_edges(edges, ["x"], ["y"])
+        for _ in range(5):
+            assert g.backward([1.0], [[1.0], [1.0]], [[1.0], [-1.0]]).tolist() == [0.0]
+        want = float(reference.backward(g, [1.0], [1.0], [1.0])[0])
+        assert g.backward([1.0], [[1.0], [1.0]], [[1.0], [1.0]]).tolist() == [2 * want]
+
+    @pytest.mark.parametrize("q", [1, 3, 2.5, 4])
+    def test_path_norm_through_underflow(self, q):
+        """A |w|**q below float64 on a path whose product is representable."""
+        g = SharedGraph.from_edges([("x", "h", 0), ("h", "y", 1)], ["x"], ["y"])
+        assert_close(pathgeom.path_norm(g, [1e-110, 1e110], q=q), 1.0, rtol=1e-13)
+        g = SharedGraph.from_edges([("x", "h", fixed(1e-110)), ("h", "y", 0)], ["x"], ["y"])
+        assert_close(pathgeom.path_norm(g, [1e110], q=q), 1.0, rtol=1e-13)
+        tied = SharedGraph.from_edges([("x", "h", 0), ("h", "y", 0)], ["x"], ["y"])
+        assert_close(pathgeom.path_norm(tied, [1e-60], q=q), 1e-120, rtol=1e-12)
+
+
 class TestRoundTrips:
     @given(general_graphs(), st.data())
     def test_networkx_edge_list_and_pickle(self, g, data):
@@ -259,7 +283,9 @@ class TestBadInput:
         with pytest.raises(TypeError, match="needs p"):
             pathgeom.path_norm(g)
         with pytest.raises(pathgeom.PathOverflowError, match="L\\^4 path norm"):
-            pathgeom.path_norm(g, [1e100], q=4)
+            chain = SharedGraph.from_edges([("x", "h", 0), ("h", "y", 0)], ["x"], ["y"])
+            pathgeom.path_norm(chain, [1e200], q=4)      # 1e400: beyond float64
+        assert pathgeom.path_norm(g, [1e100], q=4) == 1e100   # 1e400 only on the way
 
     def test_edge_list_bad_fixed(self):
         with pytest.raises(pathgeom.EdgeListError, match="net.txt:3: 'fixed=abc'"):

@@ -86,3 +86,29 @@ def test_library_calls_leave_counts_and_results_alone(two_threads):
         again = [f() for f in calls]
     for a, b in zip(first, again):
         assert_close(a, b, rtol=1e-13, scale=1e-300)
+
+
+def test_blocks_in_two_python_threads_leave_the_counts_as_they_were(two_threads):
+    """BLAS counts are process-wide: overlapping blocks in two threads (A lowers, B enters,
+    A leaves, B leaves) must end with the counts of before."""
+    import threading
+    a_in, b_in, a_out = threading.Event(), threading.Event(), threading.Event()
+
+    def thread_a():
+        with _threads.for_size(1):
+            a_in.set()
+            b_in.wait(10)
+        a_out.set()
+
+    def thread_b():
+        a_in.wait(10)
+        with pathgeom.threads(2):
+            b_in.set()
+            a_out.wait(10)
+
+    ts = [threading.Thread(target=thread_a), threading.Thread(target=thread_b)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(20)
+    assert set(_blas()) == {2} and numba.get_num_threads() == 2

@@ -51,6 +51,8 @@ class _Importer:
                     self.uses[name] = self.uses.get(name, 0) + 1
         for out in g.output:
             self.uses[out.name] = self.uses.get(out.name, 0) + 1
+        self.remaining = dict(self.uses)   # reads still to come, per tensor name
+        self._spans = {}                   # tensor name -> (min, max) node id
         numpy_helper = onnx.numpy_helper
         for init in g.initializer:
             if init.name not in self.values:
@@ -87,10 +89,27 @@ class _Importer:
 
     def is_open(self, name, v):
         """Whether ``v`` (the tensor ``name``) may be changed in place: all its nodes linear
-        and open, each once, and the tensor used once in the model."""
+        and open, each once, the tensor used once in the model, and no other tensor that is
+        still to be read shares its nodes (an Identity, Reshape, Slice, ... of it: an alias;
+        judged by id ranges, so a doubtful case counts as shared)."""
         ids = v.ids.ravel()
-        return (self.uses.get(name, 0) == 1 and bool(np.all(self.kind[ids] == _LINEAR))
-                and not self.closed[ids].any() and twin.distinct(ids))
+        if not (self.uses.get(name, 0) == 1 and bool(np.all(self.kind[ids] == _LINEAR))
+                and not self.closed[ids].any() and twin.distinct(ids)):
+            return False
+        if not ids.size:
+            return True
+        lo, hi = int(ids.min()), int(ids.max())
+        for other, left in self.remaining.items():
+            if left <= 0 or other == name:
+                continue
+            u = self.values.get(other)
+            if isinstance(u, _Units) and u.ids.size:
+                span = self._spans.get(other)
+                if span is None:
+                    span = self._spans[other] = (int(u.ids.min()), int(u.ids.max()))
+                if span[0] <= hi and lo <= span[1]:
+                    return False
+        return True
 
     def all_inputs(self, ids):
         k = self.kind[np.asarray(ids).ravel()]
@@ -271,6 +290,9 @@ class _Importer:
             extra = [n for n in node.output[len(outs):] if n and self.uses.get(n)]
             if extra:
                 self.fail(node, f"output {extra[0]!r} is not supported")
+            for name in node.input:
+                if name:
+                    self.remaining[name] = self.remaining.get(name, 0) - 1
         self.read_outputs()
         return self.finish()
 

@@ -510,10 +510,16 @@ def _add_units(imp, node, inputs, a, b):
     if b.ids.shape != a.ids.shape or b.batch != a.batch:
         imp.fail(node, f"an Add of activations of shapes {a.ids.shape} and {b.ids.shape} "
                        f"(batch axes {a.batch}, {b.batch}); they must have the same shape")
-    if inputs[0] == inputs[1]:
+    if inputs[0] == inputs[1] or np.array_equal(a.ids, b.ids):   # x + x, x + Identity(x)
         return imp.new_nodes_from(a, node.output[0], 2.0)
+    shared = not twin.distinct(np.concatenate([a.ids.ravel(), b.ids.ravel()]))
+    if shared:          # overlapping slices of one tensor: new units, edges from both
+        y = imp.new_nodes_from(a, node.output[0])
+        imp.close(b.ids)
+        imp.emit(twin.AddOp(b.per_example(), y.per_example(), 1.0))
+        return y
     open_a, open_b = imp.is_open(inputs[0], a), imp.is_open(inputs[1], b)
-    if open_a and open_b and twin.distinct(np.concatenate([a.ids.ravel(), b.ids.ravel()])):
+    if open_a and open_b:
         # z_a + z_b: one node with the incoming edges of both
         for u, w in zip(b.ids.ravel().tolist(), a.ids.ravel().tolist()):
             imp.rep[u] = w
