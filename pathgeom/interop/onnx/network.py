@@ -106,6 +106,21 @@ class OnnxNetwork:
         self._work = {}                # scratch arrays of the dense passes, kept
         self._work_lock = threading.Lock()
 
+    @property
+    def p(self):
+        """The model's own parameters (its initializers, folded where said), read-only.
+
+        Assign a new vector to change them (``net.p = new``); the dense passes keep the
+        powers :math:`|p|^q` of the last vector they saw, so in-place changes are refused.
+        """
+        return self._own_p
+
+    @p.setter
+    def p(self, value):
+        arr = np.array(as_params(value, self.n_params), dtype=np.float64, copy=True)
+        arr.flags.writeable = False
+        self._own_p = arr
+
     def __repr__(self):
         return (f"OnnxNetwork(inputs={self.input_names}, outputs={self.output_names}, "
                 f"n_params={self.n_params}, dense={self.dense})")
@@ -241,14 +256,22 @@ class OnnxNetwork:
     def _power_forward(self, p, q, work):
         prog = self._program
         w = work.get("w")
+        # the powers of the model's own (read-only) parameters are kept from the last pass
+        kept = work.get("w_of")
+        own = p is self._own_p and kept is not None and kept[0] is p and kept[1] == q
         if w is None or w.size != p.size + 1:
             w = work["w"] = np.empty(p.size + 1)
-        with np.errstate(over="ignore", invalid="ignore"):
-            if q == 2.0:
-                np.square(p, out=w[:-1])
-            else:
-                np.power(np.abs(p), q, out=w[:-1])
-        w[-1] = 0.0          # (an infinite |w|^q shows up in the total, checked below)
+            own = False
+        if not own:
+            work["w_of"] = None
+            with np.errstate(over="ignore", invalid="ignore"):
+                if q == 2.0:
+                    np.square(p, out=w[:-1])
+                else:
+                    np.power(np.abs(p), q, out=w[:-1])
+            w[-1] = 0.0          # (an infinite |w|^q shows up in the total, checked below)
+            if p is self._own_p:
+                work["w_of"] = (p, q)     # the array itself: no id reused by another
         rows = np.ones((1, prog.input_ids.size))
         with np.errstate(over="ignore", invalid="ignore"):
             st = twin.dense_forward(prog.ops, prog.n_nodes, prog.input_ids, rows, w, q, work)

@@ -26,6 +26,8 @@ import math
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from ... import _conv_kernels
+
 
 def distinct(flat):
     """Whether the integers ``flat`` are pairwise different (a sort; numpy's hash-based
@@ -99,10 +101,14 @@ class _Index:
             view += np.broadcast_to(vals, view.shape) if np.size(vals) != view.size \
                 else np.reshape(vals, view.shape)
             return
-        vals = self._rows(A, vals)
         if self.sl is not None:
-            A[..., self.sl] += vals
-        elif self.unique:
+            # in the index's shape: a broadcast value (a bias per channel) is not copied
+            view = A[..., self.sl].reshape(A.shape[:-1] + self.shape)
+            vals = np.asarray(vals)
+            view += vals.reshape(view.shape) if vals.size == view.size else vals
+            return
+        vals = self._rows(A, vals)
+        if self.unique:
             A[..., self.flat] += vals
         elif A.ndim == 1:
             np.add.at(A, self.flat, vals)
@@ -116,11 +122,12 @@ class _Index:
             view[...] = np.broadcast_to(vals, view.shape) if np.size(vals) != view.size \
                 else np.reshape(vals, view.shape)
             return
-        vals = self._rows(A, vals)
         if self.sl is not None:
-            A[..., self.sl] = vals
-        else:
-            A[..., self.flat] = vals
+            view = A[..., self.sl].reshape(A.shape[:-1] + self.shape)
+            vals = np.asarray(vals)
+            view[...] = vals.reshape(view.shape) if vals.size == view.size else vals
+            return
+        A[..., self.flat] = self._rows(A, vals)
 
 
 def _is_range(flat):
@@ -354,22 +361,129 @@ class ConvOp(_Op):
 
     def _cols(self, X, st):
         """im2col: ``(G, C/G * prod(K), B * prod(O))`` in a kept buffer (made with zeros,
-        so the entries that fall in the padding, never written, stay 0)."""
+        so the entries that fall in the padding, never written, stay 0).  One sample of a
+        two-dimensional convolution goes through the compiled kernel (which writes every
+        entry); anything else through numpy's strided copies."""
         B, C = X.shape[:2]
         O = math.prod(self.win.out_shape)
         shape = (self.group, C // self.group * math.prod(self.win.K), B * O)
         cols = st.buf((id(self), "cols"), shape, 0.0)
-        self.win.gather_into(X, cols.reshape((C,) + self.win.K + (B,) + self.win.out_shape))
+        if B == 1 and self.win.nsp == 2:
+            w = self.win
+            _conv_kernels.im2col2d(np.ascontiguousarray(X[0]), *w.K, *w.strides, *w.dil,
+                                   *w.lo, w.out_shape[1], cols.reshape(-1, O))
+        else:
+            self.win.gather_into(X, cols.reshape((C,) + self.win.K + (B,) + self.win.out_shape))
         return cols
 
     def _wf(self, st):
         M = self.W.shape[0]
         return self.Wi.take(st.w).reshape(self.group, M // self.group, -1)
 
+    def _masks(self):
+        """Per spatial axis, the 0/1 matrices (K_a, O_a) "offset j feeds output o" and
+        (K_a, S_a) "offset j reads input i" (the window is a product over the axes)."""
+        masks = getattr(self, "_mask_cache", None)
+        if masks is None:
+            out_masks, in_masks = [], []
+            for a, (oa, ja, ia) in enumerate(self.win.triples):
+                mo = np.zeros((self.win.K[a], self.win.out_shape[a]))
+                mo[ja, oa] = 1.0
+                mi = np.zeros((self.win.K[a], self.win.S[a]))
+                mi[ja, ia] = 1.0
+                out_masks.append(mo)
+                in_masks.append(mi)
+            masks = self._mask_cache = (out_masks, in_masks)
+        return masks
+
+    def _const_columns(self, X, st):
+        """When each input channel of one sample is constant (the all-ones input of the
+        power network), the convolution needs no im2col: with ``x_c`` the channel values
+        and :math:`V_{mk} = \\sum_c W_{mck} x_c`,
+        :math:`Y_{mo} = \\sum_k V_{mk} \\prod_a [\\text{offset } k_a \\text{ feeds } o_a]`,
+        a contraction axis by axis.  Returns ``(Y (M, O), x)`` or None."""
+        if X.shape[0] != 1:
+            return None
+        C = X.shape[1]
+        xc = X[0].reshape(C, -1)
+        if xc.shape[1] == 0 or not (xc == xc[:, :1]).all():
+            return None
+        x = xc[:, 0].copy()
+        G, M = self.group, self.W.shape[0]
+        Wf = self._wf(st).reshape(G, M // G, C // G, -1)
+        V = np.einsum("gmck,gc->gmk", Wf, x.reshape(G, C // G)).reshape((M,) + self.win.K)
+        Y = _along_axes(V, self._masks()[0])
+        return Y.reshape(M, -1), x
+
+    def _band(self, box):
+        """The output positions whose windows leave the constant box (the border band):
+        ``(flat index, o1, o2, n_interior)``, or None when the interior is too small."""
+        cache = self.__dict__.setdefault("_band_cache", {})
+        if box in cache:
+            return cache[box]
+        w = self.win
+        ranges = []
+        for a in range(2):
+            o = np.arange(w.out_shape[a])
+            start = o * w.strides[a] - w.lo[a]
+            inside = (start >= box[a][0]) & (start + (w.K[a] - 1) * w.dil[a] < box[a][1])
+            ranges.append(inside)
+        interior = ranges[0][:, None] & ranges[1][None, :]
+        n_int = int(interior.sum())
+        band = None
+        if n_int >= BAND_MIN_INTERIOR * interior.size:
+            o1, o2 = np.nonzero(~interior)
+            band = (np.flatnonzero(~interior.ravel()), o1.astype(np.int64),
+                    o2.astype(np.int64), interior, n_int)
+        if len(cache) < 8:
+            cache[box] = band
+        return band
+
+    def _band_forward(self, X0, st):
+        """One sample whose channels are constant on a box (the power network on the
+        all-ones input, away from the zero padding): every output whose window lies in the
+        box has the value :math:`\\sum_{c,k} W_{mck} v_c`; the product runs over the
+        border band's columns only.  False (nothing done) when that does not pay."""
+        found = _constant_box(X0)
+        if found is None:
+            return False
+        box, v = found
+        band = self._band(box)
+        if band is None:
+            return False
+        idx, o1, o2, interior, n_int = band
+        w = self.win
+        M = self.W.shape[0]
+        Wf = self._wf(st)[0]
+        nb = idx.size
+        # the band's windows, then one more column: the window of every interior output
+        cols = st.buf((id(self), "cols_band"), (Wf.shape[1], nb + 1))
+        _conv_kernels.im2col2d_at(np.ascontiguousarray(X0), *w.K, *w.strides, *w.dil, *w.lo,
+                                  o1, o2, cols[:, :nb])
+        cols[:, nb] = np.repeat(v, math.prod(w.K))
+        if self.y.sl is not None:
+            Y = st.H[0, self.y.sl].reshape(M, -1)
+        else:
+            Y = np.empty((M, interior.size))
+        yb = Wf @ cols
+        Y[:] = yb[:, nb:]
+        Y[:, idx] = yb[:, :nb]
+        if self.y.sl is None:
+            self.y.put(st.H, Y[None])
+        st.cache[(id(self), "band")] = (idx, interior, n_int, cols)
+        return True
+
     def forward(self, st):
         X = self.x.take(st.H)
         B = X.shape[0]
         M = self.W.shape[0]
+        const = self._const_columns(X, st)
+        if const is not None:
+            st.cache[(id(self), "x")] = const[1]
+            self.y.put(st.H, const[0][None])
+            return
+        if B == 1 and self.group == 1 and self.win.nsp == 2 and self._band_forward(X[0], st):
+            return
         cols = self._cols(X, st)
         Wf = self._wf(st)
         if B == 1 and self.group == 1 and self.y.sl is not None:
@@ -379,32 +493,123 @@ class ConvOp(_Op):
         Y = Y.reshape(M, B, -1)
         self.y.put(st.H, Y[:, 0] if B == 1 else Y.transpose(1, 0, 2))
 
+    def _put_grad(self, G, gw):
+        M = self.W.shape[0]
+        if self.exclusive and self.Wi.sl is not None:
+            G[self.Wi.sl] = gw.reshape(-1)
+        else:
+            self.Wi.add(G, gw.reshape(self.W.shape))
+
     def backward(self, st, D, G):
         M = self.W.shape[0]
-        Dy = self.y.take(D).reshape(self.group, M // self.group, -1)    # B = 1
-        cols = st.work[(id(self), "cols")]
-        if self.group == 1 and self.exclusive and self.Wi.sl is not None:
-            # the only operation on these parameters: the product lands in G directly
-            np.matmul(Dy[0], cols[0].T, out=G[self.Wi.sl].reshape(M, -1))
-        elif self.group == 1:
-            self.Wi.add(G, Dy[0] @ cols[0].T)
+        g = self.group
+        C = self.x_ids.shape[0]
+        Dy = self.y.take(D).reshape(g, M // g, -1)                  # B = 1
+        d = Dy[:, :, :1]
+        # an upstream gradient constant per channel (after a global average pool, say):
+        # no products with the positions, only with the window masks
+        dconst = Dy.shape[2] > 0 and bool((Dy == d).all())
+        x = st.cache.get((id(self), "x"))
+        if x is not None:
+            # constant input channels: dW[m, c, k] = x_c sum_o dY[m, o] [k feeds o]
+            U = _along_axes(Dy.reshape((M,) + self.win.out_shape),
+                            [m.T for m in self._masks()[0]]).reshape(g, M // g, 1, -1)
+            self._put_grad(G, U * x.reshape(g, 1, C // g, 1))
+        elif (id(self), "band") in st.cache:
+            # dW = dY[:, band] cols_band^T + (sum of dY over the interior) c_interior^T,
+            # one product with the extra column
+            idx, interior, n_int, cols = st.cache[(id(self), "band")]
+            D0 = Dy[0]
+            nb = idx.size
+            Dext = st.buf((id(self), "dy_band"), (M, nb + 1))
+            Dext[:, :nb] = D0[:, idx]
+            Dext[:, nb] = D0[:, interior.ravel()].sum(axis=1)
+            if self.exclusive and self.Wi.sl is not None:
+                np.matmul(Dext, cols.T, out=G[self.Wi.sl].reshape(M, -1))
+            else:
+                self.Wi.add(G, (Dext @ cols.T).reshape(self.W.shape))
         else:
-            self.Wi.add(G, np.matmul(Dy, cols.transpose(0, 2, 1)))
+            cols = st.work[(id(self), "cols")]
+            if dconst:
+                self._put_grad(G, d * cols.sum(axis=2)[:, None, :])
+            elif g == 1 and self.exclusive and self.Wi.sl is not None:
+                # the only operation on these parameters: the product lands in G directly
+                np.matmul(Dy[0], cols[0].T, out=G[self.Wi.sl].reshape(M, -1))
+            elif g == 1:
+                self.Wi.add(G, Dy[0] @ cols[0].T)
+            else:
+                self.Wi.add(G, np.matmul(Dy, cols.transpose(0, 2, 1)))
         if self.x_is_input:
             return
         Wf = self._wf(st)
-        if self.group == 1:
-            dcols = np.matmul(Wf[0].T, Dy[0], out=st.buf((id(self), "dcols"), cols.shape[1:]))
+        if dconst:
+            # dX[c, i] = sum_k u[c, k] [offset k reads i], u = W^T d per group
+            u = np.matmul(Wf.transpose(0, 2, 1), d).reshape((C,) + self.win.K)
+            dX = _along_axes(u, self._masks()[1])
+            self.x.add(D, dX[None])
+            return
+        O = Dy.shape[2]
+        if g == 1:
+            dcols = np.matmul(Wf[0].T, Dy[0],
+                              out=st.buf((id(self), "dcols"), (Wf.shape[2], O)))
         else:
             dcols = np.matmul(Wf.transpose(0, 2, 1), Dy)                # (G, CK/G, O)
-        C = self.x_ids.shape[0]
         nsp = self.win.nsp
+        if nsp == 2:
+            w = self.win
+            if self.x.sl is not None:
+                target = self.x.take(D)[0]
+            else:
+                target = st.buf((id(self), "dX"), (C,) + w.S)
+                target.fill(0.0)
+            _conv_kernels.col2im2d(dcols.reshape(-1, O), *w.K, *w.strides, *w.dil, *w.lo,
+                                   w.out_shape[1], target)
+            if self.x.sl is None:
+                self.x.add(D, target[None])
+            return
         dcols = dcols.reshape((C,) + self.win.K + (1,) + self.win.out_shape)
         perm = (nsp + 1, 0) + tuple(range(nsp + 2, 2 * nsp + 2)) + tuple(range(1, nsp + 1))
         if self.x.sl is not None:
             self.win.scatter_into(dcols.transpose(perm), self.x.take(D))
         else:
             self.x.add(D, self.win.scatter(dcols.transpose(perm), 1, C, st, id(self)))
+
+
+
+#: A convolution of one sample takes the border-band route (see
+#: :meth:`ConvOp._band_forward`) when at least this share of its outputs is interior.
+BAND_MIN_INTERIOR = 0.1
+
+
+def _constant_box(X0):
+    """For one sample ``X0`` (C, S1, S2): the largest box around the centre position on
+    which every channel is constant, as ``(((lo1, hi1), (lo2, hi2)), values (C,))``; None
+    when there is no such box beyond the centre."""
+    C, S1, S2 = X0.shape
+    if C == 0 or S1 == 0 or S2 == 0:
+        return None
+    c1, c2 = S1 // 2, S2 // 2
+    v = X0[:, c1, c2].copy()
+    eq = (X0 == v[:, None, None]).all(axis=0)
+    bounds = []
+    for line, c, S in ((eq[:, c2], c1, S1), (eq[c1, :], c2, S2)):
+        off = np.flatnonzero(~line[:c])
+        lo = int(off[-1]) + 1 if off.size else 0
+        off = np.flatnonzero(~line[c:])
+        hi = c + int(off[0]) if off.size else S
+        bounds.append((lo, hi))
+    (lo1, hi1), (lo2, hi2) = bounds
+    if (hi1 - lo1) * (hi2 - lo2) <= 1 or not eq[lo1:hi1, lo2:hi2].all():
+        return None
+    return (tuple(bounds), v)
+
+
+def _along_axes(A, mats):
+    """``out[r, o_1, ..., o_n] = sum_k A[r, k_1, ..., k_n] prod_a mats[a][k_a, o_a]``: one
+    contraction per axis (``A`` has shape (R, K_1, ..., K_n))."""
+    for m in mats:
+        A = np.tensordot(A, m, axes=([1], [0]))
+    return A
 
 
 class MatMulOp(_Op):
