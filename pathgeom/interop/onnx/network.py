@@ -151,6 +151,12 @@ class OnnxNetwork:
         """An upper bound on :attr:`graph`'s number of edges, known without building it."""
         return int(sum(op.n_edges() for op in self._program.ops))
 
+    def _edge_bound(self):
+        bound = self.__dict__.get("_edge_bound_value")
+        if bound is None:
+            bound = self._edge_bound_value = self.n_edges_bound
+        return bound
+
     @property
     def dense(self):
         """Whether the dense passes apply (every operation has one: no RNN operator)."""
@@ -324,8 +330,13 @@ class OnnxNetwork:
         with self._workspace() as work:
             st, gamma2 = self._power_forward(p, 2.0, work)
             with np.errstate(over="ignore", invalid="ignore"):
-                _, kappa1 = twin.dense_backward(prog.ops, st, prog.output_ids, prog.n_params)
-        if not _all_finite(kappa1):
+                delta, kappa1 = twin.dense_backward(prog.ops, st, prog.output_ids,
+                                                    prog.n_params)
+                # every entry of the squared network is >= 0, so each kappa1_i, a sum of at
+                # most n_edges products h_u delta_v, is at most n_edges max(h) max(delta):
+                # when that is finite, no entry needs checking (NaN fails the comparison)
+                bound = float(self._edge_bound()) * float(st.H.max()) * float(delta.max())
+        if not bound < _FINITE_BOUND and not _all_finite(kappa1):
             raise PathOverflowError("kappa1 overflows float64; scale the weights down")
         kappa1.flags.writeable = False
         if not with_kappa2:
@@ -375,6 +386,10 @@ class OnnxNetwork:
                 raise ValueError(f"{name} has shape {a.shape}, expected {shape}")
             p[start:start + a.size] = a.ravel()
         return p
+
+
+#: Below this, a sum bound of kappa1 proves every entry finite (float64 max is 1.8e308).
+_FINITE_BOUND = 1e300
 
 
 def _all_finite(a):

@@ -428,12 +428,16 @@ class ConvOp(_Op):
             start = o * w.strides[a] - w.lo[a]
             inside = (start >= box[a][0]) & (start + (w.K[a] - 1) * w.dil[a] < box[a][1])
             ranges.append(inside)
-        interior = ranges[0][:, None] & ranges[1][None, :]
-        n_int = int(interior.sum())
+        mask = ranges[0][:, None] & ranges[1][None, :]
+        n_int = int(mask.sum())
         band = None
-        if n_int >= BAND_MIN_INTERIOR * interior.size:
-            o1, o2 = np.nonzero(~interior)
-            band = (np.flatnonzero(~interior.ravel()), o1.astype(np.int64),
+        if n_int >= BAND_MIN_INTERIOR * mask.size:
+            # the interior outputs form a box (a product of ranges)
+            (a1,), (a2,) = np.nonzero(ranges[0])[0][:1], np.nonzero(ranges[1])[0][:1]
+            interior = ((int(a1), int(a1) + int(ranges[0].sum())),
+                        (int(a2), int(a2) + int(ranges[1].sum())))
+            o1, o2 = np.nonzero(~mask)
+            band = (np.flatnonzero(~mask.ravel()), o1.astype(np.int64),
                     o2.astype(np.int64), interior, n_int)
         if len(cache) < 8:
             cache[box] = band
@@ -464,7 +468,7 @@ class ConvOp(_Op):
         if self.y.sl is not None:
             Y = st.H[0, self.y.sl].reshape(M, -1)
         else:
-            Y = np.empty((M, interior.size))
+            Y = np.empty((M, math.prod(w.out_shape)))
         yb = Wf @ cols
         Y[:] = yb[:, nb:]
         Y[:, idx] = yb[:, :nb]
@@ -523,7 +527,8 @@ class ConvOp(_Op):
             nb = idx.size
             Dext = st.buf((id(self), "dy_band"), (M, nb + 1))
             Dext[:, :nb] = D0[:, idx]
-            Dext[:, nb] = D0[:, interior.ravel()].sum(axis=1)
+            (a1, b1), (a2, b2) = interior
+            Dext[:, nb] = D0.reshape((M,) + self.win.out_shape)[:, a1:b1, a2:b2].sum(axis=(1, 2))
             if self.exclusive and self.Wi.sl is not None:
                 np.matmul(Dext, cols.T, out=G[self.Wi.sl].reshape(M, -1))
             else:
@@ -606,9 +611,9 @@ def _constant_box(X0):
 
 def _along_axes(A, mats):
     """``out[r, o_1, ..., o_n] = sum_k A[r, k_1, ..., k_n] prod_a mats[a][k_a, o_a]``: one
-    contraction per axis (``A`` has shape (R, K_1, ..., K_n))."""
-    for m in mats:
-        A = np.tensordot(A, m, axes=([1], [0]))
+    product per axis, last axis first (``A`` has shape (R, K_1, ..., K_n))."""
+    for m in reversed(mats):
+        A = np.moveaxis(A @ m, -1, 1)
     return A
 
 
@@ -636,7 +641,15 @@ class MatMulOp(_Op):
         K, M = self.W.shape
         X = self.x.take(st.H).reshape(-1, K)
         Dy = self.y.take(D).reshape(-1, M)
-        self.Wi.add(G, X.T @ Dy)
+        if self.Wi.tsl is not None:
+            # a weight stored transposed (Gemm transB=1): the product in its storage order
+            block = G[self.Wi.tsl].reshape(M, K)
+            if self.exclusive:
+                np.matmul(Dy.T, X, out=block)
+            else:
+                block += Dy.T @ X
+        else:
+            self.Wi.add(G, X.T @ Dy)
         if not self.x_is_input:
             self.x.add(D, (Dy @ self.Wi.take(st.w).T).reshape((1,) + self.x.shape))
 
