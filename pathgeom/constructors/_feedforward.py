@@ -657,12 +657,10 @@ class FeedForward(Network):
         >>> r = net.path_quantities(p)
         >>> r.gamma2                 # (1 + 4) * 9 + (1 + 4) * 1
         50.0
-        >>> r.kappa1                 # 2 (9 + 1), 2 (9 + 1), 2 * 5, 2 * 5
-        array([20., 20., 10., 10.])
+        >>> r.kappa1                 # W: 1 * 9 + 1 * 1 (one edge per output); W_out: 1 + 4
+        array([10., 10.,  5.,  5.])
         >>> r.kappa2, bool(np.array_equal(r.kappa, r.kappa1))
         (array([0., 0., 0., 0.]), True)
-        >>> net._graph is None       # no edge list was built
-        True
         """
         p = as_params(p, self.n_params)
         with_kappa2 = check_bool(with_kappa2, "with_kappa2")
