@@ -3,9 +3,11 @@ r"""Feed-forward networks of ReLU layers as shared-weight graphs: the machinery 
 
 A :class:`FeedForward` network is a list of stages (a convolution or a dense layer, ReLU
 after each, then a linear output layer).  This module builds the graph's edge arrays
-(one parameter per kernel entry, shared by every position) and computes the same function
-densely (cross-correlation by strided slabs, its backward pass), so that the dense twin
-and the graph agree to rounding (tested).
+(one parameter per kernel entry, shared by every position; only when ``.graph`` is first
+accessed) and computes the same function densely (cross-correlation by strided slabs, its
+backward pass), so that the dense twin and the graph agree to rounding (tested).  The path
+quantities and path norms run densely too, on the power network (every weight replaced
+by :math:`|w|^q`, the all-ones input, no ReLU): see :meth:`FeedForward.path_quantities`.
 """
 
 import math
@@ -178,7 +180,8 @@ class _NeedsGraph(Exception):
 class FeedForward(Network):
     r"""A layered ReLU network of convolutions and dense layers (base of :class:`CNN` and MLP).
 
-    Holds the stages, the parameter layout, the graph and the dense numpy passes.
+    Holds the stages, the parameter layout, the graph (built on first access to
+    :attr:`graph`) and the dense numpy passes, path quantities included.
     ``weight_names`` / ``bias_names`` give each stage's block as ``(name, index)``
     (``index`` None for a single array).  Parameter order in ``p``: every weight block
     in stage order, then (with ``bias``) every bias block in stage order.
