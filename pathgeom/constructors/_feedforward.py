@@ -552,10 +552,13 @@ class FeedForward(Network):
             raise _NeedsGraph(PathUnderflowError, f"|p|**{power:g} is below the normal "
                               f"float64 range for some non-zero parameter")
         with _threads.for_size(self._work(1)):
-            hs = self._power_forward(w)
-            deltas = grad = None
-            if backward:
-                deltas, grad = self._power_backward(w, hs)
+            return self._dense_power_checked(p, w, backward)
+
+    def _dense_power_checked(self, p, w, backward):
+        hs = self._power_forward(w)
+        deltas = grad = None
+        if backward:
+            deltas, grad = self._power_backward(w, hs)
         for k, h in enumerate(hs):
             if not _finite_sum(h):
                 raise _NeedsGraph(PathOverflowError, f"a node value of layer {k} (shape "
