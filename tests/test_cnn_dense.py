@@ -326,6 +326,16 @@ class TestRange:
 
 
 class TestErrors:
+    def test_memory_is_checked_before_the_passes(self):
+        # 2**34 input positions, halved ten times: a small p, terabytes of node values
+        net = cnn((1, 2 ** 17, 2 ** 17), [Conv2d(1, 2, stride=2)] * 10, 1)
+        assert net.n_params == 10 * 4 + 128 * 128
+        p = np.full(net.n_params, 0.5)
+        from pathgeom._memory import MemoryLimitError
+        for call in (net.path_quantities, net.gamma2, lambda p: net.path_norm(p, 1)):
+            with pytest.raises(MemoryLimitError, match="dense passes of this CNN"):
+                call(p)
+
     def test_path_norm_needs_p_and_a_valid_q(self):
         net = cnn((1, 3), [Conv1d(1, 2)], 1)
         with pytest.raises(TypeError, match="needs p"):

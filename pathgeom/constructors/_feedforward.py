@@ -551,6 +551,10 @@ class FeedForward(Network):
         if w.size and w.min() < _TINY and bool(np.any((w < _TINY) & (p != 0))):
             raise _NeedsGraph(PathUnderflowError, f"|p|**{power:g} is below the normal "
                               f"float64 range for some non-zero parameter")
+        from .._memory import check_fits   # values, sensitivities, a padded layer and slab
+        check_fits(8 * ((2 + backward) * self.n_nodes + (1 + backward) * self.n_params),
+                   f"the dense passes of this {type(self).__name__}",
+                   "use a smaller input or fewer channels")
         with _threads.for_size(self._work(1)):
             return self._dense_power_checked(p, w, backward)
 
