@@ -41,6 +41,15 @@ def rows():
     yield "cnn-build", f"cnn 3x32x32, two 3x3 conv of 16 channels, Dense(16): " \
                        f"{cnn_build().n_edges:,} edges, build", \
         lambda: best_time(cnn_build, repeat=3)
+    big = pathgeom.cnn((3, 224, 224), [Conv2d(32, 3, padding=1), Conv2d(32, 3, padding=1),
+                                       Conv2d(8, 3, stride=2), Dense(10)], 10)
+    p_big = big.init(np.random.default_rng(0), "he")
+    yield "cnn-dense-quantities", f"cnn 3x224x224, two 3x3 conv of 32 channels, a stride-2 " \
+                                  f"conv of 8, Dense(10) (up to {big.n_edges_bound:,} edges, " \
+                                  f"never built): path_quantities, dense", \
+        lambda: best_time(lambda: big.path_quantities(p_big), repeat=3)
+    yield "cnn-dense-path-norm", "the same cnn: path_norm q=1, dense", \
+        lambda: best_time(lambda: big.path_norm(p_big, 1), repeat=3)
     for T, H in ((50, 16), (100, 64)):
         g = pathgeom.rnn(1, H, 1, T).graph
         yield f"group-rnn-T{T}-H{H}", f"rescaling_group, RNN T={T} H={H} " \

@@ -85,6 +85,12 @@ def _check_graph(g):
                         f"with SharedGraph.from_edges / from_arrays / from_networkx")
 
 
+def _own_method(obj, name):
+    """Whether ``obj`` is a network object (not a SharedGraph) with its own method
+    ``name``: the module's functions hand such objects to it."""
+    return not isinstance(obj, SharedGraph) and callable(getattr(obj, name, None))
+
+
 def _overflow(g, row, what):
     raise PathOverflowError(
         f"{what} overflowed float64 at node {g.nodes[row]!r} (position {row}): the squared "
@@ -580,7 +586,10 @@ def gamma2(g, p):
 
     Parameters
     ----------
-    g : SharedGraph
+    g : SharedGraph or network object
+        A network of this library with its own ``gamma2`` (:func:`~pathgeom.cnn`,
+        :func:`~pathgeom.mlp`, :func:`~pathgeom.rnn`, :func:`~pathgeom.from_onnx`) is
+        handed to it (see :func:`path_quantities`).
     p : array_like, shape (n_params,)
 
     Returns
@@ -599,6 +608,8 @@ def gamma2(g, p):
     >>> pathgeom.gamma2(g, [2.0])  # one path, p**4
     16.0
     """
+    if _own_method(g, "gamma2"):
+        return g.gamma2(p)
     q = _setup(g, p)
     w = _weights(g, np.asarray(p, dtype=np.float64))   # p validated by _setup
     with np.errstate(under="ignore", over="ignore"):
@@ -829,7 +840,11 @@ def path_quantities(g, p, with_kappa2=True, client=None):
 
     Parameters
     ----------
-    g : SharedGraph
+    g : SharedGraph or network object
+        A network of this library with its own ``path_quantities`` (:func:`~pathgeom.cnn`,
+        :func:`~pathgeom.mlp`, :func:`~pathgeom.rnn`, :func:`~pathgeom.from_onnx`) is
+        handed to it: its structured or dense passes give the same numbers (to rounding)
+        without necessarily building ``g.graph``.  (With ``client``, its ``.graph`` is used.)
     p : array_like, shape (n_params,)
         Finite parameters.
     with_kappa2 : bool, default True
@@ -862,6 +877,10 @@ def path_quantities(g, p, with_kappa2=True, client=None):
     >>> r.gamma2, r.kappa1, r.kappa2, r.kappa
     (16.0, array([8.]), array([16.]), array([24.]))
     """
+    if _own_method(g, "path_quantities"):
+        if client is None:
+            return g.path_quantities(p, with_kappa2=with_kappa2)
+        g = g.graph   # the client spreads the graph's tangent sweeps
     q = _setup(g, p)
     with_kappa2 = check_bool(with_kappa2, "with_kappa2")
     w = _weights(g, np.asarray(p, dtype=np.float64))   # p validated by _setup

@@ -143,8 +143,9 @@ class Layout:
 class Network:
     """A constructed network: ``graph``, ``layout`` and the shared interface.
 
-    Subclasses set ``self.graph`` and ``self.layout`` and implement ``forward`` (dense)
-    and ``init``.
+    Subclasses set ``self.graph`` (or provide it as a property, as :class:`FeedForward`
+    does to build it lazily) and ``self.layout``, and implement ``forward`` (dense) and
+    ``init``.
     """
 
     graph = None

@@ -3,19 +3,22 @@ r"""Feed-forward networks of ReLU layers as shared-weight graphs: the machinery 
 
 A :class:`FeedForward` network is a list of stages (a convolution or a dense layer, ReLU
 after each, then a linear output layer).  This module builds the graph's edge arrays
-(one parameter per kernel entry, shared by every position) and computes the same function
-densely (cross-correlation by strided slabs, its backward pass), so that the dense twin
-and the graph agree to rounding (tested).
+(one parameter per kernel entry, shared by every position; only when ``.graph`` is first
+accessed) and computes the same function densely (cross-correlation by strided slabs, its
+backward pass), so that the dense twin and the graph agree to rounding (tested).  The path
+quantities and path norms run densely too, on the power network (every weight replaced
+by :math:`|w|^q`, the all-ones input, no ReLU): see :meth:`FeedForward.path_quantities`.
 """
 
 import math
 import numbers
+import threading
 from typing import NamedTuple
 
 import numpy as np
 
-from .. import _threads
-from .._errors import PathOverflowError
+from .. import _threads, geometry
+from .._errors import GraphError, PathOverflowError, PathUnderflowError
 from .._validation import _as_float_array, as_params, check_bool, check_int, check_rng
 from ..graph import SharedGraph
 from ._base import Layout, Network, check_graph_size
@@ -25,6 +28,9 @@ __all__ = ["FeedForward", "UNIFORM_SCALE", "INIT_SCHEMES"]
 #: Default half-width of the ``"uniform"`` initialisation (paper, section 5).
 UNIFORM_SCALE = 0.01
 INIT_SCHEMES = ("uniform", "he")
+_TINY = np.finfo(np.float64).tiny
+#: Serialises the lazy graph builds (a module lock: networks stay picklable).
+_BUILD_LOCK = threading.Lock()
 
 
 def _int_at_least(value, what, minimum):
@@ -141,10 +147,41 @@ def _correlate_backward(A, W, stage, dZ, need_dA):
     return dW, dAp[(slice(None), slice(None)) + crop]
 
 
+def _affine(A, W, b, stage):
+    """One stage's pre-activation: correlation or matrix product, plus the bias."""
+    if stage.conv:
+        Z = _correlate(A, W, stage)
+        if b is not None:
+            Z = Z + b.reshape((-1,) + (1,) * len(stage.kernel))
+        return Z
+    Z = A.reshape(A.shape[0], -1) @ W.T
+    return Z if b is None else Z + b
+
+
+def _finite_sum(x):
+    """Every entry of ``x`` (>= 0 or nan) finite: one sum, the elementwise test only when
+    the sum is not finite."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        if math.isfinite(float(np.sum(x))):
+            return True
+    return bool(np.isfinite(x).all())
+
+
+class _NeedsGraph(Exception):
+    """The dense float64 passes cannot decide: the generic engine on the graph must
+    (``error``: the typed error to raise when the graph cannot be built)."""
+
+    def __init__(self, error, reason):
+        super().__init__(reason)
+        self.error = error
+        self.reason = reason
+
+
 class FeedForward(Network):
     r"""A layered ReLU network of convolutions and dense layers (base of :class:`CNN` and MLP).
 
-    Holds the stages, the parameter layout, the graph and the dense numpy passes.
+    Holds the stages, the parameter layout, the graph (built on first access to
+    :attr:`graph`) and the dense numpy passes, path quantities included.
     ``weight_names`` / ``bias_names`` give each stage's block as ``(name, index)``
     (``index`` None for a single array).  Parameter order in ``p``: every weight block
     in stage order, then (with ``bias``) every bias block in stage order.
@@ -161,13 +198,45 @@ class FeedForward(Network):
         self._weights = [self.layout.slice(n, i) for n, i in weight_names]
         self._biases = ([self.layout.slice(n, i) for n, i in bias_names] if self.bias
                         else [None] * len(stages))
-        n_edges = sum(math.prod(s.out_shape) * (math.prod(s.weight_shape[1:]) + self.bias)
-                      for s in self._stages)   # an upper bound: padding drops edges
-        n_nodes = math.prod(self.input_shape) + sum(math.prod(s.out_shape) for s in stages)
-        check_graph_size(n_nodes, n_edges, f"a {type(self).__name__}")
-        self.graph = self._build_graph()
+        self._graph = None          # built by the ``graph`` property on first access
+        self._structure = None      # cached non-zero structure (see _nonzero_structure)
 
     # ------------------------------------------------------------------ the graph
+
+    @property
+    def graph(self):
+        """The :class:`~pathgeom.SharedGraph`, built from the shapes on first access and
+        kept (later accesses return the same object).
+
+        Nothing else needs it: the layout, :meth:`forward`, :meth:`backward`,
+        :meth:`init`, :meth:`layer_nodes`, :meth:`path_quantities` and :meth:`path_norm`
+        work from the shapes alone.  Building it checks its size first (at most 2**31 - 1
+        edges and nodes, and memory for about 96 bytes per edge) and raises
+        :class:`~pathgeom.GraphError` when it does not fit.
+        """
+        g = self._graph
+        if g is None:
+            with _BUILD_LOCK:    # one build, even when several threads ask at once
+                g = self._graph
+                if g is None:
+                    check_graph_size(self.n_nodes, self.n_edges_bound,
+                                     f"the graph of this {type(self).__name__}")
+                    g = self._graph = self._build_graph()
+        return g
+
+    @property
+    def n_nodes(self):
+        """Number of graph nodes (inputs, the bias node, hidden units, outputs), known
+        without building the graph."""
+        return math.prod(self.input_shape) + self.bias + sum(
+            math.prod(s.out_shape) for s in self._stages)
+
+    @property
+    def n_edges_bound(self):
+        """An upper bound on the graph's number of edges, known without building it (exact
+        without padding; padding drops the edges from padded positions)."""
+        return sum(math.prod(s.out_shape) * (math.prod(s.weight_shape[1:]) + self.bias)
+                   for s in self._stages)
 
     @property
     def shapes(self):
@@ -256,14 +325,7 @@ class FeedForward(Network):
         with np.errstate(over="ignore", invalid="ignore"):
             for k, stage in enumerate(self._stages):
                 W, b = self._blocks(p, k)
-                if stage.conv:
-                    Z = _correlate(A, W, stage)
-                    if b is not None:
-                        Z = Z + b.reshape((-1,) + (1,) * len(stage.kernel))
-                else:
-                    Z = A.reshape(A.shape[0], -1) @ W.T
-                    if b is not None:
-                        Z = Z + b
+                Z = _affine(A, W, b, stage)
                 A = np.maximum(Z, 0.0) if stage.relu else Z
                 Zs.append(Z)
                 As.append(A)
@@ -378,6 +440,316 @@ class FeedForward(Network):
             raise PathOverflowError(f"the gradient of parameter {bad} overflowed float64; "
                                     f"scale the weights or dY down")
         return grad
+
+    # ------------------------------------------------------------------ path quantities
+
+    def _power_forward(self, w):
+        r"""Node values of the power network: every weight replaced by ``w >= 0`` (a vector
+        in the layout of ``p``), no ReLU, the all-ones input (and 1 at the bias node).
+
+        Returns ``hs``: ``hs[0]`` the input (ones, shape ``(1, *input_shape)``), ``hs[k]``
+        layer ``k``'s values :math:`h_v = \sum_{u \to v} w_{\pi(u \to v)} h_u` in its shape
+        (batch axis of 1).  Non-finite values are left for the caller to judge.
+        """
+        A = np.ones((1,) + self.input_shape)
+        hs = [A]
+        with np.errstate(over="ignore", invalid="ignore", under="ignore"):
+            for k, stage in enumerate(self._stages):
+                W, b = self._blocks(w, k)
+                A = _affine(A, W, b, stage)
+                hs.append(A)
+        return hs
+
+    def _power_backward(self, w, hs, saturate=False):
+        r"""Sensitivities :math:`\delta_v = \partial g / \partial h_v` of the power network's
+        summed outputs :math:`g` (the transposed maps, seeded with 1 at every output) and
+        :math:`\partial g / \partial w_i = \sum_{(u \to v) \in E_i} h_u \delta_v`.
+
+        Returns ``deltas`` (``deltas[0]`` None: the inputs' sensitivities multiply nothing
+        in any path quantity) and the gradient in the layout of ``p``.  With ``saturate``,
+        every ``delta`` is clipped at 1 (the non-zero structure pass).
+        """
+        grad = np.zeros(self.n_params)
+        n = len(self._stages)
+        deltas = [None] * (n + 1)
+        d = deltas[n] = np.ones((1, self.n_out))
+        with np.errstate(over="ignore", invalid="ignore", under="ignore"):
+            for k in range(n - 1, -1, -1):
+                stage = self._stages[k]
+                W, _ = self._blocks(w, k)
+                A = hs[k]
+                if stage.conv:
+                    dW, dA = _correlate_backward(A, W, stage, d, need_dA=k > 0)
+                    db = d.sum(axis=(0, *range(2, d.ndim)))
+                else:
+                    dW = d.T @ A.reshape(1, -1)
+                    db = d.sum(axis=0)
+                    dA = (d @ W).reshape(A.shape) if k > 0 else None
+                grad[self._weights[k]] = dW.ravel()
+                if self._biases[k] is not None:
+                    grad[self._biases[k]] = db
+                if k > 0:
+                    if saturate:
+                        np.minimum(dA, 1.0, out=dA)
+                    deltas[k] = d = dA
+        return deltas, grad
+
+    def _nonzero_structure(self, nonzero):
+        """Where a path of non-zero weights makes a quantity non-zero: boolean ``h`` and
+        ``delta`` per layer (lists as in :meth:`_power_forward` / :meth:`_power_backward`)
+        and a boolean per parameter for :math:`\\kappa^{(1)}`.
+
+        One pass of the network whose weights are 1 where ``nonzero`` and 0 elsewhere,
+        every value clipped at 1 after each layer (path counts would overflow; only their
+        sign matters).  Cached for the all-non-zero pattern.
+        """
+        if nonzero.all() and self._structure is not None:
+            return self._structure
+        ind = nonzero.astype(np.float64)
+        A = np.ones((1,) + self.input_shape)
+        hs = [A]
+        for k, stage in enumerate(self._stages):
+            W, b = self._blocks(ind, k)
+            A = np.minimum(_affine(A, W, b, stage), 1.0)
+            hs.append(A)
+        deltas, grad = self._power_backward(ind, hs, saturate=True)
+        out = ([h > 0 for h in hs], [None if d is None else d > 0 for d in deltas], grad > 0)
+        if nonzero.all():
+            self._structure = out
+        return out
+
+    def _lost_to_underflow(self, p, hs, deltas=None, grad=None):
+        """Whether a node value, sensitivity or gradient entry that a path of non-zero
+        weights makes positive came out below the normal float64 range (one reduction per
+        array when nothing is that small)."""
+        arrays = [("h", k, a) for k, a in enumerate(hs) if k > 0]
+        if deltas is not None:
+            arrays += [("d", k, a) for k, a in enumerate(deltas) if a is not None]
+        if grad is not None:
+            arrays.append(("k", 0, grad))
+        small = [(kind, k, a) for kind, k, a in arrays if a.size and a.min() < _TINY]
+        if not small:
+            return False
+        h_nz, d_nz, k_nz = self._nonzero_structure(p != 0)
+        mask = {"h": h_nz, "d": d_nz}
+        return any(bool(np.any((a < _TINY) & (k_nz if kind == "k" else mask[kind][k])))
+                   for kind, k, a in small)
+
+    def _dense_power(self, p, power, backward):
+        """The float64 passes of the power network with weights ``|p|**power``: ``(total,
+        hs, deltas, grad)`` (the last two None without ``backward``).
+
+        Raises :class:`_NeedsGraph` when the float passes cannot be trusted: a power that
+        overflows or falls below the normal range, a non-finite value, or a value that a
+        non-zero path makes positive below the normal range (lost to underflow).
+        """
+        with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+            w = p * p if power == 2.0 else np.abs(p) ** power
+        if not _finite_sum(w):
+            raise _NeedsGraph(PathOverflowError,
+                              f"|p|**{power:g} overflows float64 for some parameter")
+        if w.size and w.min() < _TINY and bool(np.any((w < _TINY) & (p != 0))):
+            raise _NeedsGraph(PathUnderflowError, f"|p|**{power:g} is below the normal "
+                              f"float64 range for some non-zero parameter")
+        from .._memory import check_fits   # values, sensitivities, a padded layer and slab
+        check_fits(8 * ((2 + backward) * self.n_nodes + (1 + backward) * self.n_params),
+                   f"the dense passes of this {type(self).__name__}",
+                   "use a smaller input or fewer channels")
+        with _threads.for_size(self._work(1)):
+            return self._dense_power_checked(p, w, backward)
+
+    def _dense_power_checked(self, p, w, backward):
+        hs = self._power_forward(w)
+        deltas = grad = None
+        if backward:
+            deltas, grad = self._power_backward(w, hs)
+        for k, h in enumerate(hs):
+            if not _finite_sum(h):
+                raise _NeedsGraph(PathOverflowError, f"a node value of layer {k} (shape "
+                                  f"{self.shapes[k]}) overflowed float64")
+        with np.errstate(over="ignore"):
+            total = float(hs[-1].sum())
+        if not math.isfinite(total):
+            raise _NeedsGraph(PathOverflowError, "the sum over the outputs overflowed float64")
+        if backward:
+            for k, d in enumerate(deltas):
+                if d is not None and not _finite_sum(d):
+                    raise _NeedsGraph(PathOverflowError, f"an output sensitivity of layer "
+                                      f"{k} (shape {self.shapes[k]}) overflowed float64")
+            if not _finite_sum(grad):
+                i = int(np.flatnonzero(~np.isfinite(grad))[0])
+                raise _NeedsGraph(PathOverflowError, f"kappa1[{i}] overflowed float64")
+        if self._lost_to_underflow(p, hs, deltas, grad):
+            raise _NeedsGraph(PathUnderflowError, "a path sum fell below the normal float64 "
+                              "range")
+        return total, hs, deltas, grad
+
+    def _on_graph(self, need, compute):
+        """``compute(self.graph)``: the generic engine (scaled sweeps, careful kernels)
+        decides what the float passes could not; when the graph is too large to build,
+        the typed error of ``need`` (a :class:`_NeedsGraph`) says why."""
+        try:
+            g = self.graph
+        except (GraphError, MemoryError) as exc:
+            raise need.error(
+                f"{need.reason} in the dense passes of this {type(self).__name__}, and the "
+                f"generic engine (which recomputes such cases on scaled values) needs the edge "
+                f"list, which does not fit: {exc}. Scale the weights (down for an overflow, up "
+                f"for an underflow; a node-wise rescaling of the hidden units changes no "
+                f"path product but can bring the intermediate values into range)") from None
+        return compute(g)
+
+    def path_quantities(self, p, with_kappa2=True):
+        r""":math:`\gamma^2`, :math:`\kappa^{(1)}`, :math:`\kappa^{(2)}` and :math:`\kappa` by
+        two dense passes of the squared network, without the edge list.
+
+        With :math:`q = p^2` (every weight squared), the all-ones input (the bias node
+        carries 1, as an input of the graph) and the ReLUs dropped (every value is
+        :math:`\ge 0`), one forward pass gives the node values
+        :math:`h_v = \sum_{u \to v} q_{\pi(u \to v)} h_u` and
+
+        .. math::
+
+            \gamma^2(p) = g(q) = \sum_{v \in V_{out}} h_v ,
+
+        and one backward pass (seeded with 1 at every output) gives
+        :math:`\delta_v = \partial g / \partial h_v` and, for every kernel entry, dense
+        weight and bias,
+
+        .. math::
+
+            \kappa^{(1)}_i = \frac{\partial g}{\partial q_i}
+                           = \sum_{(u \to v) \in E_i} h_u \delta_v ,
+
+        a weight-gradient product per layer (a kernel entry sums over every position it is
+        used at; a channel's bias over every position of the channel).  Convolutions run
+        as products over channels on numpy's BLAS, one per kernel offset.
+
+        :math:`\kappa^{(2)} = 0` exactly, by the depth certificate
+        (:func:`pathgeom.kappa2_support`): every edge of one parameter leaves a node of one
+        layer, so no input-to-output path holds two of them; hence :math:`\kappa =
+        \kappa^{(1)}`.
+
+        Equal to ``pathgeom.path_quantities(self.graph, p)`` to rounding (tested);
+        :attr:`graph` is not built.  When the float64 passes cannot be trusted (a square
+        beyond the float64 range, an overflowed intermediate, or a path sum below the
+        normal range that a non-zero path makes positive), the generic engine on
+        :attr:`graph` decides, as it does for any graph (careful and scaled sweeps).
+
+        Parameters
+        ----------
+        p : array_like, shape (n_params,)
+        with_kappa2 : bool, default True
+            Also return :math:`\kappa^{(2)}` (zeros) and :math:`\kappa`.
+
+        Returns
+        -------
+        PathQuantities
+            ``(gamma2, kappa1, kappa2, kappa)``, as :func:`pathgeom.path_quantities`;
+            ``kappa2`` and ``kappa`` are None with ``with_kappa2=False``.
+
+        Raises
+        ------
+        PathOverflowError
+            A quantity beyond the float64 range (or an intermediate the dense passes
+            cannot handle when the graph is too large to build;
+            :class:`~pathgeom.PathUnderflowError` for a loss to underflow then).
+
+        Examples
+        --------
+        One convolution (kernel ``[1, 2]`` on an input of length 3) summed by the output
+        layer: four paths through the kernel's two entries, two per output weight.
+
+        >>> import numpy as np
+        >>> from pathgeom.constructors.cnn import cnn, Conv1d
+        >>> net = cnn((1, 3), [Conv1d(1, 2)], n_out=1)
+        >>> p = net.pack(W=[np.array([[[1.0, 2.0]]])], W_out=[[3.0, 1.0]])
+        >>> r = net.path_quantities(p)
+        >>> r.gamma2                 # (1 + 4) * 9 + (1 + 4) * 1
+        50.0
+        >>> r.kappa1                 # W: 1 * 9 + 1 * 1 (one edge per output); W_out: 1 + 4
+        array([10., 10.,  5.,  5.])
+        >>> r.kappa2, bool(np.array_equal(r.kappa, r.kappa1))
+        (array([0., 0., 0., 0.]), True)
+        """
+        p = as_params(p, self.n_params)
+        with_kappa2 = check_bool(with_kappa2, "with_kappa2")
+        try:
+            total, _, _, k1 = self._dense_power(p, 2.0, backward=True)
+        except _NeedsGraph as need:
+            return self._on_graph(
+                need, lambda g: geometry.path_quantities(g, p, with_kappa2=with_kappa2))
+        if not with_kappa2:
+            return geometry.PathQuantities(total, k1, None, None)
+        # the depth certificate: no path holds two edges of one parameter
+        return geometry.PathQuantities(total, k1, np.zeros(self.n_params), k1.copy())
+
+    def gamma2(self, p):
+        r""":math:`\gamma^2(p) = \sum_{\zeta} \prod_{e \in \zeta} p_{\pi(e)}^2` (eqs. 2-3):
+        one dense forward pass of the squared network (see :meth:`path_quantities`).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from pathgeom.constructors.cnn import cnn, Conv1d
+        >>> net = cnn((1, 3), [Conv1d(1, 2)], n_out=1, bias=True)
+        >>> p = net.pack(W=[np.array([[[1.0, 2.0]]])], W_out=[[3.0, 1.0]], b=[[0.5]],
+        ...              b_out=[2.0])
+        >>> net.gamma2(p)   # 50 without bias, + 0.25 (9 + 1) from b, + 4 from b_out
+        56.5
+        """
+        p = as_params(p, self.n_params)
+        try:
+            return self._dense_power(p, 2.0, backward=False)[0]
+        except _NeedsGraph as need:
+            return self._on_graph(need, lambda g: geometry.gamma2(g, p))
+
+    def path_norm(self, p=None, q=2):
+        r"""The :math:`L^q` path norm :math:`\big(\sum_{\zeta} \prod_{e \in \zeta}
+        |p_{\pi(e)}|^q\big)^{1/q}` by one dense forward pass, without the edge list.
+
+        The pass is the one of :meth:`gamma2` with every weight replaced by :math:`|w|^q`
+        (all-ones input, bias node 1, no ReLU): the summed outputs are the sum over paths
+        of :math:`\prod |w|^q`.  For :math:`q = 2` it is :math:`\sqrt{\gamma^2}`.  When a
+        power or a path sum leaves the normal float64 range, :func:`pathgeom.path_norm` of
+        :attr:`graph` decides (it reruns on scaled values).  :func:`pathgeom.path_norm`
+        of the network calls this method.
+
+        Parameters
+        ----------
+        p : array_like, shape (n_params,)
+            Required (the network holds no weights; the default only keeps the signature
+            of :meth:`pathgeom.OnnxNetwork.path_norm`).
+        q : real, default 2
+            :math:`q \ge 1`.
+
+        Returns
+        -------
+        float
+
+        Examples
+        --------
+        >>> import numpy as np, pathgeom
+        >>> from pathgeom.constructors.cnn import cnn, Conv1d
+        >>> net = cnn((1, 3), [Conv1d(1, 2)], n_out=1)
+        >>> p = net.pack(W=[np.array([[[1.0, -2.0]]])], W_out=[[3.0, 1.0]])
+        >>> net.path_norm(p, q=1)            # (1 + 2) * 3 + (1 + 2) * 1
+        12.0
+        >>> pathgeom.path_norm(net, p, q=2) ** 2
+        50.0
+        """
+        q = geometry._check_q(q)
+        if p is None:
+            raise TypeError(f"path_norm of a {type(self).__name__} needs p (the network holds "
+                            f"no weights); pass net.path_norm(p, q)")
+        p = as_params(p, self.n_params)
+        if q == 2.0:
+            return math.sqrt(self.gamma2(p))
+        try:
+            total = self._dense_power(p, q, backward=False)[0]
+        except _NeedsGraph as need:
+            return self._on_graph(need, lambda g: geometry.path_norm(g, p, q))
+        return total ** (1.0 / q)
 
     # ------------------------------------------------------------------ initialisation
 

@@ -254,9 +254,11 @@ def cnn(input_shape, layers, n_out, bias=False):
     Returns
     -------
     CNN
-        ``.graph`` (a :class:`~pathgeom.SharedGraph`), ``.layout``, ``.pack`` / ``.unpack``
-        (blocks ``W``, ``W_out``, ``b``, ``b_out``; see :class:`CNN`), ``.init``, dense
-        ``.forward`` and ``.backward``, and the path quantities (``.gamma2`` ...).
+        ``.graph`` (a :class:`~pathgeom.SharedGraph`, built when first accessed),
+        ``.layout``, ``.pack`` / ``.unpack`` (blocks ``W``, ``W_out``, ``b``, ``b_out``; see
+        :class:`CNN`), ``.init``, dense ``.forward`` and ``.backward``, and the path
+        quantities (``.path_quantities``, ``.gamma2`` ..., ``.path_norm``) by dense passes
+        that never build the graph (see :meth:`FeedForward.path_quantities`).
 
     Raises
     ------

@@ -66,8 +66,9 @@ def mlp(sizes, bias=False):
     Returns
     -------
     MLP
-        ``.graph``, ``.layout``, ``.pack(W=[...], b=[...])`` / ``.unpack``, ``.init``,
-        dense ``.forward`` / ``.backward``, ``.gamma2`` and the other path quantities.
+        ``.graph`` (built when first accessed), ``.layout``, ``.pack(W=[...], b=[...])`` /
+        ``.unpack``, ``.init``, dense ``.forward`` / ``.backward``, ``.gamma2``, the other
+        path quantities and ``.path_norm`` (dense passes, no graph needed).
 
     Examples
     --------
