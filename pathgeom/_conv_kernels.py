@@ -22,7 +22,8 @@ outputs written into arrays the caller allocated, one thread, no BLAS.  Every en
 
 import numba
 
-__all__ = ["im2col2d", "im2col2d_at", "col2im2d"]
+__all__ = ["im2col2d", "im2col2d_segments", "col2im2d", "sum_pool2d",
+           "sum_pool2d_t"]
 
 
 @numba.njit(cache=True)
@@ -104,11 +105,11 @@ def col2im2d(dcols, K1, K2, s1, s2, d1, d2, p1, p2, O2, dX):
 
 
 @numba.njit(cache=True)
-def im2col2d_at(X, K1, K2, s1, s2, d1, d2, p1, p2, o1s, o2s, cols):
-    """:func:`im2col2d` for the listed output positions only: column ``j`` of ``cols``
-    (C K1 K2, n) holds the window of output (``o1s[j]``, ``o2s[j]``)."""
+def im2col2d_segments(X, K1, K2, s1, s2, d1, d2, p1, p2, seg, cols):
+    """:func:`im2col2d` for runs of outputs: ``seg[j] = (o1, o2_start, o2_stop)`` lists
+    the outputs of row ``o1`` from ``o2_start`` to ``o2_stop - 1``; their windows fill the
+    columns of ``cols`` (C K1 K2, n) in that order."""
     C, S1, S2 = X.shape
-    n = o1s.shape[0]
     row = 0
     for c in range(C):
         for k1 in range(K1):
@@ -116,11 +117,63 @@ def im2col2d_at(X, K1, K2, s1, s2, d1, d2, p1, p2, o1s, o2s, cols):
             for k2 in range(K2):
                 off2 = k2 * d2 - p2
                 r = cols[row]
-                for j in range(n):
-                    i1 = o1s[j] * s1 + off1
-                    i2 = o2s[j] * s2 + off2
-                    if 0 <= i1 < S1 and 0 <= i2 < S2:
-                        r[j] = X[c, i1, i2]
-                    else:
-                        r[j] = 0.0
+                j = 0
+                for t in range(seg.shape[0]):
+                    o1 = seg[t, 0]
+                    a = seg[t, 1]
+                    b = seg[t, 2]
+                    i1 = o1 * s1 + off1
+                    if i1 < 0 or i1 >= S1:
+                        for o2 in range(a, b):
+                            r[j] = 0.0
+                            j += 1
+                        continue
+                    for o2 in range(a, b):
+                        i2 = o2 * s2 + off2
+                        if 0 <= i2 < S2:
+                            r[j] = X[c, i1, i2]
+                        else:
+                            r[j] = 0.0
+                        j += 1
                 row += 1
+
+
+@numba.njit(cache=True)
+def sum_pool2d(X, K1, K2, s1, s2, d1, d2, p1, p2, Y):
+    """``Y[c, o1, o2] = sum of X[c, o1 s1 + k1 d1 - p1, o2 s2 + k2 d2 - p2]`` over the
+    window entries inside the input (a pooling unit of the power network)."""
+    C, S1, S2 = X.shape
+    O1, O2 = Y.shape[1], Y.shape[2]
+    for c in range(C):
+        for o1 in range(O1):
+            for o2 in range(O2):
+                acc = 0.0
+                for k1 in range(K1):
+                    i1 = o1 * s1 + k1 * d1 - p1
+                    if i1 < 0 or i1 >= S1:
+                        continue
+                    for k2 in range(K2):
+                        i2 = o2 * s2 + k2 * d2 - p2
+                        if 0 <= i2 < S2:
+                            acc += X[c, i1, i2]
+                Y[c, o1, o2] = acc
+
+
+@numba.njit(cache=True)
+def sum_pool2d_t(dY, K1, K2, s1, s2, d1, d2, p1, p2, dX):
+    """The transpose of :func:`sum_pool2d`, added: ``dX[c, i] += dY[c, o]`` for every
+    window entry ``i`` of every output ``o``."""
+    C, S1, S2 = dX.shape
+    O1, O2 = dY.shape[1], dY.shape[2]
+    for c in range(C):
+        for o1 in range(O1):
+            for k1 in range(K1):
+                i1 = o1 * s1 + k1 * d1 - p1
+                if i1 < 0 or i1 >= S1:
+                    continue
+                for o2 in range(O2):
+                    g = dY[c, o1, o2]
+                    for k2 in range(K2):
+                        i2 = o2 * s2 + k2 * d2 - p2
+                        if 0 <= i2 < S2:
+                            dX[c, i1, i2] += g

@@ -417,7 +417,8 @@ class ConvOp(_Op):
 
     def _band(self, box):
         """The output positions whose windows leave the constant box (the border band):
-        ``(flat index, o1, o2, n_interior)``, or None when the interior is too small."""
+        ``(flat index, runs (o1, o2_start, o2_stop), interior box, n_interior)``, or None
+        when the interior is too small."""
         cache = self.__dict__.setdefault("_band_cache", {})
         if box in cache:
             return cache[box]
@@ -436,9 +437,15 @@ class ConvOp(_Op):
             (a1,), (a2,) = np.nonzero(ranges[0])[0][:1], np.nonzero(ranges[1])[0][:1]
             interior = ((int(a1), int(a1) + int(ranges[0].sum())),
                         (int(a2), int(a2) + int(ranges[1].sum())))
-            o1, o2 = np.nonzero(~mask)
-            band = (np.flatnonzero(~mask.ravel()), o1.astype(np.int64),
-                    o2.astype(np.int64), interior, n_int)
+            (b1, c1), (b2, c2) = interior
+            seg = []
+            for o1 in range(w.out_shape[0]):
+                if b1 <= o1 < c1:
+                    seg += [(o1, 0, b2), (o1, c2, w.out_shape[1])]
+                else:
+                    seg.append((o1, 0, w.out_shape[1]))
+            seg = np.array([t for t in seg if t[2] > t[1]], dtype=np.int64).reshape(-1, 3)
+            band = (np.flatnonzero(~mask.ravel()), seg, interior, n_int)
         if len(cache) < 8:
             cache[box] = band
         return band
@@ -455,15 +462,15 @@ class ConvOp(_Op):
         band = self._band(box)
         if band is None:
             return False
-        idx, o1, o2, interior, n_int = band
+        idx, seg, interior, n_int = band
         w = self.win
         M = self.W.shape[0]
         Wf = self._wf(st)[0]
         nb = idx.size
         # the band's windows, then one more column: the window of every interior output
         cols = st.buf((id(self), "cols_band"), (Wf.shape[1], nb + 1))
-        _conv_kernels.im2col2d_at(np.ascontiguousarray(X0), *w.K, *w.strides, *w.dil, *w.lo,
-                                  o1, o2, cols[:, :nb])
+        _conv_kernels.im2col2d_segments(np.ascontiguousarray(X0), *w.K, *w.strides, *w.dil,
+                                        *w.lo, seg, cols[:, :nb])
         cols[:, nb] = np.repeat(v, math.prod(w.K))
         if self.y.sl is not None:
             Y = st.H[0, self.y.sl].reshape(M, -1)
@@ -512,7 +519,7 @@ class ConvOp(_Op):
         d = Dy[:, :, :1]
         # an upstream gradient constant per channel (after a global average pool, say):
         # no products with the positions, only with the window masks
-        dconst = Dy.shape[2] > 0 and bool((Dy == d).all())
+        dconst = _constant_rows(Dy, d)
         x = st.cache.get((id(self), "x"))
         if x is not None:
             # constant input channels: dW[m, c, k] = x_c sum_o dY[m, o] [k feeds o]
@@ -535,7 +542,9 @@ class ConvOp(_Op):
                 self.Wi.add(G, (Dext @ cols.T).reshape(self.W.shape))
         else:
             cols = st.work[(id(self), "cols")]
-            if dconst:
+            if dconst and g == 1 and self.exclusive and self.Wi.sl is not None:
+                np.multiply(d[0], cols[0].sum(axis=1), out=G[self.Wi.sl].reshape(M, -1))
+            elif dconst:
                 self._put_grad(G, d * cols.sum(axis=2)[:, None, :])
             elif g == 1 and self.exclusive and self.Wi.sl is not None:
                 # the only operation on these parameters: the product lands in G directly
@@ -607,6 +616,11 @@ def _constant_box(X0):
     if (hi1 - lo1) * (hi2 - lo2) <= 1 or not eq[lo1:hi1, lo2:hi2].all():
         return None
     return (tuple(bounds), v)
+
+
+def _constant_rows(Dy, first):
+    """Whether every row of ``Dy`` (..., n) equals its first entry ``first`` (..., 1)."""
+    return Dy.shape[-1] > 0 and bool((Dy == first).all())
 
 
 def _along_axes(A, mats):
@@ -784,6 +798,15 @@ class PoolOp(_Op):
         axes = tuple(range(-self.win.nsp, 0))
         if self.kind == "max" and st.power is None:
             Y = self.win.view(self.win.pad(X, -np.inf, st, id(self))).max(axis=axes)
+        elif self.y.sl is not None and X.shape[0] == 1 and self.win.nsp == 2:
+            # the power network, one sample: each window summed by the compiled kernel
+            w = self.win
+            Y = self.y.take(st.H)[0]
+            _conv_kernels.sum_pool2d(np.ascontiguousarray(X[0]), *w.K, *w.strides, *w.dil,
+                                     *w.lo, Y)
+            if self.kind == "avg":
+                Y *= st.fixed(self.weight)
+            return
         elif self.y.sl is not None and X.shape[0] == 1:
             # the power network: each window summed, as shifted adds into the fresh units
             Y = self.y.take(st.H)
@@ -803,6 +826,11 @@ class PoolOp(_Op):
         Dy = self.y.take(D)                                 # (1, C, *O)
         if self.kind == "avg":
             Dy = Dy * st.fixed(self.weight)
+        if self.x.sl is not None and self.win.nsp == 2:
+            w = self.win
+            _conv_kernels.sum_pool2d_t(np.ascontiguousarray(Dy[0]), *w.K, *w.strides, *w.dil,
+                                       *w.lo, self.x.take(D)[0])
+            return
         cols = np.broadcast_to(Dy.reshape(Dy.shape + (1,) * self.win.nsp),
                                Dy.shape + self.win.K)
         if self.x.sl is not None:
