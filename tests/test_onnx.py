@@ -715,6 +715,67 @@ class TestRefusals:
         self.refuse(model, "'sq' (Squeeze)", "removes the batch axis")
 
 
+# --------------------------------------------------------------------------- Cast
+
+
+class TestCast:
+    """A Cast of activations to a float type is the identity; to anything else it rounds or
+    truncates each value, which no path network computes: refused."""
+
+    @pytest.mark.parametrize("to", [TensorProto.INT64, TensorProto.INT32, TensorProto.INT8,
+                                    TensorProto.UINT8, TensorProto.BOOL])
+    def test_cast_of_activations_to_a_non_float_type_is_refused(self, to):
+        name = TensorProto.DataType.Name(to)
+        model = one_op("Cast", attrs=dict(to=to))
+        with pytest.raises(GraphError) as info:
+            pathgeom.from_onnx(model)
+        msg = str(info.value)
+        for w in ("ONNX node 'the_node' (Cast)", f"to {name}", "remove the cast",
+                  "cast to a float type"):
+            assert w in msg, msg
+
+    def test_the_refused_cast_would_change_the_numbers(self):
+        # what the refusal protects against: the model truncates, the identity would not
+        model = one_op("Cast", attrs=dict(to=TensorProto.INT64),
+                       extra=[helper.make_node("Cast", ["h"], ["hf"], to=TensorProto.DOUBLE)])
+        model.graph.node[-1].input[0] = "hf"
+        X = np.random.default_rng(3).normal(size=(4, 4))
+        truncated = reference(model, {"x": X})[0]
+        plain = reference(one_op("Identity"), {"x": X})[0]
+        assert np.abs(truncated - plain).max() > 0.1
+        with pytest.raises(GraphError, match="INT64"):
+            pathgeom.from_onnx(model)
+
+    @pytest.mark.parametrize("to", [TensorProto.DOUBLE, TensorProto.FLOAT,
+                                    TensorProto.FLOAT16, TensorProto.BFLOAT16])
+    def test_cast_to_a_float_type_is_the_identity(self, to):
+        rng = np.random.default_rng(4)
+        model = one_op("Cast", attrs=dict(to=to))
+        imp = pathgeom.from_onnx(model)
+        ident = pathgeom.from_onnx(one_op("Identity"))
+        X = rng.normal(size=(3, 4))
+        assert_close(imp.forward(X), ident.forward(X), rtol=0)
+        if to == TensorProto.DOUBLE:
+            want = reference(model, {"x": X})[0]
+            assert_close(imp.forward(X), want, rtol=1e-12, scale=np.abs(want).max())
+
+    def test_cast_of_constants_and_of_a_float_initializer_used_as_a_shape(self):
+        rng = np.random.default_rng(5)
+        # Reshape(h, Cast(shape_f, INT64)) with a float initializer holding the shape, and
+        # a float constant cast to int on the way
+        model = one_op("Relu", extra=[
+            helper.make_node("Cast", ["shape_f"], ["shape"], to=TensorProto.INT64),
+            helper.make_node("Reshape", ["h", "shape"], ["hr"])],
+            inits={"shape_f": np.array([-1.0, 4.0])})
+        model.graph.node[-1].input[0] = "hr"
+        imp = pathgeom.from_onnx(model)
+        X = rng.normal(size=(3, 4))
+        want = reference(model, {"x": X})[0]
+        assert_close(imp.forward(X), want, rtol=1e-12, scale=np.abs(want).max())
+        assert imp.n_params == 16 + 8 + 2          # shape_f stays an (unused) parameter
+        assert not imp.kappa()[-2:].any()
+
+
 # --------------------------------------------------------------------------- CLI and packaging
 
 

@@ -20,8 +20,9 @@ DAG-ReLU network :math:`\mathcal{N}(G, \pi, p)` of the same function:
   values are the parameters), elsewhere it is a linear unit with a fixed per-channel scale
   and shift;
 * Reshape, Flatten, Squeeze, Unsqueeze, Transpose, Identity, Gather, Slice, Split, Concat,
-  Cast, Expand of constants (and Dropout at inference) only relabel units or compute
-  constants: they create no node and no edge.
+  Cast to a float type, Expand of constants (and Dropout at inference) only relabel units
+  or compute constants: they create no node and no edge (a Cast of activations to an
+  integer or bool type truncates them and is refused).
 
 The package is laid out by task: :mod:`.reading` (the file, BatchNorm folding, the
 parameters), :mod:`.rules` (one rule per operator type, in a table), :mod:`.importer` (the
@@ -75,8 +76,8 @@ def from_onnx(model, tie_transposes=False, batch_axis=None):
     GraphError
         An operator outside pathgeom's class of DAG-ReLU networks (other activations,
         gates, normalisations over features, products of activations), Gemm alpha/beta !=
-        1, a non-zero constant used as a weight; the message names the node, its operator
-        and what to do.
+        1, a non-zero constant used as a weight, a Cast of activations to an integer or
+        bool type; the message names the node, its operator and what to do.
     FileNotFoundError, IsADirectoryError, ValueError
         A path that does not lead to a readable ONNX file.
     ImportError
@@ -98,8 +99,9 @@ def from_onnx(model, tie_transposes=False, batch_axis=None):
     (forward, with or without its bias ``B`` (whose two halves ``Wb`` and ``Rb`` are
     separate parameters), ``initial_h`` absent or zero; unrolled with no time-0 nodes like
     :func:`pathgeom.rnn`), and Flatten, Reshape, Squeeze, Unsqueeze, Transpose, Identity,
-    Gather, Slice, Split, Concat, Cast, Expand, Dropout (inference), Shape, Constant and
-    ConstantOfShape where they only relabel units or compute constants.
+    Gather, Slice, Split, Concat, Cast (of activations and weights: to float32, float64,
+    float16 or bfloat16 only, read as the identity), Expand, Dropout (inference), Shape,
+    Constant and ConstantOfShape where they only relabel units or compute constants.
 
     Examples
     --------

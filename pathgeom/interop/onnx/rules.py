@@ -61,12 +61,27 @@ def _dropout(imp, node, inputs, attrs):
     return [imp.v(node, inputs, 0)]
 
 
+#: ``Cast`` targets read as the identity on activations and weights (pathgeom computes in
+#: float64 whatever the model's float type; a cast to any other type changes the numbers).
+_FLOAT_CASTS = ("FLOAT", "DOUBLE", "FLOAT16", "BFLOAT16")
+
+
 @rule("Cast")
 def _cast(imp, node, inputs, attrs):
     v = imp.v(node, inputs, 0)
-    if isinstance(v, (_Units, _Params)):
+    to = attrs["to"]
+    name = imp.onnx.TensorProto.DataType.Name(to)
+    if isinstance(v, (_Units, _Params)) and name in _FLOAT_CASTS:
         return [v]
-    dtype = imp.onnx.helper.tensor_dtype_to_np_dtype(attrs["to"])
+    if isinstance(v, _Units):
+        imp.fail(node, f"it casts the activation {imp.where(inputs[0])} to {name}, which "
+                       f"rounds or truncates every value (not a linear map); remove the cast "
+                       f"or cast to a float type (float32, float64, float16, bfloat16)")
+    if isinstance(v, _Params):
+        # a float initializer used as a constant (a shape, an index): its values, cast
+        v = np.where(v.idx >= 0, imp.p[np.maximum(v.idx, 0)], 0.0) if v.idx.size else \
+            np.zeros(v.idx.shape)
+    dtype = imp.onnx.helper.tensor_dtype_to_np_dtype(to)
     return [np.asarray(v).astype(dtype)]
 
 
