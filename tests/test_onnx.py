@@ -776,6 +776,79 @@ class TestCast:
         assert not imp.kappa()[-2:].any()
 
 
+# --------------------------------------------------------------------------- Reshape and the batch
+
+
+def reshaped(shape, x_batch="N", out=None):
+    """x (batch, 4) -> Gemm(W) -> Relu -> Reshape(shape) -> y, the Reshape named "rs"."""
+    rng = np.random.default_rng(6)
+    nodes = [helper.make_node("Gemm", ["x", "W"], ["z"], transB=1),
+             helper.make_node("Relu", ["z"], ["h"]),
+             helper.make_node("Reshape", ["h", "shape"], ["y"], name="rs")]
+    return make(nodes, {"x": [x_batch, 4]}, {"y": out or ["N", 4]},
+                {"W": rng.normal(size=(4, 4))}, ints={"shape": shape})
+
+
+class TestReshapeBatch:
+    """pathgeom describes one example; a Reshape must keep each example in its own row."""
+
+    def rows_of_reference(self, model, X):
+        """The model applied to each example alone (batch 1), stacked."""
+        return np.concatenate([reference(model, {"x": x[None]})[0].reshape(1, -1)
+                               for x in X])
+
+    @pytest.mark.parametrize("shape", [[0, -1], [-1, 4], [0, 4], [-1, 2, 2], [0, 2, 2]])
+    def test_batch_kept(self, shape):
+        model = reshaped(shape)
+        X = np.random.default_rng(7).normal(size=(3, 4))
+        want = reference(model, {"x": X})[0].reshape(3, -1)
+        imp = pathgeom.from_onnx(model)
+        assert_close(imp.forward(X), want, rtol=1e-12, scale=np.abs(want).max())
+
+    def test_fixed_batch_one_with_a_dynamic_batch_is_refused(self):
+        model = reshaped([1, -1])
+        X = np.random.default_rng(8).normal(size=(3, 4))
+        # the model itself puts the 3 examples into one row: not a per-example network
+        assert reference(model, {"x": X})[0].shape == (1, 12)
+        with pytest.raises(GraphError) as info:
+            pathgeom.from_onnx(model)
+        msg = str(info.value)
+        for w in ("ONNX node 'rs' (Reshape)", "fixes the first (batch) axis at 1",
+                  "dynamic", "moves elements between examples", "x.flatten(1)",
+                  "Flatten(axis=1)"):
+            assert w in msg, msg
+
+    def test_fixed_batch_three_with_a_dynamic_batch_is_refused(self):
+        with pytest.raises(GraphError, match=r"fixes the first \(batch\) axis at 3"):
+            pathgeom.from_onnx(reshaped([3, 4]))
+
+    @pytest.mark.parametrize("d", [1, 2])
+    def test_fixed_batch_equal_to_the_models_own(self, d):
+        # exported without dynamic axes at batch d: the Reshape keeps the d examples apart
+        model = reshaped([d, -1], x_batch=d, out=[d, 4])
+        X = np.random.default_rng(9).normal(size=(d, 4))
+        imp = pathgeom.from_onnx(model)
+        want = reference(model, {"x": X})[0]
+        assert_close(imp.forward(X), want, rtol=1e-12, scale=np.abs(want).max())
+        # any number of rows: the network of one example, row by row
+        X5 = np.random.default_rng(10).normal(size=(5, 4))
+        one = reshaped([1, -1], x_batch=1, out=[1, 4])
+        want = self.rows_of_reference(one, X5)
+        assert_close(imp.forward(X5), want, rtol=1e-12, scale=np.abs(want).max())
+
+    def test_fixed_batch_other_than_the_models_own_is_refused(self):
+        model = reshaped([1, 8], x_batch=2, out=[1, 8])
+        assert reference(model, {"x": np.ones((2, 4))})[0].shape == (1, 8)
+        with pytest.raises(GraphError, match="exported for batch size 2"):
+            pathgeom.from_onnx(model)
+
+    def test_minus_one_first_that_splits_examples_is_refused(self):
+        with pytest.raises(GraphError) as info:
+            pathgeom.from_onnx(reshaped([-1, 2], out=["M", 2]))
+        assert "'rs' (Reshape)" in str(info.value)
+        assert "moves elements between examples" in str(info.value)
+
+
 # --------------------------------------------------------------------------- CLI and packaging
 
 

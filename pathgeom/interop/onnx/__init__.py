@@ -58,7 +58,11 @@ def from_onnx(model, tie_transposes=False, batch_axis=None):
         without ``dynamic_axes``), axis 1 for an input read directly by an RNN operator in
         its ``[seq, batch, features]`` layout, else axis 0.  A sequence model unrolled by
         torch's dynamo exporter from ``(seq, batch, features)`` data needs
-        ``batch_axis=1``.
+        ``batch_axis=1``.  The network describes one example and is applied to every
+        example of a batch of any size, so no operation may mix examples: a ``Reshape``
+        must keep the batch axis first as ``0`` or ``-1``, or as the fixed batch size the
+        model was exported for (every input's batch axis of that fixed size); a fixed
+        first size with a dynamic batch axis is refused.
 
     Returns
     -------
@@ -75,8 +79,8 @@ def from_onnx(model, tie_transposes=False, batch_axis=None):
     ------
     GraphError
         An operator outside pathgeom's class of DAG-ReLU networks (other activations,
-        gates, normalisations over features, products of activations), Gemm alpha/beta !=
-        1, a non-zero constant used as a weight, a Cast of activations to an integer or
+        gates, normalisations over features, products of activations), a Reshape that
+        mixes examples, Gemm alpha/beta != 1, a non-zero constant used as a weight, a Cast of activations to an integer or
         bool type; the message names the node, its operator and what to do.
     FileNotFoundError, IsADirectoryError, ValueError
         A path that does not lead to a readable ONNX file.

@@ -213,11 +213,41 @@ def _reshape(imp, node, inputs, attrs):
         if batch != 0:
             imp.fail(node, f"reshaping a tensor whose batch axis is {batch}; transpose the "
                            f"batch axis to the front first")
-        if not shape or (shape[0] not in (0, -1, 1) and shape[0] < 1):
+        if not shape or shape[0] < -1:
             imp.fail(node, f"shape {shape} does not keep the batch axis first")
-        rest = _target_shape(imp, node, a.shape[1:], shape[1:], allowzero)
+        first = int(shape[0])
+        if first >= 1:
+            declared = imp.declared_batch()
+            if first != declared:
+                _fixed_batch(imp, node, shape, first, declared)
+        rest = shape[1:]
+        if first == -1 and -1 not in rest and 0 not in rest and \
+                math.prod(rest) != math.prod(a.shape[1:]):
+            imp.fail(node, f"shape {shape} moves elements between examples: an example "
+                           f"has {math.prod(a.shape[1:])} elements here, a row of the "
+                           f"result {math.prod(rest)}; keep the batch axis (0 or -1 first, "
+                           f"then the shape of one example)")
+        rest = _target_shape(imp, node, a.shape[1:], rest, allowzero)
         return a.reshape([1] + rest), 0
     return [_relabel(imp, node, imp.v(node, inputs, 0), fn)]
+
+
+def _fixed_batch(imp, node, shape, first, declared):
+    """Refuse a Reshape whose first (batch) axis is a fixed size other than the batch size
+    the model was exported for."""
+    if declared is None:
+        what = (f"the model's batch axis is dynamic, so at any batch size other than "
+                f"{first} this Reshape moves elements between examples"
+                + (" (a batch of 3 becomes one row made of the 3 examples)"
+                   if first == 1 else ""))
+    else:
+        what = (f"the model was exported for batch size {declared}, at which this Reshape "
+                f"moves elements between examples")
+    imp.fail(node, f"shape {shape} fixes the first (batch) axis at {first}, but {what}; "
+                   f"pathgeom describes one example and applies it to every row. Export the "
+                   f"model with the batch axis kept: -1 or 0 as its size (torch: "
+                   f"x.reshape(x.shape[0], -1) or x.flatten(1)), or Flatten(axis=1), and a "
+                   f"dynamic batch axis (dynamic_axes / dynamic_shapes)")
 
 
 @rule("Flatten")
