@@ -47,11 +47,23 @@ def from_onnx(model, tie_transposes=False, batch_axis=None):
     ----------
     model : str, path-like, binary file object or onnx.ModelProto
         An ``.onnx`` file or a loaded model, opset 13 or later.
-    tie_transposes : bool
+    tie_transposes : bool or mapping
         Make floating-point initializers that are exact copies or transposes of an earlier
         one the same parameters as that one (an exporter that writes a tied weight ``W``
         and ``W.t()`` as two tensors loses the tie; this restores it, and with it the exact
-        :math:`\kappa^{(2)}`).  Without it such pairs only raise a warning naming both.
+        :math:`\kappa^{(2)}`).  False (the default): such pairs only raise a warning naming
+        both.  True: the pairs found without doubt are tied; a match is in doubt, warned
+        about and not tied, when the earlier initializer has few distinct values (leaving
+        out its most frequent value, fewer than two values remain or one occurs twice:
+        zeros, identity matrices, one-hot or sign patterns, which unrelated tensors share
+        by coincidence) or when it is a symmetric matrix that the later one equals both as
+        a copy and as the transpose (the two ties share different entries).  Arrays of a
+        single value are never reported.  A mapping ``{initializer: (source, "copy" |
+        "transpose")}`` does what True does and ties each named initializer to ``source``
+        as given (overriding the automatic match; ``None`` instead of a pair leaves it
+        untied); each entry is checked (both floating-point initializers, equal values,
+        no cycle), and a ValueError names a bad one.  The names are those after folding
+        (see the warnings, :meth:`OnnxNetwork.unpack`).
     batch_axis : int or list of int, optional
         The batch axis of the model's input (one per input for several).  By default it is
         the input's one dynamic axis; when every axis has a fixed size (a model exported
@@ -84,13 +96,16 @@ def from_onnx(model, tie_transposes=False, batch_axis=None):
         bool type; the message names the node, its operator and what to do.
     FileNotFoundError, IsADirectoryError, ValueError
         A path that does not lead to a readable ONNX file.
+    ValueError
+        A bad ``tie_transposes`` entry (unknown initializer, values that differ, a cycle).
     ImportError
         When the optional ``onnx`` package is missing (``pip install 'pathgeom[onnx]'``).
 
     Warns
     -----
     UserWarning
-        An initializer is an exact copy or transpose of another (see ``tie_transposes``).
+        An initializer is an exact copy or transpose of another and is not tied (see
+        ``tie_transposes``).
 
     Notes
     -----
@@ -125,8 +140,10 @@ def from_onnx(model, tie_transposes=False, batch_axis=None):
     _onnx()
     from . import importer, reading, rules
     proto = reading.load(model)
-    if not isinstance(tie_transposes, bool):
-        raise TypeError(f"tie_transposes must be True or False, got {tie_transposes!r}")
+    from collections.abc import Mapping
+    if not isinstance(tie_transposes, (bool, Mapping)):
+        raise TypeError(f"tie_transposes must be True, False or a mapping {{initializer: "
+                        f"(source, 'copy' | 'transpose')}}, got {tie_transposes!r}")
     proto, folded = reading.fold_batchnorms(proto)
     p, blocks, values, ties = reading.read_parameters(proto, tie=tie_transposes)
     imp = importer._Importer(_onnx(), proto, p, blocks, values, batch_axis)

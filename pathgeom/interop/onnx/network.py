@@ -55,7 +55,7 @@ class OnnxNetwork:
         a\mu`, when the layer had no bias).
     ties : dict
         ``{initializer: (tied_to, "copy" | "transpose")}`` when imported with
-        ``tie_transposes=True``.
+        ``tie_transposes=True`` or a mapping (the ties applied).
 
     Examples
     --------
