@@ -566,15 +566,6 @@ class TestRefusals:
         self.refuse(one_op("Mul", inputs=("z", "s"), inits={"s": np.array(2.0)}),
                     "(Mul)", "fold constant scales")
 
-    @pytest.mark.parametrize("key", ["alpha", "beta"])
-    def test_gemm_alpha_beta(self, key):
-        rng = np.random.default_rng(0)
-        nodes = [helper.make_node("Gemm", ["x", "W", "b"], ["y"], transB=1, name="g",
-                                  **{key: 0.5})]
-        model = make(nodes, {"x": ["N", 3]}, {"y": ["N", 2]},
-                     {"W": rng.normal(size=(2, 3)), "b": rng.normal(size=2)})
-        self.refuse(model, "'g' (Gemm)", f"{key}=0.5", "kappa", "fold it into the initializer")
-
     def test_gemm_beta_without_c_is_harmless(self):
         rng = np.random.default_rng(0)
         nodes = [helper.make_node("Gemm", ["x", "W"], ["y"], transB=1, beta=0.5)]
@@ -847,6 +838,161 @@ class TestReshapeBatch:
             pathgeom.from_onnx(reshaped([-1, 2], out=["M", 2]))
         assert "'rs' (Reshape)" in str(info.value)
         assert "moves elements between examples" in str(info.value)
+
+
+# --------------------------------------------------------------------------- Gemm alpha, beta
+
+
+def scaled_mlp(rng, alpha=0.5, beta=2.0, alpha2=0.25, trans=(1, 0), shared=False):
+    """x -> Gemm(W, b; alpha, beta) -> Relu -> Gemm(V or W, c; alpha2) -> y."""
+    W = rng.normal(size=(3, 3))
+    inits = {"W": W, "b": rng.normal(size=3), "c": rng.normal(size=3)}
+    second = "W" if shared else "V"
+    if not shared:
+        inits["V"] = rng.normal(size=(3, 3))
+    nodes = [helper.make_node("Gemm", ["x", "W", "b"], ["z"], transB=trans[0], alpha=alpha,
+                              beta=beta, name="g1"),
+             helper.make_node("Relu", ["z"], ["h"]),
+             helper.make_node("Gemm", ["h", second, "c"], ["y"], transB=trans[1],
+                              alpha=alpha2, name="g2")]
+    return make(nodes, {"x": ["N", 3]}, {"y": ["N", 3]}, inits)
+
+
+def folded_by_hand(model):
+    """The same model with each Gemm's alpha and beta multiplied into its B and C (each
+    initializer read with one factor) and removed."""
+    m = copy.deepcopy(model)
+    inits = {t.name: numpy_helper.to_array(t) for t in m.graph.initializer}
+    factor = {}
+    for node in m.graph.node:
+        if node.op_type != "Gemm":
+            continue
+        at = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        factor[node.input[1]] = at.get("alpha", 1.0)
+        if len(node.input) > 2:
+            factor[node.input[2]] = at.get("beta", 1.0)
+        keep = [a for a in node.attribute if a.name not in ("alpha", "beta")]
+        del node.attribute[:]
+        node.attribute.extend(keep)
+    del m.graph.initializer[:]
+    for name, a in inits.items():
+        m.graph.initializer.append(numpy_helper.from_array(factor.get(name, 1.0) * a, name))
+    return m
+
+
+class TestGemmScalars:
+    """Y = alpha A B' + beta C: the parameters are alpha B and beta C (the edge weights)."""
+
+    def check(self, model, X):
+        imp = pathgeom.from_onnx(model)
+        want = reference(model, {"x": X})[0]
+        assert_close(imp.forward(X), want, rtol=1e-12, scale=np.abs(want).max())
+        # the path quantities: dense passes against the edge-list engine
+        pq, edges = imp.path_quantities(), pathgeom.path_quantities(imp.graph, imp.p)
+        assert_close(pq.gamma2, edges.gamma2, rtol=1e-12)
+        assert_close(pq.kappa, edges.kappa, rtol=1e-12, scale=np.abs(edges.kappa).max())
+        for q in (1, 3):
+            assert_close(imp.path_norm(q=q), pathgeom.path_norm(imp.graph, imp.p, q),
+                         rtol=1e-12)
+        # and the network of the model whose initializers hold alpha B, beta C
+        ref = pathgeom.from_onnx(folded_by_hand(model))
+        assert_close(imp.p, ref.p, rtol=0)
+        assert_close(pq.kappa, ref.path_quantities().kappa, rtol=1e-12)
+        assert_close(pq.gamma2, gamma2_onnx(folded_by_hand(model), ref), rtol=1e-12)
+        return imp
+
+    @pytest.mark.parametrize("trans", [(1, 0), (0, 1)])
+    def test_alpha_and_beta_are_folded(self, trans):
+        rng = np.random.default_rng(11)
+        model = scaled_mlp(rng, trans=trans)
+        imp = self.check(model, rng.normal(size=(5, 3)))
+        inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+        blocks = imp.unpack(imp.p)
+        assert list(blocks) == ["W*0.5", "b*2.0", "c", "V*0.25"]
+        assert imp.scaled == [("W", 0.5, "W*0.5"), ("b", 2.0, "b*2.0"),
+                              ("V", 0.25, "V*0.25")]
+        assert_close(blocks["W*0.5"], 0.5 * inits["W"], rtol=0)
+        assert_close(blocks["b*2.0"], 2.0 * inits["b"], rtol=0)
+        assert_close(blocks["c"], inits["c"], rtol=0)
+
+    def test_a_shared_weight_with_one_alpha_stays_tied(self):
+        rng = np.random.default_rng(12)
+        model = scaled_mlp(rng, alpha=0.5, alpha2=0.5, trans=(1, 1), shared=True)
+        imp = self.check(model, rng.normal(size=(4, 3)))
+        assert list(imp.unpack(imp.p))[0] == "W*0.5" and imp.n_params == 9 + 3 + 3
+        counts = imp.graph.param_edge_counts()
+        assert (counts[:9] == 2).all()              # every W entry: one edge per layer
+        assert np.abs(imp.path_quantities().kappa2).max() > 0
+
+    def test_a_shared_weight_with_two_alphas_is_refused(self):
+        rng = np.random.default_rng(13)
+        model = scaled_mlp(rng, alpha=0.5, alpha2=2.0, trans=(1, 1), shared=True)
+        with pytest.raises(GraphError) as info:
+            pathgeom.from_onnx(model)
+        msg = str(info.value)
+        for w in ("initializer 'W'", "node 'g1' (Gemm, alpha=0.5)",
+                  "node 'g2' (Gemm, alpha=2)", "lose its tie", "the same alpha"):
+            assert w in msg, msg
+
+    def test_a_weight_also_read_by_a_matmul_is_refused(self):
+        rng = np.random.default_rng(14)
+        nodes = [helper.make_node("Gemm", ["x", "W"], ["z"], alpha=3.0, name="g"),
+                 helper.make_node("Relu", ["z"], ["h"]),
+                 helper.make_node("MatMul", ["h", "W"], ["y"], name="mm")]
+        model = make(nodes, {"x": ["N", 3]}, {"y": ["N", 3]}, {"W": rng.normal(size=(3, 3))})
+        with pytest.raises(GraphError, match=r"node 'g' \(Gemm, alpha=3\), node 'mm' "
+                                             r"\(MatMul\)"):
+            pathgeom.from_onnx(model)
+
+    def test_alpha_on_a_transposed_weight_is_refused(self):
+        rng = np.random.default_rng(15)
+        nodes = [helper.make_node("Transpose", ["W"], ["Wt"], perm=[1, 0]),
+                 helper.make_node("Gemm", ["x", "Wt"], ["y"], alpha=0.5, name="g")]
+        model = make(nodes, {"x": ["N", 3]}, {"y": ["N", 2]}, {"W": rng.normal(size=(2, 3))})
+        with pytest.raises(GraphError) as info:
+            pathgeom.from_onnx(model)
+        for w in ("'g' (Gemm)", "alpha=0.5 scales B 'Wt'", "not an initializer read "
+                  "directly", "transB=1"):
+            assert w in str(info.value), str(info.value)
+
+    def test_alpha_then_a_folded_batchnorm(self):
+        rng = np.random.default_rng(16)
+        bn = {"bn.weight": rng.uniform(0.5, 2, 4), "bn.bias": rng.normal(size=4),
+              "bn.mean": rng.normal(size=4), "bn.var": rng.uniform(0.5, 2, 4)}
+        nodes = [helper.make_node("Gemm", ["x", "W", "b"], ["z"], transB=1, alpha=0.5,
+                                  beta=-1.5),
+                 helper.make_node("BatchNormalization", ["z", "bn.weight", "bn.bias",
+                                                         "bn.mean", "bn.var"], ["n"]),
+                 helper.make_node("Relu", ["n"], ["h"]),
+                 helper.make_node("Gemm", ["h", "V"], ["y"], transB=1)]
+        model = make(nodes, {"x": ["N", 3]}, {"y": ["N", 2]},
+                     dict(W=rng.normal(size=(4, 3)), b=rng.normal(size=4),
+                          V=rng.normal(size=(2, 4)), **bn))
+        imp = pathgeom.from_onnx(model)
+        X = rng.normal(size=(5, 3))
+        want = reference(model, {"x": X})[0]
+        assert_close(imp.forward(X), want, rtol=1e-12, scale=np.abs(want).max())
+        assert imp.folded == [("bn", "W*0.5*bn", "b*-1.5*bn")]
+        assert list(imp.unpack(imp.p)) == ["W*0.5*bn", "b*-1.5*bn", "V"]
+
+    def test_initializers_also_listed_as_inputs(self):
+        # older exporters list every initializer among the graph inputs too
+        rng = np.random.default_rng(18)
+        model = scaled_mlp(rng)
+        for t in model.graph.initializer:
+            model.graph.input.append(helper.make_tensor_value_info(
+                t.name, TensorProto.DOUBLE, list(numpy_helper.to_array(t).shape)))
+        imp = self.check(model, rng.normal(size=(3, 3)))
+        assert imp.input_names == ["x"]
+
+    def test_beta_on_a_zero_constant(self):
+        rng = np.random.default_rng(17)
+        nodes = [helper.make_node("Constant", [], ["zero"],
+                                  value=numpy_helper.from_array(np.zeros(2))),
+                 helper.make_node("Gemm", ["x", "W", "zero"], ["y"], transB=1, beta=3.0)]
+        model = make(nodes, {"x": ["N", 3]}, {"y": ["N", 2]}, {"W": rng.normal(size=(2, 3))})
+        imp = pathgeom.from_onnx(model)
+        assert imp.n_params == 6 and imp.scaled == []
 
 
 # --------------------------------------------------------------------------- CLI and packaging

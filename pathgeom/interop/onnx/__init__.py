@@ -81,7 +81,9 @@ def from_onnx(model, tie_transposes=False, batch_axis=None):
     OnnxNetwork
         ``.p`` (float64 values of the floating-point initializers, each element one
         parameter, an initializer used by several nodes one block: tied weights),
-        ``.param_names`` (``(initializer, index)`` per parameter), dense
+        ``.param_names`` (``(initializer, index)`` per parameter; a Gemm's
+        :math:`\alpha B` and :math:`\beta C` are the blocks ``"<B>*<alpha>"`` and
+        ``"<C>*<beta>"``, listed in ``.scaled``, since each edge carries that product), dense
         ``.forward(X)``, ``.path_quantities()``, ``.path_norm(q=...)``, and ``.graph`` (a
         :class:`~pathgeom.SharedGraph`, built when first used) with ``.graph_inputs(X)``,
         so that ``graph.forward(p, graph_inputs(X))`` equals the model's output reshaped to
@@ -92,8 +94,9 @@ def from_onnx(model, tie_transposes=False, batch_axis=None):
     GraphError
         An operator outside pathgeom's class of DAG-ReLU networks (other activations,
         gates, normalisations over features, products of activations), a Reshape that
-        mixes examples, Gemm alpha/beta != 1, a non-zero constant used as a weight, a Cast of activations to an integer or
-        bool type; the message names the node, its operator and what to do.
+        mixes examples, a non-zero constant used as a weight, a Cast of activations to an
+        integer or bool type, an initializer read by Gemms with different ``alpha`` (its
+        uses would untie); the message names the node, its operator and what to do.
     FileNotFoundError, IsADirectoryError, ValueError
         A path that does not lead to a readable ONNX file.
     ValueError
@@ -109,18 +112,19 @@ def from_onnx(model, tie_transposes=False, batch_axis=None):
 
     Notes
     -----
-    Supported: Gemm (transA/transB; alpha = beta = 1), MatMul (activations times a weight
-    matrix), Add (of a bias, of two activations), Relu, Conv (any number of spatial axes;
-    strides, pads, auto_pad, dilations, group), MaxPool and AveragePool (kernel, strides,
-    pads, auto_pad, dilations, both ``count_include_pad``; ``ceil_mode`` only when it adds
-    no window), GlobalAveragePool, ReduceMean (not over the batch axis),
-    BatchNormalization (evaluation mode), the RNN operator with ``activations=["Relu"]``
-    (forward, with or without its bias ``B`` (whose two halves ``Wb`` and ``Rb`` are
-    separate parameters), ``initial_h`` absent or zero; unrolled with no time-0 nodes like
-    :func:`pathgeom.rnn`), and Flatten, Reshape, Squeeze, Unsqueeze, Transpose, Identity,
-    Gather, Slice, Split, Concat, Cast (of activations and weights: to float32, float64,
-    float16 or bfloat16 only, read as the identity), Expand, Dropout (inference), Shape,
-    Constant and ConstantOfShape where they only relabel units or compute constants.
+    Supported: Gemm (transA/transB; alpha and beta folded into the parameters, see
+    ``.scaled``), MatMul (activations times a weight matrix), Add (of a bias, of two
+    activations), Relu, Conv (any number of spatial axes; strides, pads, auto_pad,
+    dilations, group), MaxPool and AveragePool (kernel, strides, pads, auto_pad, dilations,
+    both ``count_include_pad``; ``ceil_mode`` only when it adds no window),
+    GlobalAveragePool, ReduceMean (not over the batch axis), BatchNormalization (evaluation
+    mode), the RNN operator with ``activations=["Relu"]`` (forward, with or without its bias
+    ``B`` (whose two halves ``Wb`` and ``Rb`` are separate parameters), ``initial_h`` absent
+    or zero; unrolled with no time-0 nodes like :func:`pathgeom.rnn`), and Flatten, Reshape,
+    Squeeze, Unsqueeze, Transpose, Identity, Gather, Slice, Split, Concat, Cast (of
+    activations and weights: to float32, float64, float16 or bfloat16 only, read as the
+    identity), Expand, Dropout (inference), Shape, Constant and ConstantOfShape where they
+    only relabel units or compute constants.
 
     Examples
     --------
@@ -144,10 +148,11 @@ def from_onnx(model, tie_transposes=False, batch_axis=None):
     if not isinstance(tie_transposes, (bool, Mapping)):
         raise TypeError(f"tie_transposes must be True, False or a mapping {{initializer: "
                         f"(source, 'copy' | 'transpose')}}, got {tie_transposes!r}")
+    proto, scaled = reading.fold_gemm_scalars(proto)
     proto, folded = reading.fold_batchnorms(proto)
     p, blocks, values, ties = reading.read_parameters(proto, tie=tie_transposes)
     imp = importer._Importer(_onnx(), proto, p, blocks, values, batch_axis)
     program = imp.run(rules.RULES)
     return OnnxNetwork(program, p, imp.input_names, imp.input_shapes, imp.batch_axes,
                        imp.output_names, imp.output_shapes, imp.bias is not None, blocks,
-                       folded, ties)
+                       folded, ties, scaled)

@@ -2,6 +2,9 @@
 
 * :func:`load` opens a path, file object or ``ModelProto`` with clear errors (missing file,
   directory, empty or unparsable file).
+* :func:`fold_gemm_scalars` multiplies each Gemm's ``alpha`` into its weight and ``beta``
+  into its bias: new initializers ``"<B>*<alpha>"`` and ``"<C>*<beta>"`` (the edge weights
+  are those products).
 * :func:`fold_batchnorms` rewrites ``Conv``/``Gemm`` followed by ``BatchNormalization``
   (evaluation mode) into one layer whose folded weight and bias are new initializers named
   ``"<W>*<bn>"`` and ``"<B>*<bn>"`` (or ``"<bn>.shift"`` when the layer had no bias), where
@@ -159,6 +162,103 @@ def fold_batchnorms(model):
         if t.name not in drop_inits:
             out.graph.initializer.add().CopyFrom(t)
     return out, folded
+
+
+def _label(node):
+    return repr(node.name) if node.name else f"producing {node.output[0]!r}"
+
+
+def fold_gemm_scalars(model):
+    r"""A copy of ``model`` with each Gemm's ``alpha`` and ``beta`` folded into its weights.
+
+    ``Y = alpha * A @ B' + beta * C``: every edge of the Gemm carries ``alpha * B[k, m]`` and
+    every bias edge ``beta * C[m]``, so the parameters are those products.  A floating-point
+    initializer ``B`` read by Gemms with ``alpha != 1`` becomes the initializer
+    ``"<B>*<alpha>"`` (e.g. ``"W*0.5"``) holding ``alpha * B``, and ``C`` likewise
+    ``"<C>*<beta>"``; the Gemms then have ``alpha = beta = 1``.  Returns ``(model,
+    scaled)``, ``scaled`` a list of ``(initializer, factor, new_name)``.
+
+    An initializer read elsewhere with another factor (another alpha, a MatMul, as C with
+    another beta) cannot be scaled without untying its uses: a GraphError says so.  A B or
+    C that is not an initializer read directly is left to the Gemm rule.
+    """
+    onnx = _onnx()
+    from onnx import helper, numpy_helper
+    from ..._errors import GraphError
+    g = model.graph
+
+    def factors(node):
+        if node.op_type != "Gemm":
+            return {}
+        at = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        out = {1: float(at.get("alpha", 1.0))}
+        if len(node.input) > 2 and node.input[2]:
+            out[2] = float(at.get("beta", 1.0))
+        return out
+
+    if not any(f != 1.0 for n in g.node for f in factors(n).values()):
+        return model, []
+    inits = {t.name: t for t in g.initializer}
+    reads = {}                                # initializer -> [(node, slot, factor)]
+    for node in g.node:
+        fs = factors(node)
+        for k, name in enumerate(node.input):
+            if name in inits:
+                reads.setdefault(name, []).append((node, k, fs.get(k, 1.0)))
+    scale = {}
+    for name, rs in reads.items():
+        wanted = {f for _, _, f in rs}
+        if wanted == {1.0} or not np.issubdtype(
+                helper.tensor_dtype_to_np_dtype(inits[name].data_type), np.floating):
+            continue
+        if len(wanted) > 1 or any(o.name == name for o in g.output):
+            how = ", ".join(
+                f"node {_label(n)} ({n.op_type}"
+                + (f", {'alpha' if k == 1 else 'beta'}={f:g})" if n.op_type == "Gemm" and
+                   k in (1, 2) else ")") for n, k, f in rs)
+            raise GraphError(
+                f"initializer {name!r} is read with different scale factors: {how}. The "
+                f"imported parameters of a Gemm are alpha * B and beta * C (each edge "
+                f"carries the product), so one initializer read with two factors would "
+                f"be two sets of parameters and lose its tie; give every Gemm that reads "
+                f"it the same alpha (or beta), or fold the factors into the initializers "
+                f"before export")
+        scale[name] = wanted.pop()
+    if not scale:
+        return model, []
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    renamed, scaled = {}, []
+    del out.graph.initializer[:]
+    for t in g.initializer:
+        if t.name in scale:
+            f = scale[t.name]
+            new_name = f"{t.name}*{f!r}"
+            value = f * numpy_helper.to_array(t).astype(np.float64)
+            out.graph.initializer.add().CopyFrom(numpy_helper.from_array(value, new_name))
+            renamed[t.name] = new_name
+            scaled.append((t.name, f, new_name))
+        else:
+            out.graph.initializer.add().CopyFrom(t)
+    kept_inputs = [i for i in g.input if i.name not in renamed]   # initializers listed
+    del out.graph.input[:]                                        # as inputs too
+    out.graph.input.extend(kept_inputs)
+    for node in out.graph.node:
+        for k, name in enumerate(node.input):
+            if name in renamed:
+                node.input[k] = renamed[name]
+        if node.op_type == "Gemm":
+            fs = factors(node)
+            keep = []
+            for a in node.attribute:
+                slot = {"alpha": 1, "beta": 2}.get(a.name)
+                if slot is not None and slot in fs and slot < len(node.input) and \
+                        node.input[slot] in renamed.values():
+                    continue                      # folded into the renamed initializer
+                keep.append(a)
+            del node.attribute[:]
+            node.attribute.extend(keep)
+    return out, scaled
 
 
 _CONSTANT_SLOTS = {"BatchNormalization": (1, 2, 3, 4), "Expand": (0,), "RNN": (5,),

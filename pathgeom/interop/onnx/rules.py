@@ -402,22 +402,13 @@ def _gemm(imp, node, inputs, attrs):
     if not isinstance(A, _Units):
         imp.fail(node, f"its input A is {_describe(A)}; pathgeom supports Gemm(x, W, b) "
                        f"with activations x and initializers W, b")
-    for key in ("alpha", "beta"):
-        value = attrs.get(key, 1.0)
-        if value != 1.0 and (key == "alpha" or (len(inputs) > 2 and inputs[2])):
-            imp.fail(node, f"{key}={value:g}: an edge weight {key} * w is not one "
-                           f"parameter. pathgeom does not fold it: folding (w <- "
-                           f"{key} * w) keeps gamma^2 but multiplies kappa by "
-                           f"{key}**2 in the initializer's coordinates and unties "
-                           f"weights used elsewhere; fold it into the initializer "
-                           f"yourself before export if that parametrization is the "
-                           f"one you mean")
     a = A.ids.T if attrs.get("transA", 0) else A.ids
     batch = (1 - A.batch) if attrs.get("transA", 0) else A.batch
     if a.ndim != 2 or batch != 0:
         imp.fail(node, f"A must be a matrix (batch, features), got shape {A.ids.shape} "
                        f"with the batch axis at {A.batch}")
     W = imp.params(node, inputs[1], "B")
+    _unfolded_scalar(imp, node, attrs, "alpha", inputs[1], W)
     if W.ndim != 2:
         imp.fail(node, f"B has shape {W.shape}; Gemm needs a matrix")
     W = W.T if attrs.get("transB", 0) else W     # (K, M)
@@ -429,8 +420,22 @@ def _gemm(imp, node, inputs, attrs):
     imp.emit(twin.MatMulOp(a[0], out[0], W, imp.all_inputs(a)))
     if len(inputs) > 2 and inputs[2]:
         C = imp.params(node, inputs[2], "C")
+        _unfolded_scalar(imp, node, attrs, "beta", inputs[2], C)
         _bias(imp, node, out, C, 0)
     return [_Units(out, 0)]
+
+
+def _unfolded_scalar(imp, node, attrs, key, name, idx):
+    """``alpha``/``beta`` still != 1 here (:func:`.reading.fold_gemm_scalars` folds them into
+    initializers read directly): refused unless what it scales is a constant zero."""
+    value = float(attrs.get(key, 1.0))
+    if value != 1.0 and bool(np.any(idx >= 0)):
+        what = "B" if key == "alpha" else "C"
+        imp.fail(node, f"{key}={value:g} scales {what} {imp.where(name)}, which is not an "
+                       f"initializer read directly by the Gemm: pathgeom folds {key} into "
+                       f"{what}'s initializer (the parameters become {key} * {what}); let "
+                       f"the Gemm read the initializer itself (transB=1 instead of a "
+                       f"Transpose node), or fold {key} into the weights before export")
 
 
 def _bias(imp, node, ids, C, batch, fixed=False):
