@@ -316,7 +316,8 @@ def _add_network_arguments(parser):
 
 
 def _is_onnx(args):
-    return args.graph is not None and str(args.graph).lower().endswith(".onnx")
+    graph = getattr(args, "graph", None)   # (commands without --graph: never)
+    return graph is not None and str(graph).lower().endswith(".onnx")
 
 
 def _network_from_args(args):
@@ -348,8 +349,33 @@ def _weights(g, args, rng, desc=None):
         return _read_params(args.params, g.n_params), f"p from --params {args.params}"
     if desc is not None and desc.get("own_p") is not None:
         return desc["own_p"], "p: the model's own weights (its initializers)"
-    S = args.weight_scale
+    S = 1.0 if args.weight_scale is None else args.weight_scale
     return (rng.uniform(-S, S, g.n_params), f"p ~ U(-{S:g}, {S:g}), seed {args.seed}")
+
+
+_ONNX_OWN_WEIGHTS = ("an ONNX model is read with its own weights (its initializers), "
+                     "which --weight-scale does not change")
+
+
+def _refuse_weight_scale(args):
+    """``--weight-scale`` with an ONNX model: an error (it would be silently ignored)."""
+    if _is_onnx(args) and getattr(args, "weight_scale", None) is not None:
+        raise ValueError(f"--weight-scale {args.weight_scale:g} draws random weights p ~ "
+                         f"U(-S, S), but {_ONNX_OWN_WEIGHTS}; drop --weight-scale, or pass "
+                         f"other weights with --params FILE")
+
+
+def _range_advice(args, exc):
+    """What to change when a path quantity leaves the float64 range."""
+    smaller = not isinstance(exc, PathUnderflowError)
+    if _is_onnx(args):
+        return (f"({_ONNX_OWN_WEIGHTS}; the path sums of these weights leave the float64 "
+                f"range: pass {'smaller' if smaller else 'larger'} weights with --params "
+                f"FILE, e.g. the model's own scaled by a constant c, which scales a path of "
+                f"L weights by c^L)")
+    if smaller:
+        return "(try a smaller --weight-scale or --T)"
+    return "(try a larger --weight-scale)"
 
 
 def _public(desc):
@@ -393,6 +419,7 @@ def _emit_json(obj, out):
 
 
 def _lemma1(args, out, err):
+    _refuse_weight_scale(args)
     g, desc = _network_from_args(args)
     rng = np.random.default_rng(args.seed)
     p, source = _weights(g, args, rng, desc)
@@ -411,6 +438,7 @@ def _invariance(args, out, err):
         return _invariance_train(args, out, err)
     if args.steps is not None or args.spread is not None or args.out is not None:
         raise ValueError("--steps, --spread and --out belong to --train (add --train)")
+    _refuse_weight_scale(args)
     g, desc = _network_from_args(args)
     rng = np.random.default_rng(args.seed)
     p, source = _weights(g, args, rng, desc)
@@ -637,6 +665,7 @@ def _q_list(text):
 
 def _pathnorm(args, out, err):
     rng = np.random.default_rng(args.seed)
+    _refuse_weight_scale(args)
     if _is_onnx(args):
         # the dense passes: no edge list is built (ImageNet-size models stay cheap)
         from .interop.onnx import from_onnx
@@ -763,8 +792,9 @@ def _parser():
                            "default: an ONNX model's own weights, else random values in "
                            "+-[0.5, 2]")
     for p in (lemma1, invariance, pathnorm):
-        p.add_argument("--weight-scale", type=_float_at_least(0.0, True), default=1.0,
-                       metavar="S", help="draw p ~ U(-S, S) (1.0)")
+        p.add_argument("--weight-scale", type=_float_at_least(0.0, True), default=None,
+                       metavar="S", help="draw p ~ U(-S, S) (1.0); not with an ONNX model, "
+                                         "which has its own weights")
         p.add_argument("--params", metavar="FILE", default=None,
                        help="your parameters instead of random ones: a .npy, a .npz with "
                             "an array p (e.g. a run's params.npz) or a text file of "
@@ -810,12 +840,8 @@ def main(argv=None, out=None, err=None):
     except ImportError as exc:  # an optional extra that is not installed
         print(f"pathgeom {args.command}: {exc}", file=err)
         return 1
-    except PathUnderflowError as exc:
-        print(f"pathgeom {args.command}: {exc}\n(try a larger --weight-scale)", file=err)
-        return 1
-    except PathOverflowError as exc:
-        print(f"pathgeom {args.command}: {exc}\n(try a smaller --weight-scale or --T)",
-              file=err)
+    except PathOverflowError as exc:       # (and PathUnderflowError, a subclass)
+        print(f"pathgeom {args.command}: {exc}\n{_range_advice(args, exc)}", file=err)
         return 1
     except MemoryError as exc:   # an allocation no estimate foresaw (or a graph refused
         # with its own advice, e.g. the edge list of an ImageNet-size ONNX model)

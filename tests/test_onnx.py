@@ -566,15 +566,6 @@ class TestRefusals:
         self.refuse(one_op("Mul", inputs=("z", "s"), inits={"s": np.array(2.0)}),
                     "(Mul)", "fold constant scales")
 
-    @pytest.mark.parametrize("key", ["alpha", "beta"])
-    def test_gemm_alpha_beta(self, key):
-        rng = np.random.default_rng(0)
-        nodes = [helper.make_node("Gemm", ["x", "W", "b"], ["y"], transB=1, name="g",
-                                  **{key: 0.5})]
-        model = make(nodes, {"x": ["N", 3]}, {"y": ["N", 2]},
-                     {"W": rng.normal(size=(2, 3)), "b": rng.normal(size=2)})
-        self.refuse(model, "'g' (Gemm)", f"{key}=0.5", "kappa", "fold it into the initializer")
-
     def test_gemm_beta_without_c_is_harmless(self):
         rng = np.random.default_rng(0)
         nodes = [helper.make_node("Gemm", ["x", "W"], ["y"], transB=1, beta=0.5)]
@@ -713,6 +704,295 @@ class TestRefusals:
         model = make(nodes, {"x": [1, 4]}, {"y": [1]}, {"V": rng.normal(size=(1, 4))},
                      ints={"ax": [0]})
         self.refuse(model, "'sq' (Squeeze)", "removes the batch axis")
+
+
+# --------------------------------------------------------------------------- Cast
+
+
+class TestCast:
+    """A Cast of activations to a float type is the identity; to anything else it rounds or
+    truncates each value, which no path network computes: refused."""
+
+    @pytest.mark.parametrize("to", [TensorProto.INT64, TensorProto.INT32, TensorProto.INT8,
+                                    TensorProto.UINT8, TensorProto.BOOL])
+    def test_cast_of_activations_to_a_non_float_type_is_refused(self, to):
+        name = TensorProto.DataType.Name(to)
+        model = one_op("Cast", attrs=dict(to=to))
+        with pytest.raises(GraphError) as info:
+            pathgeom.from_onnx(model)
+        msg = str(info.value)
+        for w in ("ONNX node 'the_node' (Cast)", f"to {name}", "remove the cast",
+                  "cast to a float type"):
+            assert w in msg, msg
+
+    def test_the_refused_cast_would_change_the_numbers(self):
+        # what the refusal protects against: the model truncates, the identity would not
+        model = one_op("Cast", attrs=dict(to=TensorProto.INT64),
+                       extra=[helper.make_node("Cast", ["h"], ["hf"], to=TensorProto.DOUBLE)])
+        model.graph.node[-1].input[0] = "hf"
+        X = np.random.default_rng(3).normal(size=(4, 4))
+        truncated = reference(model, {"x": X})[0]
+        plain = reference(one_op("Identity"), {"x": X})[0]
+        assert np.abs(truncated - plain).max() > 0.1
+        with pytest.raises(GraphError, match="INT64"):
+            pathgeom.from_onnx(model)
+
+    @pytest.mark.parametrize("to", [TensorProto.DOUBLE, TensorProto.FLOAT,
+                                    TensorProto.FLOAT16, TensorProto.BFLOAT16])
+    def test_cast_to_a_float_type_is_the_identity(self, to):
+        rng = np.random.default_rng(4)
+        model = one_op("Cast", attrs=dict(to=to))
+        imp = pathgeom.from_onnx(model)
+        ident = pathgeom.from_onnx(one_op("Identity"))
+        X = rng.normal(size=(3, 4))
+        assert_close(imp.forward(X), ident.forward(X), rtol=0)
+        if to == TensorProto.DOUBLE:
+            want = reference(model, {"x": X})[0]
+            assert_close(imp.forward(X), want, rtol=1e-12, scale=np.abs(want).max())
+
+    def test_cast_of_constants_and_of_a_float_initializer_used_as_a_shape(self):
+        rng = np.random.default_rng(5)
+        # Reshape(h, Cast(shape_f, INT64)) with a float initializer holding the shape, and
+        # a float constant cast to int on the way
+        model = one_op("Relu", extra=[
+            helper.make_node("Cast", ["shape_f"], ["shape"], to=TensorProto.INT64),
+            helper.make_node("Reshape", ["h", "shape"], ["hr"])],
+            inits={"shape_f": np.array([-1.0, 4.0])})
+        model.graph.node[-1].input[0] = "hr"
+        imp = pathgeom.from_onnx(model)
+        X = rng.normal(size=(3, 4))
+        want = reference(model, {"x": X})[0]
+        assert_close(imp.forward(X), want, rtol=1e-12, scale=np.abs(want).max())
+        assert imp.n_params == 16 + 8 + 2          # shape_f stays an (unused) parameter
+        assert not imp.kappa()[-2:].any()
+
+
+# --------------------------------------------------------------------------- Reshape and the batch
+
+
+def reshaped(shape, x_batch="N", out=None):
+    """x (batch, 4) -> Gemm(W) -> Relu -> Reshape(shape) -> y, the Reshape named "rs"."""
+    rng = np.random.default_rng(6)
+    nodes = [helper.make_node("Gemm", ["x", "W"], ["z"], transB=1),
+             helper.make_node("Relu", ["z"], ["h"]),
+             helper.make_node("Reshape", ["h", "shape"], ["y"], name="rs")]
+    return make(nodes, {"x": [x_batch, 4]}, {"y": out or ["N", 4]},
+                {"W": rng.normal(size=(4, 4))}, ints={"shape": shape})
+
+
+class TestReshapeBatch:
+    """pathgeom describes one example; a Reshape must keep each example in its own row."""
+
+    def rows_of_reference(self, model, X):
+        """The model applied to each example alone (batch 1), stacked."""
+        return np.concatenate([reference(model, {"x": x[None]})[0].reshape(1, -1)
+                               for x in X])
+
+    @pytest.mark.parametrize("shape", [[0, -1], [-1, 4], [0, 4], [-1, 2, 2], [0, 2, 2]])
+    def test_batch_kept(self, shape):
+        model = reshaped(shape)
+        X = np.random.default_rng(7).normal(size=(3, 4))
+        want = reference(model, {"x": X})[0].reshape(3, -1)
+        imp = pathgeom.from_onnx(model)
+        assert_close(imp.forward(X), want, rtol=1e-12, scale=np.abs(want).max())
+
+    def test_fixed_batch_one_with_a_dynamic_batch_is_refused(self):
+        model = reshaped([1, -1])
+        X = np.random.default_rng(8).normal(size=(3, 4))
+        # the model itself puts the 3 examples into one row: not a per-example network
+        assert reference(model, {"x": X})[0].shape == (1, 12)
+        with pytest.raises(GraphError) as info:
+            pathgeom.from_onnx(model)
+        msg = str(info.value)
+        for w in ("ONNX node 'rs' (Reshape)", "fixes the first (batch) axis at 1",
+                  "dynamic", "moves elements between examples", "x.flatten(1)",
+                  "Flatten(axis=1)"):
+            assert w in msg, msg
+
+    def test_fixed_batch_three_with_a_dynamic_batch_is_refused(self):
+        with pytest.raises(GraphError, match=r"fixes the first \(batch\) axis at 3"):
+            pathgeom.from_onnx(reshaped([3, 4]))
+
+    @pytest.mark.parametrize("d", [1, 2])
+    def test_fixed_batch_equal_to_the_models_own(self, d):
+        # exported without dynamic axes at batch d: the Reshape keeps the d examples apart
+        model = reshaped([d, -1], x_batch=d, out=[d, 4])
+        X = np.random.default_rng(9).normal(size=(d, 4))
+        imp = pathgeom.from_onnx(model)
+        want = reference(model, {"x": X})[0]
+        assert_close(imp.forward(X), want, rtol=1e-12, scale=np.abs(want).max())
+        # any number of rows: the network of one example, row by row
+        X5 = np.random.default_rng(10).normal(size=(5, 4))
+        one = reshaped([1, -1], x_batch=1, out=[1, 4])
+        want = self.rows_of_reference(one, X5)
+        assert_close(imp.forward(X5), want, rtol=1e-12, scale=np.abs(want).max())
+
+    def test_fixed_batch_other_than_the_models_own_is_refused(self):
+        model = reshaped([1, 8], x_batch=2, out=[1, 8])
+        assert reference(model, {"x": np.ones((2, 4))})[0].shape == (1, 8)
+        with pytest.raises(GraphError, match="exported for batch size 2"):
+            pathgeom.from_onnx(model)
+
+    def test_minus_one_first_that_splits_examples_is_refused(self):
+        with pytest.raises(GraphError) as info:
+            pathgeom.from_onnx(reshaped([-1, 2], out=["M", 2]))
+        assert "'rs' (Reshape)" in str(info.value)
+        assert "moves elements between examples" in str(info.value)
+
+
+# --------------------------------------------------------------------------- Gemm alpha, beta
+
+
+def scaled_mlp(rng, alpha=0.5, beta=2.0, alpha2=0.25, trans=(1, 0), shared=False):
+    """x -> Gemm(W, b; alpha, beta) -> Relu -> Gemm(V or W, c; alpha2) -> y."""
+    W = rng.normal(size=(3, 3))
+    inits = {"W": W, "b": rng.normal(size=3), "c": rng.normal(size=3)}
+    second = "W" if shared else "V"
+    if not shared:
+        inits["V"] = rng.normal(size=(3, 3))
+    nodes = [helper.make_node("Gemm", ["x", "W", "b"], ["z"], transB=trans[0], alpha=alpha,
+                              beta=beta, name="g1"),
+             helper.make_node("Relu", ["z"], ["h"]),
+             helper.make_node("Gemm", ["h", second, "c"], ["y"], transB=trans[1],
+                              alpha=alpha2, name="g2")]
+    return make(nodes, {"x": ["N", 3]}, {"y": ["N", 3]}, inits)
+
+
+def folded_by_hand(model):
+    """The same model with each Gemm's alpha and beta multiplied into its B and C (each
+    initializer read with one factor) and removed."""
+    m = copy.deepcopy(model)
+    inits = {t.name: numpy_helper.to_array(t) for t in m.graph.initializer}
+    factor = {}
+    for node in m.graph.node:
+        if node.op_type != "Gemm":
+            continue
+        at = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        factor[node.input[1]] = at.get("alpha", 1.0)
+        if len(node.input) > 2:
+            factor[node.input[2]] = at.get("beta", 1.0)
+        keep = [a for a in node.attribute if a.name not in ("alpha", "beta")]
+        del node.attribute[:]
+        node.attribute.extend(keep)
+    del m.graph.initializer[:]
+    for name, a in inits.items():
+        m.graph.initializer.append(numpy_helper.from_array(factor.get(name, 1.0) * a, name))
+    return m
+
+
+class TestGemmScalars:
+    """Y = alpha A B' + beta C: the parameters are alpha B and beta C (the edge weights)."""
+
+    def check(self, model, X):
+        imp = pathgeom.from_onnx(model)
+        want = reference(model, {"x": X})[0]
+        assert_close(imp.forward(X), want, rtol=1e-12, scale=np.abs(want).max())
+        # the path quantities: dense passes against the edge-list engine
+        pq, edges = imp.path_quantities(), pathgeom.path_quantities(imp.graph, imp.p)
+        assert_close(pq.gamma2, edges.gamma2, rtol=1e-12)
+        assert_close(pq.kappa, edges.kappa, rtol=1e-12, scale=np.abs(edges.kappa).max())
+        for q in (1, 3):
+            assert_close(imp.path_norm(q=q), pathgeom.path_norm(imp.graph, imp.p, q),
+                         rtol=1e-12)
+        # and the network of the model whose initializers hold alpha B, beta C
+        ref = pathgeom.from_onnx(folded_by_hand(model))
+        assert_close(imp.p, ref.p, rtol=0)
+        assert_close(pq.kappa, ref.path_quantities().kappa, rtol=1e-12)
+        assert_close(pq.gamma2, gamma2_onnx(folded_by_hand(model), ref), rtol=1e-12)
+        return imp
+
+    @pytest.mark.parametrize("trans", [(1, 0), (0, 1)])
+    def test_alpha_and_beta_are_folded(self, trans):
+        rng = np.random.default_rng(11)
+        model = scaled_mlp(rng, trans=trans)
+        imp = self.check(model, rng.normal(size=(5, 3)))
+        inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+        blocks = imp.unpack(imp.p)
+        assert list(blocks) == ["W*0.5", "b*2.0", "c", "V*0.25"]
+        assert imp.scaled == [("W", 0.5, "W*0.5"), ("b", 2.0, "b*2.0"),
+                              ("V", 0.25, "V*0.25")]
+        assert_close(blocks["W*0.5"], 0.5 * inits["W"], rtol=0)
+        assert_close(blocks["b*2.0"], 2.0 * inits["b"], rtol=0)
+        assert_close(blocks["c"], inits["c"], rtol=0)
+
+    def test_a_shared_weight_with_one_alpha_stays_tied(self):
+        rng = np.random.default_rng(12)
+        model = scaled_mlp(rng, alpha=0.5, alpha2=0.5, trans=(1, 1), shared=True)
+        imp = self.check(model, rng.normal(size=(4, 3)))
+        assert list(imp.unpack(imp.p))[0] == "W*0.5" and imp.n_params == 9 + 3 + 3
+        counts = imp.graph.param_edge_counts()
+        assert (counts[:9] == 2).all()              # every W entry: one edge per layer
+        assert np.abs(imp.path_quantities().kappa2).max() > 0
+
+    def test_a_shared_weight_with_two_alphas_is_refused(self):
+        rng = np.random.default_rng(13)
+        model = scaled_mlp(rng, alpha=0.5, alpha2=2.0, trans=(1, 1), shared=True)
+        with pytest.raises(GraphError) as info:
+            pathgeom.from_onnx(model)
+        msg = str(info.value)
+        for w in ("initializer 'W'", "node 'g1' (Gemm, alpha=0.5)",
+                  "node 'g2' (Gemm, alpha=2)", "lose its tie", "the same alpha"):
+            assert w in msg, msg
+
+    def test_a_weight_also_read_by_a_matmul_is_refused(self):
+        rng = np.random.default_rng(14)
+        nodes = [helper.make_node("Gemm", ["x", "W"], ["z"], alpha=3.0, name="g"),
+                 helper.make_node("Relu", ["z"], ["h"]),
+                 helper.make_node("MatMul", ["h", "W"], ["y"], name="mm")]
+        model = make(nodes, {"x": ["N", 3]}, {"y": ["N", 3]}, {"W": rng.normal(size=(3, 3))})
+        with pytest.raises(GraphError, match=r"node 'g' \(Gemm, alpha=3\), node 'mm' "
+                                             r"\(MatMul\)"):
+            pathgeom.from_onnx(model)
+
+    def test_alpha_on_a_transposed_weight_is_refused(self):
+        rng = np.random.default_rng(15)
+        nodes = [helper.make_node("Transpose", ["W"], ["Wt"], perm=[1, 0]),
+                 helper.make_node("Gemm", ["x", "Wt"], ["y"], alpha=0.5, name="g")]
+        model = make(nodes, {"x": ["N", 3]}, {"y": ["N", 2]}, {"W": rng.normal(size=(2, 3))})
+        with pytest.raises(GraphError) as info:
+            pathgeom.from_onnx(model)
+        for w in ("'g' (Gemm)", "alpha=0.5 scales B 'Wt'", "not an initializer read "
+                  "directly", "transB=1"):
+            assert w in str(info.value), str(info.value)
+
+    def test_alpha_then_a_folded_batchnorm(self):
+        rng = np.random.default_rng(16)
+        bn = {"bn.weight": rng.uniform(0.5, 2, 4), "bn.bias": rng.normal(size=4),
+              "bn.mean": rng.normal(size=4), "bn.var": rng.uniform(0.5, 2, 4)}
+        nodes = [helper.make_node("Gemm", ["x", "W", "b"], ["z"], transB=1, alpha=0.5,
+                                  beta=-1.5),
+                 helper.make_node("BatchNormalization", ["z", "bn.weight", "bn.bias",
+                                                         "bn.mean", "bn.var"], ["n"]),
+                 helper.make_node("Relu", ["n"], ["h"]),
+                 helper.make_node("Gemm", ["h", "V"], ["y"], transB=1)]
+        model = make(nodes, {"x": ["N", 3]}, {"y": ["N", 2]},
+                     dict(W=rng.normal(size=(4, 3)), b=rng.normal(size=4),
+                          V=rng.normal(size=(2, 4)), **bn))
+        imp = pathgeom.from_onnx(model)
+        X = rng.normal(size=(5, 3))
+        want = reference(model, {"x": X})[0]
+        assert_close(imp.forward(X), want, rtol=1e-12, scale=np.abs(want).max())
+        assert imp.folded == [("bn", "W*0.5*bn", "b*-1.5*bn")]
+        assert list(imp.unpack(imp.p)) == ["W*0.5*bn", "b*-1.5*bn", "V"]
+
+    def test_initializers_also_listed_as_inputs(self):
+        # older exporters list every initializer among the graph inputs too
+        rng = np.random.default_rng(18)
+        model = scaled_mlp(rng)
+        for t in model.graph.initializer:
+            model.graph.input.append(helper.make_tensor_value_info(
+                t.name, TensorProto.DOUBLE, list(numpy_helper.to_array(t).shape)))
+        imp = self.check(model, rng.normal(size=(3, 3)))
+        assert imp.input_names == ["x"]
+
+    def test_beta_on_a_zero_constant(self):
+        rng = np.random.default_rng(17)
+        nodes = [helper.make_node("Constant", [], ["zero"],
+                                  value=numpy_helper.from_array(np.zeros(2))),
+                 helper.make_node("Gemm", ["x", "W", "zero"], ["y"], transB=1, beta=3.0)]
+        model = make(nodes, {"x": ["N", 3]}, {"y": ["N", 2]}, {"W": rng.normal(size=(2, 3))})
+        imp = pathgeom.from_onnx(model)
+        assert imp.n_params == 6 and imp.scaled == []
 
 
 # --------------------------------------------------------------------------- CLI and packaging

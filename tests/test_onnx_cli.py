@@ -97,3 +97,53 @@ def test_group_of_a_model_too_large_for_an_edge_list(model_file, monkeypatch):
     assert status == 1 and "MAX_GRAPH_EDGES" in err and "dense passes" in err
     status, out, _ = run_cli("pathnorm", "--graph", model_file)      # needs no edge list
     assert status == 0 and "L2 path norm" in out
+
+
+# --------------------------------------------------------------------------- --weight-scale
+
+
+@pytest.mark.parametrize("command", ["pathnorm", "lemma1", "invariance"])
+def test_weight_scale_with_an_onnx_model_is_refused(model_file, command):
+    # an ONNX model has its own weights: a flag that would be silently ignored is an error
+    status, out, err = run_cli(command, "--graph", model_file, "--weight-scale", "2")
+    assert status == 2 and out == ""
+    for w in (f"pathgeom {command}: error: --weight-scale 2", "its own weights",
+              "drop --weight-scale", "--params FILE"):
+        assert w in err, err
+
+
+def huge_model(path):
+    """Two Gemm layers on one 2x2 weight of about 1e110: gamma^2 ~ 1e440, beyond float64."""
+    W = 1e110 * np.array([[1.0, 1.1], [1.2, 1.3]])
+    nodes = [onnx.helper.make_node("Gemm", ["x", "W"], ["z"], transB=1),
+             onnx.helper.make_node("Relu", ["z"], ["h"]),
+             onnx.helper.make_node("Gemm", ["h", "W"], ["y"], transB=1)]
+    T = onnx.TensorProto.DOUBLE
+    onnx.save(onnx.helper.make_model(onnx.helper.make_graph(
+        nodes, "huge", [onnx.helper.make_tensor_value_info("x", T, ["N", 2])],
+        [onnx.helper.make_tensor_value_info("y", T, ["N", 2])],
+        [onnx.numpy_helper.from_array(W, "W")]),
+        opset_imports=[onnx.helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+@pytest.mark.parametrize("command", ["pathnorm", "lemma1"])
+def test_overflow_advice_on_an_onnx_model(command, tmp_path):
+    path = huge_model(tmp_path / "huge.onnx")
+    status, out, err = run_cli(command, "--graph", path)
+    assert status == 1 and out == "" and "Traceback" not in err
+    assert "overflow" in err and "its own weights" in err and "--params FILE" in err
+    assert "try a smaller --weight-scale" not in err
+    # the same weights scaled down by --params: in range
+    np.save(tmp_path / "small.npy", pathgeom.from_onnx(path).p * 1e-110)
+    status, out, err = run_cli(command, "--graph", path, "--params", tmp_path / "small.npy")
+    assert status == 0 and err == ""
+
+
+def test_weight_scale_still_drives_builtin_networks():
+    s2 = json.loads(run_cli("pathnorm", "--net", "mlp", "--q", "1", "--json",
+                            "--weight-scale", "2")[1])
+    s1 = json.loads(run_cli("pathnorm", "--net", "mlp", "--q", "1", "--json")[1])
+    assert "U(-2, 2)" in s2["weights"] and "U(-1, 1)" in s1["weights"]
+    # mlp [1, 3, 2, 1]: every path has 3 weights, so doubling them scales the L1 norm by 8
+    assert_close(s2["path_norms"]["1"], 8 * s1["path_norms"]["1"], rtol=1e-12)

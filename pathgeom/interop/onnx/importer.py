@@ -136,6 +136,12 @@ class _Importer:
         who = self.producer.get(name)
         return f"{name!r}" + (f" (from node {who})" if who else "")
 
+    def declared_batch(self):
+        """The batch size the model was exported for: the fixed size of every input's batch
+        axis when they all have one and agree, else None (a dynamic batch)."""
+        sizes = set(self.declared_batches)
+        return sizes.pop() if len(sizes) == 1 and None not in sizes else None
+
     # ------------------------------------------------------------------ value access
 
     def v(self, node, inputs, k):
@@ -194,6 +200,7 @@ class _Importer:
     def read_inputs(self):
         g = self.model.graph
         self.input_names, self.input_shapes, self.batch_axes, self.input_ids = [], [], [], []
+        self.declared_batches = []     # the batch axis's fixed size per input, or None
         for inp in g.input:
             if inp.name in self.values:  # an initializer also listed as an input
                 continue
@@ -228,6 +235,9 @@ class _Importer:
                                      f"(axis {axis}) may be dynamic (pass batch_axis= to "
                                      f"from_onnx if the batch is another axis)")
                 shape.append(int(d.dim_value))
+            d = dims[axis]
+            self.declared_batches.append(int(d.dim_value) if d.HasField("dim_value") and
+                                         d.dim_value >= 1 else None)
             ids = self.alloc(tuple(shape), _INPUT, inp.name)
             self.closed[ids.ravel()] = True
             self.values[inp.name] = _Units(np.expand_dims(ids, axis), axis)

@@ -53,9 +53,14 @@ class OnnxNetwork:
         :math:`a = \gamma / \sqrt{\sigma^2 + \epsilon}` per output channel) and
         ``"<B>*<bn>"`` (:math:`a b + \beta - a \mu`) or ``"<bn>.shift"`` (:math:`\beta -
         a\mu`, when the layer had no bias).
+    scaled : list of (str, float, str)
+        ``(initializer, factor, block)`` for each initializer read by Gemms with ``alpha``
+        (or, as ``C``, ``beta``) other than 1: the parameter block ``"<B>*<alpha>"`` (e.g.
+        ``"W*0.5"``) holds :math:`\alpha B`, the edge weights of those Gemms.  In the
+        initializer's own coordinates :math:`\kappa_B = \alpha^2 \kappa`.
     ties : dict
         ``{initializer: (tied_to, "copy" | "transpose")}`` when imported with
-        ``tie_transposes=True``.
+        ``tie_transposes=True`` or a mapping (the ties applied).
 
     Examples
     --------
@@ -88,7 +93,7 @@ class OnnxNetwork:
     """
 
     def __init__(self, program, p, input_names, input_shapes, batch_axes, output_names,
-                 output_shapes, has_bias, blocks, folded=(), ties=None):
+                 output_shapes, has_bias, blocks, folded=(), ties=None, scaled=()):
         self._program = program
         self.p = p
         self._param_names = None
@@ -103,6 +108,7 @@ class OnnxNetwork:
         self._blocks = blocks          # initializer name -> (first index, shape)
         self.folded = list(folded)
         self.ties = dict(ties or {})
+        self.scaled = list(scaled)
         self._work = {}                # scratch arrays of the dense passes, kept
         self._work_lock = threading.Lock()
 

@@ -61,12 +61,27 @@ def _dropout(imp, node, inputs, attrs):
     return [imp.v(node, inputs, 0)]
 
 
+#: ``Cast`` targets read as the identity on activations and weights (pathgeom computes in
+#: float64 whatever the model's float type; a cast to any other type changes the numbers).
+_FLOAT_CASTS = ("FLOAT", "DOUBLE", "FLOAT16", "BFLOAT16")
+
+
 @rule("Cast")
 def _cast(imp, node, inputs, attrs):
     v = imp.v(node, inputs, 0)
-    if isinstance(v, (_Units, _Params)):
+    to = attrs["to"]
+    name = imp.onnx.TensorProto.DataType.Name(to)
+    if isinstance(v, (_Units, _Params)) and name in _FLOAT_CASTS:
         return [v]
-    dtype = imp.onnx.helper.tensor_dtype_to_np_dtype(attrs["to"])
+    if isinstance(v, _Units):
+        imp.fail(node, f"it casts the activation {imp.where(inputs[0])} to {name}, which "
+                       f"rounds or truncates every value (not a linear map); remove the cast "
+                       f"or cast to a float type (float32, float64, float16, bfloat16)")
+    if isinstance(v, _Params):
+        # a float initializer used as a constant (a shape, an index): its values, cast
+        v = np.where(v.idx >= 0, imp.p[np.maximum(v.idx, 0)], 0.0) if v.idx.size else \
+            np.zeros(v.idx.shape)
+    dtype = imp.onnx.helper.tensor_dtype_to_np_dtype(to)
     return [np.asarray(v).astype(dtype)]
 
 
@@ -198,11 +213,41 @@ def _reshape(imp, node, inputs, attrs):
         if batch != 0:
             imp.fail(node, f"reshaping a tensor whose batch axis is {batch}; transpose the "
                            f"batch axis to the front first")
-        if not shape or (shape[0] not in (0, -1, 1) and shape[0] < 1):
+        if not shape or shape[0] < -1:
             imp.fail(node, f"shape {shape} does not keep the batch axis first")
-        rest = _target_shape(imp, node, a.shape[1:], shape[1:], allowzero)
+        first = int(shape[0])
+        if first >= 1:
+            declared = imp.declared_batch()
+            if first != declared:
+                _fixed_batch(imp, node, shape, first, declared)
+        rest = shape[1:]
+        if first == -1 and -1 not in rest and 0 not in rest and \
+                math.prod(rest) != math.prod(a.shape[1:]):
+            imp.fail(node, f"shape {shape} moves elements between examples: an example "
+                           f"has {math.prod(a.shape[1:])} elements here, a row of the "
+                           f"result {math.prod(rest)}; keep the batch axis (0 or -1 first, "
+                           f"then the shape of one example)")
+        rest = _target_shape(imp, node, a.shape[1:], rest, allowzero)
         return a.reshape([1] + rest), 0
     return [_relabel(imp, node, imp.v(node, inputs, 0), fn)]
+
+
+def _fixed_batch(imp, node, shape, first, declared):
+    """Refuse a Reshape whose first (batch) axis is a fixed size other than the batch size
+    the model was exported for."""
+    if declared is None:
+        what = (f"the model's batch axis is dynamic, so at any batch size other than "
+                f"{first} this Reshape moves elements between examples"
+                + (" (a batch of 3 becomes one row made of the 3 examples)"
+                   if first == 1 else ""))
+    else:
+        what = (f"the model was exported for batch size {declared}, at which this Reshape "
+                f"moves elements between examples")
+    imp.fail(node, f"shape {shape} fixes the first (batch) axis at {first}, but {what}; "
+                   f"pathgeom describes one example and applies it to every row. Export the "
+                   f"model with the batch axis kept: -1 or 0 as its size (torch: "
+                   f"x.reshape(x.shape[0], -1) or x.flatten(1)), or Flatten(axis=1), and a "
+                   f"dynamic batch axis (dynamic_axes / dynamic_shapes)")
 
 
 @rule("Flatten")
@@ -357,22 +402,13 @@ def _gemm(imp, node, inputs, attrs):
     if not isinstance(A, _Units):
         imp.fail(node, f"its input A is {_describe(A)}; pathgeom supports Gemm(x, W, b) "
                        f"with activations x and initializers W, b")
-    for key in ("alpha", "beta"):
-        value = attrs.get(key, 1.0)
-        if value != 1.0 and (key == "alpha" or (len(inputs) > 2 and inputs[2])):
-            imp.fail(node, f"{key}={value:g}: an edge weight {key} * w is not one "
-                           f"parameter. pathgeom does not fold it: folding (w <- "
-                           f"{key} * w) keeps gamma^2 but multiplies kappa by "
-                           f"{key}**2 in the initializer's coordinates and unties "
-                           f"weights used elsewhere; fold it into the initializer "
-                           f"yourself before export if that parametrization is the "
-                           f"one you mean")
     a = A.ids.T if attrs.get("transA", 0) else A.ids
     batch = (1 - A.batch) if attrs.get("transA", 0) else A.batch
     if a.ndim != 2 or batch != 0:
         imp.fail(node, f"A must be a matrix (batch, features), got shape {A.ids.shape} "
                        f"with the batch axis at {A.batch}")
     W = imp.params(node, inputs[1], "B")
+    _unfolded_scalar(imp, node, attrs, "alpha", inputs[1], W)
     if W.ndim != 2:
         imp.fail(node, f"B has shape {W.shape}; Gemm needs a matrix")
     W = W.T if attrs.get("transB", 0) else W     # (K, M)
@@ -384,8 +420,22 @@ def _gemm(imp, node, inputs, attrs):
     imp.emit(twin.MatMulOp(a[0], out[0], W, imp.all_inputs(a)))
     if len(inputs) > 2 and inputs[2]:
         C = imp.params(node, inputs[2], "C")
+        _unfolded_scalar(imp, node, attrs, "beta", inputs[2], C)
         _bias(imp, node, out, C, 0)
     return [_Units(out, 0)]
+
+
+def _unfolded_scalar(imp, node, attrs, key, name, idx):
+    """``alpha``/``beta`` still != 1 here (:func:`.reading.fold_gemm_scalars` folds them into
+    initializers read directly): refused unless what it scales is a constant zero."""
+    value = float(attrs.get(key, 1.0))
+    if value != 1.0 and bool(np.any(idx >= 0)):
+        what = "B" if key == "alpha" else "C"
+        imp.fail(node, f"{key}={value:g} scales {what} {imp.where(name)}, which is not an "
+                       f"initializer read directly by the Gemm: pathgeom folds {key} into "
+                       f"{what}'s initializer (the parameters become {key} * {what}); let "
+                       f"the Gemm read the initializer itself (transB=1 instead of a "
+                       f"Transpose node), or fold {key} into the weights before export")
 
 
 def _bias(imp, node, ids, C, batch, fixed=False):
