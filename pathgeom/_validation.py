@@ -54,13 +54,15 @@ def check_scale(value, name, allow_zero=True):
     return float(value)
 
 
-def as_params(p, n_params, name="p"):
-    """``p`` as a C-contiguous float64 vector of length ``n_params`` with finite entries."""
+def as_params(p, n_params, name="p", finite=True):
+    """``p`` as a C-contiguous float64 vector of length ``n_params`` with finite entries
+    (``finite=False``: the caller checks finiteness itself, e.g. from a reduction it needs
+    anyway, and calls this again with ``finite=True`` for the message)."""
     arr = _as_float_array(p, name)
     if arr.shape != (n_params,):
         raise ValueError(f"{name} has shape {arr.shape} but the graph has {n_params} "
                          f"parameters; pass a 1-D array of length n_params = {n_params}")
-    if not np.isfinite(arr).all():
+    if finite and not np.isfinite(arr).all():
         bad = int(np.flatnonzero(~np.isfinite(arr))[0])
         raise ValueError(f"{name}[{bad}] = {arr[bad]} is not finite; every parameter must be "
                          f"a finite number")

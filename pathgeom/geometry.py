@@ -159,7 +159,12 @@ def _squared_sweeps(g, q):
     h[_dead(g)[0]] = 0.0
     if not _finite(h):
         _overflow(g, first_nonfinite_row(h), "gamma^2")
-    if not _finite(k1):
+    # every value of the squared network is >= 0: kappa1_i, a sum of at most
+    # max_uses products h_u delta_v, is finite when max_uses max(h) max(delta) is
+    # (a nan anywhere fails the comparison), else each entry is tested
+    with np.errstate(over="ignore", invalid="ignore"):
+        bound = _max_uses(g) * h.max(initial=0.0) * delta.max(initial=0.0)
+    if not bound <= _HUGE and not _finite(k1):
         i = int(np.flatnonzero(~np.isfinite(k1))[0])
         raise PathOverflowError(f"kappa1[{i}] overflowed float64; scale the weights down")
     return h, delta, k1
@@ -193,11 +198,30 @@ def _setup(g, p):
     parameters' own quantities).  Entries of ``q`` may be inf (a weight whose square
     overflows): the callers decide whether that matters (it does not when every path
     through the parameter also carries a zero weight)."""
+    return _setup_stats(g, p)[0]
+
+
+def _setup_stats(g, p):
+    """:func:`_setup`, and what its reductions tell: ``(q, finite, least)`` with
+    ``finite`` whether every entry of ``q`` is finite and ``least`` its least entry.
+    ``p``'s finiteness is read off the largest square (one reduction instead of a test
+    per entry and a sum)."""
     _check_graph(g)
-    p = as_params(p, g.n_params)
-    with np.errstate(over="ignore"):
-        q = p * p
-    return engine.extended_sq(g.compiled, q)
+    arr = as_params(p, g.n_params, finite=False)
+    with np.errstate(over="ignore", invalid="ignore"):
+        q = arr * arr
+        top = q.max(initial=0.0)
+    if not top <= _HUGE:                       # inf or nan: a non-finite p, or a square
+        as_params(arr, g.n_params)            # that overflows (raises for the former)
+    least = q.min(initial=np.inf)
+    c = g.compiled
+    if c.fixed.shape[0]:
+        with np.errstate(over="ignore"):
+            fq = np.abs(c.fixed) ** 2.0
+        top = max(top, float(fq.max()))
+        least = min(least, float(fq.min()))
+        q = engine.extended_sq(c, q)
+    return q, bool(top <= _HUGE), least
 
 
 def _blame_overflow(g, q, h, what):
@@ -285,6 +309,7 @@ def _param_head_range(g):
 # every result is then the float64 rounding of the exact sums' value.
 
 _TINY = np.finfo(np.float64).tiny
+_HUGE = np.finfo(np.float64).max
 
 
 def _weights(g, p):
@@ -342,22 +367,42 @@ def _backward_careful_ext(g, q, h):
     return delta, k1
 
 
-def _live_min(g, x):
-    """The least entry of ``x`` over the nodes an input reaches and that reach an output."""
-    c = g.compiled
-    mask = g._cache.get("live_reached")
-    if mask is None:
-        mask = g._cache["live_reached"] = np.flatnonzero(c.live & c.reached)
-    return x[mask].min(initial=1.0)
+def _max_uses(g):
+    """Cached per graph: the most edges any (extended) parameter index has."""
+    m = g._cache.get("max_uses")
+    if m is None:
+        par = g.compiled.par
+        m = g._cache["max_uses"] = float(np.bincount(par).max()) if par.size else 0.0
+    return m
+
+
+def _outside(g):
+    """Cached per graph: how many nodes are outside ``live & reached`` (their ``h`` and
+    ``delta`` are exactly 0 after the sweeps), and how many parameters have no edge from
+    a reached node into a live one (their ``kappa1`` is exactly 0)."""
+    out = g._cache.get("outside_counts")
+    if out is None:
+        c = g.compiled
+        n_nodes = int(np.count_nonzero(~(c.live & c.reached)))
+        n_par = g.n_params - int(np.count_nonzero(_k1_structure(g)[:g.n_params]))
+        out = g._cache["outside_counts"] = (n_nodes, n_par)
+    return out
+
+
+def _only_structural_zeros(x, n_zero):
+    """Whether the entries below the normal range are just the ``n_zero`` that the
+    structure makes exactly 0 (so none that a non-zero path makes positive underflowed)."""
+    return x.min(initial=1.0) >= _TINY or np.count_nonzero(x < _TINY) == n_zero
 
 
 def _lost_to_underflow(g, w, h, delta=None, k1=None):
     """Whether a node value (or sensitivity, or kappa1) that a non-zero path makes
     non-zero came out below the normal float64 range."""
-    if (h.min(initial=1.0) >= _TINY or _live_min(g, h) >= _TINY) and \
-            (delta is None or delta.min(initial=1.0) >= _TINY or _live_min(g, delta) >= _TINY) \
-            and (k1 is None or k1.min(initial=1.0) >= _TINY):
-        return False   # nothing below the normal range: one reduction each
+    n_nodes, n_par = _outside(g)
+    if _only_structural_zeros(h, n_nodes) and \
+            (delta is None or _only_structural_zeros(delta, n_nodes)) and \
+            (k1 is None or _only_structural_zeros(k1, n_par)):
+        return False   # nothing below the normal range but the structural zeros
     c = g.compiled
     mask = c.live & c.reached
     with np.errstate(invalid="ignore"):
@@ -881,14 +926,14 @@ def path_quantities(g, p, with_kappa2=True, client=None):
         if client is None:
             return g.path_quantities(p, with_kappa2=with_kappa2)
         g = g.graph   # the client spreads the graph's tangent sweeps
-    q = _setup(g, p)
+    q, q_finite, q_least = _setup_stats(g, p)
     with_kappa2 = check_bool(with_kappa2, "with_kappa2")
     w = _weights(g, np.asarray(p, dtype=np.float64))   # p validated by _setup
     with np.errstate(under="ignore", over="ignore"):
-        if _squares_underflow(w, q if q.shape == w.shape else w * w):
+        if q_least < _TINY and _squares_underflow(w, q if q.shape == w.shape else w * w):
             return _scaled_quantities(g, w, with_kappa2)
     try:
-        r, h, delta = _float_quantities(g, q, with_kappa2, client)
+        r, h, delta = _float_quantities(g, q, with_kappa2, client, q_finite)
     except PathOverflowError as exc:   # a result beyond float64, or an intermediate that
         try:                           # met a factor lost to underflow: the scaled sweeps
             return _scaled_quantities(g, w, with_kappa2)   # decide
@@ -901,10 +946,10 @@ def path_quantities(g, p, with_kappa2=True, client=None):
     return r
 
 
-def _float_quantities(g, q, with_kappa2, client):
+def _float_quantities(g, q, with_kappa2, client, q_finite=None):
     """The float64 sweeps (fast, then careful after a non-finite value): the quantities
-    and the ``h``, ``delta`` they came from."""
-    if not _finite(q):
+    and the ``h``, ``delta`` they came from (``q_finite``: known already, or None)."""
+    if not (q_finite if q_finite is not None else _finite(q)):
         return _careful_quantities(g, q, with_kappa2)
     try:
         h, delta, k1 = _squared_sweeps(g, q)
