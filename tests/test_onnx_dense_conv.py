@@ -8,7 +8,8 @@ the power network's passes skip products where the structure allows it:
 * an input constant on a box (later layers, away from the zero padding): products over
   the border band's columns only, plus one column for every interior output;
 * an upstream gradient constant per channel (after a global average pool): no products
-  with the positions.
+  with the positions; constant on a box of outputs (the layers before): products over
+  the band's columns plus one.
 
 Each route is checked against the edge-list engine on the same import (and the forward
 pass against onnx's float64 reference evaluator), on hypothesis-drawn geometries, and a
@@ -219,9 +220,9 @@ class _Spy:
     """Counts the routes the convolutions take."""
 
     def __init__(self, monkeypatch):
-        self.const = self.band = self.dconst = 0
-        cc, bf, cr = (twin.ConvOp._const_columns, twin.ConvOp._band_forward,
-                      twin._constant_rows)
+        self.const = self.band = self.dconst = self.gband = 0
+        cc, bf, cr, gb = (twin.ConvOp._const_columns, twin.ConvOp._band_forward,
+                          twin._constant_rows, twin.ConvOp._gradient_band)
 
         def const_columns(op, X, state):
             out = cc(op, X, state)
@@ -238,6 +239,12 @@ class _Spy:
             self.dconst += out
             return out
 
+        def gradient_band(op, Dy, state):
+            out = gb(op, Dy, state)
+            self.gband += out is not None
+            return out
+
+        monkeypatch.setattr(twin.ConvOp, "_gradient_band", gradient_band)
         monkeypatch.setattr(twin.ConvOp, "_const_columns", const_columns)
         monkeypatch.setattr(twin.ConvOp, "_band_forward", band_forward)
         monkeypatch.setattr(twin, "_constant_rows", constant_rows)
@@ -287,16 +294,33 @@ def test_own_parameters_are_read_only_and_new_ones_are_seen():
     assert_close(imp.gamma2(), ref.gamma2)
 
 
-def test_band_route_with_tied_weights(monkeypatch):
+@pytest.mark.parametrize("size", [8, 24])
+def test_band_routes_with_tied_weights(monkeypatch, size):
     # one residual block applied three times: its convolutions share parameters, so the
-    # band's weight gradients are added (not written) into kappa1
+    # band's weight gradients are added (not written) into kappa1 (at 24x24 on the
+    # forward's band route, at 8x8 on the gradient's)
     from onnx_models import tied_resnet
-    model = tied_resnet(np.random.default_rng(5), size=24, width=3, repeats=3)
+    model = tied_resnet(np.random.default_rng(5), size=size, width=3, repeats=3)
     imp = pathgeom.from_onnx(model)
     spy = _Spy(monkeypatch)
     pq = imp.path_quantities()
-    assert spy.band >= 3
+    assert (spy.band if size == 24 else spy.gband) >= 2
     ref = pathgeom.path_quantities(imp.graph, imp.p)
     assert_close(pq.gamma2, ref.gamma2)
     assert_close(pq.kappa1, ref.kappa1, scale=1e-12 * ref.kappa1.max())
     assert_close(pq.kappa, ref.kappa, scale=1e-12 * ref.kappa.max())
+
+
+def test_gradient_band_route(monkeypatch):
+    # small late maps: the forward inputs have almost no constant interior, but the
+    # gradient coming back from the global average pool is constant on a box
+    model = _model(np.random.default_rng(11), 16, 2,
+                   [(3, 3, 2, 1, 1, 1, None), (4, 3, 2, 1, 1, 1, None),
+                    (5, 3, 1, 1, 1, 1, None), (6, 3, 1, 1, 1, 1, None)], "gap")
+    imp = pathgeom.from_onnx(model)
+    spy = _Spy(monkeypatch)
+    pq = imp.path_quantities()
+    assert spy.gband >= 1 and spy.dconst == 1
+    ref = pathgeom.path_quantities(imp.graph, imp.p)
+    assert_close(pq.gamma2, ref.gamma2)
+    assert_close(pq.kappa1, ref.kappa1, scale=1e-12 * ref.kappa1.max())

@@ -504,6 +504,37 @@ class ConvOp(_Op):
         Y = Y.reshape(M, B, -1)
         self.y.put(st.H, Y[:, 0] if B == 1 else Y.transpose(1, 0, 2))
 
+    def _gradient_band(self, Dy, st):
+        """For one sample whose upstream gradient ``Dy`` (1, M, O) is constant per channel
+        on a box of outputs covering at least :data:`BAND_MIN_INTERIOR` of them (and the
+        forward pass took the im2col route): ``(band positions, box positions,
+        [dY_band, d_box])``; else None."""
+        w = self.win
+        if (self.group != 1 or w.nsp != 2 or (id(self), "cols") not in (st.work or {})
+                or (id(self), "band") in st.cache):
+            return None
+        M = self.W.shape[0]
+        found = _constant_box(Dy[0].reshape((M,) + w.out_shape))
+        if found is None:
+            return None
+        ((a1, b1), (a2, b2)), d = found
+        O = math.prod(w.out_shape)
+        if (b1 - a1) * (b2 - a2) < BAND_MIN_INTERIOR * O:
+            return None
+        cache = self.__dict__.setdefault("_gband_cache", {})
+        key = (a1, b1, a2, b2)
+        if key not in cache:
+            inside = np.zeros(w.out_shape, dtype=bool)
+            inside[a1:b1, a2:b2] = True
+            cache[key] = (np.flatnonzero(~inside.ravel()), np.flatnonzero(inside.ravel()))
+            if len(cache) > 8:
+                cache.pop(next(iter(cache)))
+        band, box = cache[key]
+        Dext = st.buf((id(self), "dy_gband"), (M, band.size + 1))
+        Dext[:, :band.size] = Dy[0][:, band]
+        Dext[:, band.size] = d
+        return band, box, Dext
+
     def _put_grad(self, G, gw):
         M = self.W.shape[0]
         if self.exclusive and self.Wi.sl is not None:
@@ -540,6 +571,28 @@ class ConvOp(_Op):
                 np.matmul(Dext, cols.T, out=G[self.Wi.sl].reshape(M, -1))
             else:
                 self.Wi.add(G, (Dext @ cols.T).reshape(self.W.shape))
+        elif not dconst and (gb := self._gradient_band(Dy, st)) is not None:
+            # dY constant on a box of outputs (the last layers, away from the padding):
+            # dW = dY_band cols_band^T + d_box (sum of cols over the box)^T and
+            # dcols = W^T [dY_band, d_box], the box's columns all alike: one extra column
+            band, box, Dext = gb
+            cols = st.work[(id(self), "cols")][0]
+            nb = band.size
+            Cext = st.buf((id(self), "cols_gband"), (cols.shape[0], nb + 1))
+            Cext[:, :nb] = cols[:, band]
+            Cext[:, nb] = cols[:, box].sum(axis=1)
+            if self.exclusive and self.Wi.sl is not None:
+                np.matmul(Dext, Cext.T, out=G[self.Wi.sl].reshape(M, -1))
+            else:
+                self.Wi.add(G, (Dext @ Cext.T).reshape(self.W.shape))
+            if self.x_is_input:
+                return
+            dext = self._wf(st)[0].T @ Dext
+            dcols = st.buf((id(self), "dcols"), (dext.shape[0], Dy.shape[2]))
+            dcols[:, band] = dext[:, :nb]
+            dcols[:, box] = dext[:, nb:]
+            self._col2im(dcols, st, D)
+            return
         else:
             cols = st.work[(id(self), "cols")]
             if dconst and g == 1 and self.exclusive and self.Wi.sl is not None:
@@ -568,6 +621,12 @@ class ConvOp(_Op):
                               out=st.buf((id(self), "dcols"), (Wf.shape[2], O)))
         else:
             dcols = np.matmul(Wf.transpose(0, 2, 1), Dy)                # (G, CK/G, O)
+        self._col2im(dcols, st, D)
+
+    def _col2im(self, dcols, st, D):
+        """``D[x] +=`` the transpose of im2col applied to ``dcols`` (CK, O), one sample."""
+        C = self.x_ids.shape[0]
+        O = dcols.shape[-1]
         nsp = self.win.nsp
         if nsp == 2:
             w = self.win
