@@ -102,6 +102,24 @@ def test_im2col_kernels_match_their_definition(geo, seed):
     assert_close(dX, want_dX, scale=np.abs(Dc).sum())
 
 
+@pytest.mark.parametrize("C, S, k, d, p", [
+    (2, (3, 3), (3, 3), (3, 3), (4, 4)),        # one output; offset 0 reads padding only
+    (4, (2, 2), (4, 4), (13, 13), (38, 38)),
+    (1, (2, 5), (3, 4), (3, 3), (5, 5)),
+])
+def test_im2col_writes_inside_its_output_when_an_offset_reads_only_padding(C, S, k, d, p):
+    # a kernel offset whose every output falls in the leading padding: the zeros of its
+    # row must not run on past the row (past the end of the buffer for the last ones)
+    O = tuple((S[a] + p[a] - d[a] * (k[a] - 1) - 1) + 1 for a in range(2))
+    X = np.arange(1.0, C * S[0] * S[1] + 1).reshape((C,) + S)
+    want = _naive_cols(X, k, (1, 1), d, p, O)
+    size = want.size
+    buf = np.full(size + 64, np.nan)
+    K.im2col2d(X, *k, 1, 1, *d, *p, O[1], buf[:size].reshape(want.shape))
+    assert_close(buf[:size].reshape(want.shape), want, rtol=0, scale=0)
+    assert np.isnan(buf[size:]).all(), "im2col2d wrote past the end of its output"
+
+
 @settings(deadline=None, max_examples=40)
 @given(geometries(), st.integers(0, 2**31 - 1))
 def test_sum_pool_kernels_match_their_definition(geo, seed):
