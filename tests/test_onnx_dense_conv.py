@@ -289,6 +289,8 @@ def test_own_parameters_are_read_only_and_new_ones_are_seen():
     imp = pathgeom.from_onnx(model)
     with pytest.raises(ValueError, match="read-only"):
         imp.p[0] = 1.0
+    with pytest.raises(ValueError):
+        imp.p.flags.writeable = True                # not even by asking numpy
     first = imp.gamma2()
     assert imp.gamma2() == first                    # the kept squares
     p = imp.p * 1.5

@@ -125,7 +125,9 @@ class OnnxNetwork:
     def p(self, value):
         arr = np.array(as_params(value, self.n_params), dtype=np.float64, copy=True)
         arr.flags.writeable = False
-        self._own_p = arr
+        # a view of the read-only copy: numpy refuses to make it writeable again (the
+        # owner of the data could), so the kept powers cannot go stale
+        self._own_p = arr.view()
 
     def __repr__(self):
         return (f"OnnxNetwork(inputs={self.input_names}, outputs={self.output_names}, "
