@@ -320,3 +320,21 @@ def test_band_route_with_tied_weights(monkeypatch):
     assert_close(pq.gamma2, ref.gamma2)
     assert_close(pq.kappa1, ref.kappa1, scale=1e-12 * ref.kappa1.max())
     assert_close(pq.kappa, ref.kappa, scale=1e-12 * ref.kappa.max())
+
+
+def test_constant_infinite_input_gives_the_infinities_of_the_convolution():
+    # an input constant per channel but infinite: the window-mask contraction would
+    # multiply inf by the masks' zeros (NaN); the result is that of the other routes
+    W = np.abs(np.random.default_rng(2).normal(size=(2, 1, 3, 3))) + 0.1
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w"], ["z"], kernel_shape=[3, 3], pads=[1] * 4),
+         helper.make_node("Flatten", ["z"], ["y"])], "inf",
+        [helper.make_tensor_value_info("x", TensorProto.DOUBLE, ["N", 1, 5, 5])],
+        [helper.make_tensor_value_info("y", TensorProto.DOUBLE, ["N", 50])],
+        [numpy_helper.from_array(W, "w")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    X = np.full((1, 1, 5, 5), np.inf)
+    want = ReferenceEvaluator(model).run(None, {"x": X})[0]
+    assert np.isposinf(want).all()
+    got = pathgeom.from_onnx(model).forward(X)
+    assert np.isposinf(got).all()
