@@ -28,10 +28,11 @@ __all__ = ["im2col2d", "im2col2d_segments", "col2im2d", "sum_pool2d",
 
 @numba.njit(cache=True)
 def _valid_range(O, S, s, off):
-    """The outputs o in [0, O) with 0 <= o * s + off < S, as a half-open range."""
+    """The outputs o in [0, O) with 0 <= o * s + off < S, as a half-open range inside
+    [0, O] (empty, ``lo == hi``, when every output reads the padding)."""
     lo = 0
     if off < 0:
-        lo = (-off + s - 1) // s
+        lo = min((-off + s - 1) // s, O)
     hi = O
     if (O - 1) * s + off >= S:
         hi = (S - 1 - off) // s + 1 if S - 1 - off >= 0 else 0

@@ -103,6 +103,24 @@ def test_im2col_kernels_match_their_definition(geo, seed):
     assert_close(dX, want_dX, scale=np.abs(Dc).sum())
 
 
+@pytest.mark.parametrize("C, S, k, d, p", [
+    (2, (3, 3), (3, 3), (3, 3), (4, 4)),        # one output; offset 0 reads padding only
+    (4, (2, 2), (4, 4), (13, 13), (38, 38)),
+    (1, (2, 5), (3, 4), (3, 3), (5, 5)),
+])
+def test_im2col_writes_inside_its_output_when_an_offset_reads_only_padding(C, S, k, d, p):
+    # a kernel offset whose every output falls in the leading padding: the zeros of its
+    # row must not run on past the row (past the end of the buffer for the last ones)
+    O = tuple((S[a] + p[a] - d[a] * (k[a] - 1) - 1) + 1 for a in range(2))
+    X = np.arange(1.0, C * S[0] * S[1] + 1).reshape((C,) + S)
+    want = _naive_cols(X, k, (1, 1), d, p, O)
+    size = want.size
+    buf = np.full(size + 64, np.nan)
+    K.im2col2d(X, *k, 1, 1, *d, *p, O[1], buf[:size].reshape(want.shape))
+    assert_close(buf[:size].reshape(want.shape), want, rtol=0, scale=0)
+    assert np.isnan(buf[size:]).all(), "im2col2d wrote past the end of its output"
+
+
 @settings(deadline=None, max_examples=40)
 @given(geometries(), st.integers(0, 2**31 - 1))
 def test_sum_pool_kernels_match_their_definition(geo, seed):
@@ -278,6 +296,8 @@ def test_own_parameters_are_read_only_and_new_ones_are_seen():
     imp = pathgeom.from_onnx(model)
     with pytest.raises(ValueError, match="read-only"):
         imp.p[0] = 1.0
+    with pytest.raises(ValueError):
+        imp.p.flags.writeable = True                # not even by asking numpy
     first = imp.gamma2()
     assert imp.gamma2() == first                    # the kept squares
     p = imp.p * 1.5
@@ -324,3 +344,33 @@ def test_gradient_band_route(monkeypatch):
     ref = pathgeom.path_quantities(imp.graph, imp.p)
     assert_close(pq.gamma2, ref.gamma2)
     assert_close(pq.kappa1, ref.kappa1, scale=1e-12 * ref.kappa1.max())
+
+
+def test_infinite_values_in_a_constant_map_stay_infinite():
+    # an intermediate map constant per channel but infinite (a huge first layer on a
+    # constant input): the window-mask contraction would multiply inf by the masks'
+    # zeros (NaN); the result is that of the other routes and of the reference
+    W1 = np.full((1, 1, 1, 1), 1e200)
+    W2 = np.abs(np.random.default_rng(2).normal(size=(2, 1, 3, 3))) + 0.1
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w1"], ["h"], kernel_shape=[1, 1]),
+         helper.make_node("Conv", ["h", "w2"], ["z"], kernel_shape=[3, 3], pads=[1] * 4),
+         helper.make_node("Flatten", ["z"], ["y"])], "inf",
+        [helper.make_tensor_value_info("x", TensorProto.DOUBLE, ["N", 1, 5, 5])],
+        [helper.make_tensor_value_info("y", TensorProto.DOUBLE, ["N", 50])],
+        [numpy_helper.from_array(W1, "w1"), numpy_helper.from_array(W2, "w2")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    X = np.full((1, 1, 5, 5), 1e200)
+    with np.errstate(over="ignore"):
+        want = ReferenceEvaluator(model).run(None, {"x": X})[0]
+        got = pathgeom.from_onnx(model).forward(X)
+    assert np.isposinf(want).all()
+    assert np.isposinf(got).all()
+
+
+def test_non_finite_inputs_are_refused():
+    model = _model(np.random.default_rng(0), 6, 1, [(2, 3, 1, 1, 1, 1, None)], "gap")
+    X = np.ones((2, 1, 6, 6))
+    X[1, 0, 2, 3] = np.nan
+    with pytest.raises(ValueError, match=r"input 'x'\[1, 0, 2, 3\] = nan is not finite"):
+        pathgeom.from_onnx(model).forward(X)

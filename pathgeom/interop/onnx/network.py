@@ -125,7 +125,9 @@ class OnnxNetwork:
     def p(self, value):
         arr = np.array(as_params(value, self.n_params), dtype=np.float64, copy=True)
         arr.flags.writeable = False
-        self._own_p = arr
+        # a view of the read-only copy: numpy refuses to make it writeable again (the
+        # owner of the data could), so the kept powers cannot go stale
+        self._own_p = arr.view()
 
     def __repr__(self):
         return (f"OnnxNetwork(inputs={self.input_names}, outputs={self.output_names}, "
@@ -223,6 +225,10 @@ class OnnxNetwork:
                 raise ValueError(f"input {name!r} has shape {a.shape}; expected "
                                  f"{tuple('B' if s < 0 else s for s in full)} (batch axis "
                                  f"{axis})")
+            if not np.isfinite(a).all():
+                bad = tuple(int(i) for i in np.argwhere(~np.isfinite(a))[0])
+                raise ValueError(f"input {name!r}{list(bad)} = {a[bad]} is not finite; "
+                                 f"inputs must be finite")
             a = np.moveaxis(a, axis, 0)
             if B is not None and a.shape[0] != B:
                 raise ValueError(f"input {name!r} has batch size {a.shape[0]}, not {B}")

@@ -409,6 +409,8 @@ class ConvOp(_Op):
         if xc.shape[1] == 0 or not (xc == xc[:, :1]).all():
             return None
         x = xc[:, 0].copy()
+        if not np.isfinite(x).all():
+            return None         # inf times a 0 of the window masks would make NaNs
         G, M = self.group, self.W.shape[0]
         Wf = self._wf(st).reshape(G, M // G, C // G, -1)
         V = np.einsum("gmck,gc->gmk", Wf, x.reshape(G, C // G)).reshape((M,) + self.win.K)
