@@ -144,31 +144,34 @@ def test_sum_pool_kernels_match_their_definition(geo, seed):
 
 def _model(rng, size, channels, layers, head):
     """``layers``: (c_out, k, stride, pad, dilation, group, pool) per convolution, each
-    followed by a ReLU (and a 3x3/2 MaxPool or AveragePool when ``pool``); ``head``:
+    followed by a ReLU (and a 3x3/2 MaxPool or AveragePool when ``pool``); ``k`` an int
+    or a pair, ``pad`` an int or ONNX's (begin_1, begin_2, end_1, end_2); ``head``:
     "gap" (GlobalAveragePool, Flatten, Gemm) or "flat" (Flatten, Gemm)."""
     nodes, inits = [], []
-    x, c_in, S = "x", channels, size
+    x, c_in, S = "x", channels, (size, size)
     for n, (c_out, k, stride, pad, dil, group, pool) in enumerate(layers):
-        W = rng.normal(size=(c_out, c_in // group, k, k)) * 0.6
+        k = (k, k) if isinstance(k, int) else tuple(k)
+        pad = (pad,) * 4 if isinstance(pad, int) else tuple(pad)
+        W = rng.normal(size=(c_out, c_in // group) + k) * 0.6
         b = rng.normal(size=c_out) * 0.3
         inits += [numpy_helper.from_array(W, f"c{n}.weight"),
                   numpy_helper.from_array(b, f"c{n}.bias")]
         nodes.append(helper.make_node("Conv", [x, f"c{n}.weight", f"c{n}.bias"], [f"z{n}"],
-                                      kernel_shape=[k, k], strides=[stride] * 2,
-                                      pads=[pad] * 4, dilations=[dil] * 2, group=group))
+                                      kernel_shape=list(k), strides=[stride] * 2,
+                                      pads=list(pad), dilations=[dil] * 2, group=group))
         nodes.append(helper.make_node("Relu", [f"z{n}"], [f"h{n}"]))
         x, c_in = f"h{n}", c_out
-        S = (S + 2 * pad - dil * (k - 1) - 1) // stride + 1
+        S = tuple(_out_size(S[a], k[a], stride, pad[a], pad[a + 2], dil) for a in range(2))
         if pool:
             op = "MaxPool" if pool == "max" else "AveragePool"
             nodes.append(helper.make_node(op, [x], [f"p{n}"], kernel_shape=[3, 3],
                                           strides=[2, 2], pads=[1] * 4))
-            x, S = f"p{n}", (S + 2 - 3) // 2 + 1
+            x, S = f"p{n}", tuple(_out_size(s_, 3, 2, 1, 1, 1) for s_ in S)
     if head == "gap":
         nodes.append(helper.make_node("GlobalAveragePool", [x], ["g"]))
         x, width = "g", c_in
     else:
-        width = c_in * S * S
+        width = c_in * S[0] * S[1]
     nodes.append(helper.make_node("Flatten", [x], ["f"], axis=1))
     inits += [numpy_helper.from_array(rng.normal(size=(2, width)) * 0.5, "fc.weight"),
               numpy_helper.from_array(rng.normal(size=2) * 0.3, "fc.bias")]
@@ -184,23 +187,29 @@ def _model(rng, size, channels, layers, head):
 def conv_models(draw):
     size = draw(st.integers(6, 14))
     channels = draw(st.integers(1, 3))
-    layers, S, c_in = [], size, channels
+    layers, S, c_in = [], (size, size), channels
     for _ in range(draw(st.integers(1, 3))):
-        k = draw(st.sampled_from([1, 2, 3]))
+        k = (draw(st.sampled_from([1, 2, 3])), draw(st.sampled_from([1, 2, 3])))
         stride = draw(st.sampled_from([1, 1, 2]))
-        pad = draw(st.integers(0, k - 1))
+        # asymmetric pads, up to beyond the kernel (offsets that read only padding)
+        pad = tuple(draw(st.integers(0, 3)) for _ in range(4))
         dil = draw(st.sampled_from([1, 1, 2]))
         group = draw(st.sampled_from([1, 2])) if c_in % 2 == 0 else 1
         c_out = group * draw(st.integers(1, 3))
-        S_new = (S + 2 * pad - dil * (k - 1) - 1) // stride + 1
-        if S_new < 2:
+        S_new = tuple(_out_size(S[a], k[a], stride, pad[a], pad[a + 2], dil) for a in range(2))
+        if min(S_new) < 2:
             break
-        pool = draw(st.sampled_from([None, None, "max", "avg"])) if S_new >= 3 else None
+        pool = draw(st.sampled_from([None, None, "max", "avg"])) if min(S_new) >= 3 else None
         layers.append((c_out, k, stride, pad, dil, group, pool))
-        S, c_in = (S_new + 2 - 3) // 2 + 1 if pool else S_new, c_out
+        S = tuple(_out_size(s_, 3, 2, 1, 1, 1) for s_ in S_new) if pool else S_new
+        c_in = c_out
     if not layers:
         layers = [(2, 1, 1, 0, 1, 1, None)]
     return size, channels, layers, draw(st.sampled_from(["gap", "flat"]))
+
+
+def _out_size(S, k, stride, lo, hi, dil):
+    return (S + lo + hi - dil * (k - 1) - 1) // stride + 1
 
 
 def _check_against_graph(imp):
@@ -374,3 +383,68 @@ def test_non_finite_inputs_are_refused():
     X[1, 0, 2, 3] = np.nan
     with pytest.raises(ValueError, match=r"input 'x'\[1, 0, 2, 3\] = nan is not finite"):
         pathgeom.from_onnx(model).forward(X)
+
+
+def _chain(weights, size=4):
+    """Conv 1x1 layers of the given scalar weights (one channel), then Flatten."""
+    nodes, inits, x = [], [], "x"
+    for n, w in enumerate(weights):
+        inits.append(numpy_helper.from_array(np.full((1, 1, 1, 1), float(w)), f"w{n}"))
+        nodes.append(helper.make_node("Conv", [x, f"w{n}"], [f"h{n}"], kernel_shape=[1, 1]))
+        x = f"h{n}"
+    nodes.append(helper.make_node("Flatten", [x], ["y"]))
+    graph = helper.make_graph(
+        nodes, "chain",
+        [helper.make_tensor_value_info("x", TensorProto.DOUBLE, ["N", 1, size, size])],
+        [helper.make_tensor_value_info("y", TensorProto.DOUBLE, ["N", size * size])], inits)
+    return pathgeom.from_onnx(helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", 17)]))
+
+
+@pytest.mark.parametrize("weights, want_gamma2", [
+    ((1e-160, 1e-150), "below"),                # squares below the range: gamma2 1.6e-619
+    ((1e-100, 1e-100, 1e100), 16 * 1e-200),     # an intermediate product below it
+    ((0.0, 1e160, 1e160), 0.0),                 # squares beyond it, on zero-weight paths
+])
+def test_out_of_range_factors_get_the_edge_list_engines_answer(weights, want_gamma2):
+    # the dense float64 passes would give 0 (or inf, nan) here; the import hands the
+    # question to the edge-list engine, which reruns on scaled values
+    net = _chain(weights)
+    if want_gamma2 == "below":
+        # not representable: whatever the edge-list engine answers (its scaled rerun
+        # gives 0 and kappa1 = (1.6e-299, 1.6e-319), the last one subnormal)
+        ref = pathgeom.path_quantities(net.graph, net.p)
+        pq = net.path_quantities()
+        assert pq.gamma2 == ref.gamma2 and net.gamma2() == ref.gamma2
+        assert_close(pq.kappa1, ref.kappa1, rtol=0, scale=0)
+        assert ref.kappa1[1] > 0                          # the dense pass alone gives 0
+        return
+    assert_close(net.gamma2(), want_gamma2)
+    assert_close(net.gamma2(), pathgeom.gamma2(net.graph, net.p))
+    assert_close(net.path_norm(q=2), np.sqrt(want_gamma2))
+    assert_close(net.path_norm(q=1), pathgeom.path_norm(net.graph, net.p, q=1))
+    if want_gamma2 == 0.0:
+        # d gamma2 / d w0^2 = w1^2 w2^2 = 1e640 per path: kappa1 itself overflows
+        with pytest.raises(pathgeom.PathOverflowError, match="kappa1"):
+            pathgeom.path_quantities(net.graph, net.p)
+        with pytest.raises(pathgeom.PathOverflowError, match="kappa1"):
+            net.path_quantities()
+        return
+    ref = pathgeom.path_quantities(net.graph, net.p)
+    pq = net.path_quantities()
+    assert_close(pq.gamma2, ref.gamma2)
+    assert_close(pq.kappa1, ref.kappa1)
+
+
+def test_out_of_range_on_a_model_too_large_for_the_edge_list(monkeypatch):
+    net = _chain((1e-100, 1e-100, 1e100))
+    monkeypatch.setattr(twin, "MAX_GRAPH_EDGES", 1)
+    with pytest.raises(pathgeom.PathUnderflowError, match="too large for the edge-list"):
+        net.path_quantities()
+    with pytest.raises(pathgeom.PathUnderflowError, match="below the float64 range"):
+        net.gamma2()
+    big = _chain((1e200, 1e200))
+    with pytest.raises(pathgeom.PathOverflowError, match="overflows float64"):
+        big.path_norm(q=2)
+    # in range: the dense passes answer, no edge list needed
+    assert_close(_chain((2.0, 3.0)).gamma2(), 16 * 36.0)

@@ -7,7 +7,7 @@ import threading
 import numpy as np
 
 from ... import geometry
-from ..._errors import PathOverflowError
+from ..._errors import PathOverflowError, PathUnderflowError
 from ..._validation import _as_float_array, as_params
 from . import twin
 
@@ -272,6 +272,9 @@ class OnnxNetwork:
             yield {}
 
     def _power_forward(self, p, q, work):
+        """The power network's forward pass: ``(state, total)``.  Raises :class:`_Range`
+        when float64 cannot be trusted for it: a non-zero weight whose ``|w|^q`` is
+        below the normal range, or a total beyond it."""
         prog = self._program
         w = work.get("w")
         # the powers of the model's own (read-only) parameters are kept from the last pass
@@ -282,23 +285,55 @@ class OnnxNetwork:
             own = False
         if not own:
             work["w_of"] = None
-            with np.errstate(over="ignore", invalid="ignore"):
+            with np.errstate(over="ignore", invalid="ignore", under="ignore"):
                 if q == 2.0:
                     np.square(p, out=w[:-1])
                 else:
                     np.power(np.abs(p), q, out=w[:-1])
             w[-1] = 0.0          # (an infinite |w|^q shows up in the total, checked below)
+            work["w_low"] = _least_positive(w[:-1])
+            work["w_lost"] = bool(work["w_low"] < _TINY and
+                                  ((w[:-1] < _TINY) & (p != 0)).any())
             if p is self._own_p:
                 work["w_of"] = (p, q)     # the array itself: no id reused by another
+        if work["w_lost"]:
+            raise _Range(PathUnderflowError, f"a non-zero weight's |w|^{q:g} is below the "
+                                             f"float64 range")
         rows = np.ones((1, prog.input_ids.size))
-        with np.errstate(over="ignore", invalid="ignore"):
+        with np.errstate(over="ignore", invalid="ignore", under="ignore"):
             st = twin.dense_forward(prog.ops, prog.n_nodes, prog.input_ids, rows, w, q, work)
             total = float(st.H[0, prog.output_ids].sum())
         if not math.isfinite(total):
-            raise PathOverflowError(
-                f"the sum over paths of prod |w|^{q:g} overflows float64 (the power "
-                f"network's outputs exceed the float64 range); scale the weights down")
+            raise _Range(PathOverflowError,
+                         f"the sum over paths of prod |w|^{q:g} overflows float64 (the power "
+                         f"network's outputs exceed the float64 range)")
         return st, total
+
+    def _products_underflow(self, work, H, delta=None):
+        """Whether a product of the passes may have fallen below the normal float64 range:
+        every product is of a positive power ``|w|^q`` and a positive node value (or
+        ``delta``), or of a node value and a ``delta`` (kappa1); when the least positive
+        factors' products stay in range, none did."""
+        w_low = work["w_low"]
+        h_low = _least_positive(H)
+        if not (h_low >= _TINY and w_low * h_low >= _TINY):
+            return True
+        if delta is None:
+            return False
+        d_low = _least_positive(delta)
+        return not (d_low >= _TINY and w_low * d_low >= _TINY and h_low * d_low >= _TINY)
+
+    def _careful(self, exc, compute_on_graph, q):
+        """The answer when the dense float64 passes cannot be trusted (``exc``, a
+        :class:`_Range`): the edge-list engine's, which reruns on scaled values, when the
+        model's edge list can be built; else the typed error."""
+        if self.n_edges_bound <= twin.MAX_GRAPH_EDGES:
+            return compute_on_graph(self.graph)
+        raise exc.error(
+            f"{exc.message}, and the model is too large for the edge-list engine (up to "
+            f"{self.n_edges_bound:,} edges), which would rerun on scaled values; scale the "
+            f"weights by a factor c (each path's product scales by c**(q * its length)) "
+            f"or export the model at a smaller input size") from None
 
     def path_norm(self, p=None, q=2):
         r"""The :math:`L^q` path norm :math:`(\sum_{\text{paths}} \prod_e |w_e|^q)^{1/q}`.
@@ -313,8 +348,14 @@ class OnnxNetwork:
         p = self._p(p)
         if not self.dense:
             return float(geometry.path_norm(self.graph, p, q))
-        with self._workspace() as work:
-            _, total = self._power_forward(p, q, work)
+        try:
+            with self._workspace() as work:
+                st, total = self._power_forward(p, q, work)
+                if self._products_underflow(work, st.H):
+                    raise _Range(PathUnderflowError, f"a product of the power network "
+                                 f"(|w|^{q:g}) may have fallen below the float64 range")
+        except _Range as exc:
+            return self._careful(exc, lambda g: float(geometry.path_norm(g, p, q)), q)
         return total ** (1.0 / q)
 
     def path_quantities(self, p=None, with_kappa2=True):
@@ -339,17 +380,26 @@ class OnnxNetwork:
         if not self.dense:
             return geometry.path_quantities(self.graph, p, with_kappa2)
         prog = self._program
-        with self._workspace() as work:
-            st, gamma2 = self._power_forward(p, 2.0, work)
-            with np.errstate(over="ignore", invalid="ignore"):
-                delta, kappa1 = twin.dense_backward(prog.ops, st, prog.output_ids,
-                                                    prog.n_params)
-                # every entry of the squared network is >= 0, so each kappa1_i, a sum of at
-                # most n_edges products h_u delta_v, is at most n_edges max(h) max(delta):
-                # when that is finite, no entry needs checking (NaN fails the comparison)
-                bound = float(self._edge_bound()) * float(st.H.max()) * float(delta.max())
-        if not bound < _FINITE_BOUND and not _all_finite(kappa1):
-            raise PathOverflowError("kappa1 overflows float64; scale the weights down")
+        try:
+            with self._workspace() as work:
+                st, gamma2 = self._power_forward(p, 2.0, work)
+                with np.errstate(over="ignore", invalid="ignore", under="ignore"):
+                    delta, kappa1 = twin.dense_backward(prog.ops, st, prog.output_ids,
+                                                        prog.n_params)
+                    # every entry of the squared network is >= 0, so each kappa1_i, a sum
+                    # of at most n_edges products h_u delta_v, is at most n_edges max(h)
+                    # max(delta): when that is finite, no entry needs checking (NaN fails
+                    # the comparison)
+                    bound = float(self._edge_bound()) * float(st.H.max()) * \
+                        float(delta.max())
+                if not bound < _FINITE_BOUND and not _all_finite(kappa1):
+                    raise _Range(PathOverflowError, "kappa1 overflows float64")
+                if self._products_underflow(work, st.H, delta):
+                    raise _Range(PathUnderflowError, "a product of the squared network may "
+                                 "have fallen below the float64 range")
+        except _Range as exc:
+            return self._careful(
+                exc, lambda g: geometry.path_quantities(g, p, with_kappa2), 2.0)
         kappa1.flags.writeable = False
         if not with_kappa2:
             return geometry.PathQuantities(gamma2, kappa1, None, None)
@@ -368,8 +418,15 @@ class OnnxNetwork:
         p = self._p(p)
         if not self.dense:
             return geometry.gamma2(self.graph, p)
-        with self._workspace() as work:
-            return self._power_forward(p, 2.0, work)[1]
+        try:
+            with self._workspace() as work:
+                st, total = self._power_forward(p, 2.0, work)
+                if self._products_underflow(work, st.H):
+                    raise _Range(PathUnderflowError, "a product of the squared network may "
+                                 "have fallen below the float64 range")
+        except _Range as exc:
+            return self._careful(exc, lambda g: float(geometry.gamma2(g, p)), 2.0)
+        return total
 
     def kappa(self, p=None):
         r"""The exact :math:`\kappa = \kappa^{(1)} + \kappa^{(2)}` at ``p`` (default :attr:`p`)."""
@@ -402,6 +459,26 @@ class OnnxNetwork:
 
 #: Below this, a sum bound of kappa1 proves every entry finite (float64 max is 1.8e308).
 _FINITE_BOUND = 1e300
+_TINY = np.finfo(np.float64).tiny
+
+
+class _Range(Exception):
+    """The dense float64 passes cannot be trusted: ``error`` (the typed error to raise if
+    no exact rerun is possible) and ``message``."""
+
+    def __init__(self, error, message):
+        super().__init__(message)
+        self.error = error
+        self.message = message
+
+
+def _least_positive(a):
+    """The least positive entry of ``a`` (>= 0 entries; inf when there is none): one
+    reduction when ``a`` has no zero, two otherwise."""
+    low = a.min(initial=np.inf)
+    if low > 0 or np.isnan(low):
+        return float(low)
+    return float(a.min(where=a > 0, initial=np.inf))
 
 
 def _all_finite(a):

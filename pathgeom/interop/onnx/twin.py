@@ -411,15 +411,15 @@ class ConvOp(_Op):
         x = xc[:, 0].copy()
         if not np.isfinite(x).all():
             return None         # inf times a 0 of the window masks would make NaNs
-        G, M = self.group, self.W.shape[0]
-        Wf = self._wf(st).reshape(G, M // G, C // G, -1)
-        V = np.einsum("gmck,gc->gmk", Wf, x.reshape(G, C // G)).reshape((M,) + self.win.K)
+        g, M = self.group, self.W.shape[0]
+        Wf = self._wf(st).reshape(g, M // g, C // g, -1)
+        V = np.einsum("gmck,gc->gmk", Wf, x.reshape(g, C // g)).reshape((M,) + self.win.K)
         Y = _along_axes(V, self._masks()[0])
         return Y.reshape(M, -1), x
 
     def _band(self, box):
         """The output positions whose windows leave the constant box (the border band):
-        ``(flat index, runs (o1, o2_start, o2_stop), interior box, n_interior)``, or None
+        ``(flat index, runs (o1, o2_start, o2_stop), interior box)``, or None
         when the interior is too small."""
         cache = self.__dict__.setdefault("_band_cache", {})
         if box in cache:
@@ -447,7 +447,7 @@ class ConvOp(_Op):
                 else:
                     seg.append((o1, 0, w.out_shape[1]))
             seg = np.array([t for t in seg if t[2] > t[1]], dtype=np.int64).reshape(-1, 3)
-            band = (np.flatnonzero(~mask.ravel()), seg, interior, n_int)
+            band = (np.flatnonzero(~mask.ravel()), seg, interior)
         if len(cache) < 8:
             cache[box] = band
         return band
@@ -464,7 +464,7 @@ class ConvOp(_Op):
         band = self._band(box)
         if band is None:
             return False
-        idx, seg, interior, n_int = band
+        idx, seg, interior = band
         w = self.win
         M = self.W.shape[0]
         Wf = self._wf(st)[0]
@@ -483,7 +483,7 @@ class ConvOp(_Op):
         Y[:, idx] = yb[:, :nb]
         if self.y.sl is None:
             self.y.put(st.H, Y[None])
-        st.cache[(id(self), "band")] = (idx, interior, n_int, cols)
+        st.cache[(id(self), "band")] = (idx, interior, cols)
         return True
 
     def forward(self, st):
@@ -538,7 +538,7 @@ class ConvOp(_Op):
         return band, box, Dext
 
     def _put_grad(self, G, gw):
-        M = self.W.shape[0]
+        """Write (an exclusive slice) or add the weight gradient ``gw`` into ``G``."""
         if self.exclusive and self.Wi.sl is not None:
             G[self.Wi.sl] = gw.reshape(-1)
         else:
@@ -562,7 +562,7 @@ class ConvOp(_Op):
         elif (id(self), "band") in st.cache:
             # dW = dY[:, band] cols_band^T + (sum of dY over the interior) c_interior^T,
             # one product with the extra column
-            idx, interior, n_int, cols = st.cache[(id(self), "band")]
+            idx, interior, cols = st.cache[(id(self), "band")]
             D0 = Dy[0]
             nb = idx.size
             Dext = st.buf((id(self), "dy_band"), (M, nb + 1))
@@ -650,7 +650,6 @@ class ConvOp(_Op):
             self.x.add(D, self.win.scatter(dcols.transpose(perm), 1, C, st, id(self)))
 
 
-
 #: A convolution of one sample takes the border-band route (see
 #: :meth:`ConvOp._band_forward`) when at least this share of its outputs is interior.
 BAND_MIN_INTERIOR = 0.1
@@ -685,8 +684,13 @@ def _constant_rows(Dy, first):
 
 
 def _along_axes(A, mats):
-    """``out[r, o_1, ..., o_n] = sum_k A[r, k_1, ..., k_n] prod_a mats[a][k_a, o_a]``: one
-    product per axis, last axis first (``A`` has shape (R, K_1, ..., K_n))."""
+    r"""One product per axis, last axis first: for ``A`` of shape (R, K_1, ..., K_n),
+
+    .. math::
+
+        \text{out}[r, o_1, \dots, o_n] = \sum_k A[r, k_1, \dots, k_n]
+        \prod_a \text{mats}[a][k_a, o_a].
+    """
     for m in reversed(mats):
         A = np.moveaxis(A @ m, -1, 1)
     return A
@@ -860,7 +864,8 @@ class PoolOp(_Op):
         if self.kind == "max" and st.power is None:
             Y = self.win.view(self.win.pad(X, -np.inf, st, id(self))).max(axis=axes)
         elif self.y.sl is not None and X.shape[0] == 1 and self.win.nsp == 2:
-            # the power network, one sample: each window summed by the compiled kernel
+            # one sample of the power network, or of a real average pool: each window
+            # summed by the compiled kernel (then weighted)
             w = self.win
             Y = self.y.take(st.H)[0]
             _conv_kernels.sum_pool2d(np.ascontiguousarray(X[0]), *w.K, *w.strides, *w.dil,
