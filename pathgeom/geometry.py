@@ -392,7 +392,9 @@ def _outside(g):
 def _only_structural_zeros(x, n_zero):
     """Whether the entries below the normal range are just the ``n_zero`` that the
     structure makes exactly 0 (so none that a non-zero path makes positive underflowed)."""
-    return x.min(initial=1.0) >= _TINY or np.count_nonzero(x < _TINY) == n_zero
+    if n_zero == 0:
+        return x.min(initial=1.0) >= _TINY
+    return np.count_nonzero(x < _TINY) == n_zero
 
 
 def _lost_to_underflow(g, w, h, delta=None, k1=None):
