@@ -358,7 +358,12 @@ _ONNX_OWN_WEIGHTS = ("an ONNX model is read with its own weights (its initialize
 
 
 def _refuse_weight_scale(args):
-    """``--weight-scale`` with an ONNX model: an error (it would be silently ignored)."""
+    """``--weight-scale`` with an ONNX model or with ``--params``: an error (it would be
+    silently ignored)."""
+    if getattr(args, "weight_scale", None) is not None and getattr(args, "params", None):
+        raise ValueError(f"--weight-scale {args.weight_scale:g} draws random weights p ~ "
+                         f"U(-S, S), but --params {args.params} gives the weights; drop "
+                         f"one of the two")
     if _is_onnx(args) and getattr(args, "weight_scale", None) is not None:
         raise ValueError(f"--weight-scale {args.weight_scale:g} draws random weights p ~ "
                          f"U(-S, S), but {_ONNX_OWN_WEIGHTS}; drop --weight-scale, or pass "

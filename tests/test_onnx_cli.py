@@ -140,6 +140,17 @@ def test_overflow_advice_on_an_onnx_model(command, tmp_path):
     assert status == 0 and err == ""
 
 
+@pytest.mark.parametrize("command", ["pathnorm", "lemma1", "invariance"])
+def test_weight_scale_with_params_is_refused(command, tmp_path):
+    # both flags give the weights: the one that would be silently ignored is an error
+    np.save(tmp_path / "p.npy", np.ones(pathgeom.mlp([1, 3, 2, 1]).n_params))
+    status, out, err = run_cli(command, "--net", "mlp", "--params", tmp_path / "p.npy",
+                               "--weight-scale", "2")
+    assert status == 2 and out == ""
+    for w in (f"pathgeom {command}: error: --weight-scale 2", "--params", "drop one"):
+        assert w in err, err
+
+
 def test_weight_scale_still_drives_builtin_networks():
     s2 = json.loads(run_cli("pathnorm", "--net", "mlp", "--q", "1", "--json",
                             "--weight-scale", "2")[1])
