@@ -9,6 +9,7 @@ import numpy as np
 from hypothesis import strategies as st
 
 import pathgeom
+from pathgeom.constructors.cnn import Conv1d, Conv2d, Dense
 
 
 @st.composite
@@ -96,3 +97,32 @@ def general_graphs(draw, **kwargs):
     edges, inputs, outputs, n_params, kinds = draw(general_edge_lists(**kwargs))
     return pathgeom.SharedGraph.from_edges(edges, inputs, outputs, n_params=n_params,
                                            node_kinds=kinds)
+
+
+def conv_out(n, k, s, pad):
+    """Output length of a convolution along one axis."""
+    return (n + 2 * pad - k) // s + 1
+
+
+@st.composite
+def cnn_architectures(draw, max_conv=2, max_dense=1, max_size=6):
+    """Arguments of :func:`pathgeom.cnn`: ``(input_shape, layers, n_out, bias)``, 1-D or
+    2-D, strides (also larger than the kernel: positions that feed nothing), padding, then
+    dense layers."""
+    nd = draw(st.sampled_from([1, 2]))
+    shape = (draw(st.integers(1, 2)),) + tuple(draw(st.integers(1, max_size)) for _ in range(nd))
+    layers, cur = [], shape[1:]
+    n_conv = draw(st.sampled_from([0] + list(range(1, max_conv + 1)) * 2))  # mostly some
+    for _ in range(n_conv):
+        kernel = tuple(draw(st.integers(1, min(3, n))) for n in cur)   # fits without padding
+        stride = tuple(draw(st.integers(1, 3)) for _ in range(nd))
+        padding = tuple(draw(st.integers(0, k - 1)) for k in kernel)
+        out = tuple(conv_out(n, k, s, p) for n, k, s, p in zip(cur, kernel, stride, padding))
+        c = draw(st.integers(1, 3))
+        layers.append(Conv1d(c, kernel[0], stride[0], padding[0]) if nd == 1
+                      else Conv2d(c, kernel, stride, padding))
+        cur = out
+    layers += [Dense(draw(st.integers(1, 3))) for _ in range(draw(st.integers(0, max_dense)))]
+    if not layers:
+        layers.append(Dense(2))
+    return shape, layers, draw(st.integers(1, 3)), draw(st.booleans())

@@ -14,13 +14,10 @@ from pathgeom import reference
 from pathgeom.constructors.cnn import CNN, Conv1d, Conv2d, Dense, cnn
 
 from helpers import as_floats, assert_close
+from strategies import cnn_architectures as architectures, conv_out
 
 
 # --------------------------------------------------------------------------- slow, obvious twins
-
-
-def conv_out(n, k, s, pad):
-    return (n + 2 * pad - k) // s + 1
 
 
 def spec(layer):
@@ -101,28 +98,6 @@ def naive_correlate(A, W, stride, padding):
 
 
 # --------------------------------------------------------------------------- architectures
-
-
-@st.composite
-def architectures(draw, max_conv=2, max_dense=1, max_size=6):
-    """``(input_shape, layers, n_out, bias)``: 1-D or 2-D, strides, padding, dense layers."""
-    nd = draw(st.sampled_from([1, 2]))
-    shape = (draw(st.integers(1, 2)),) + tuple(draw(st.integers(1, max_size)) for _ in range(nd))
-    layers, cur = [], shape[1:]
-    n_conv = draw(st.sampled_from([0] + list(range(1, max_conv + 1)) * 2))  # mostly some
-    for _ in range(n_conv):
-        kernel = tuple(draw(st.integers(1, min(3, n))) for n in cur)   # fits without padding
-        stride = tuple(draw(st.integers(1, 3)) for _ in range(nd))
-        padding = tuple(draw(st.integers(0, k - 1)) for k in kernel)
-        out = tuple(conv_out(n, k, s, p) for n, k, s, p in zip(cur, kernel, stride, padding))
-        c = draw(st.integers(1, 3))
-        layers.append(Conv1d(c, kernel[0], stride[0], padding[0]) if nd == 1
-                      else Conv2d(c, kernel, stride, padding))
-        cur = out
-    layers += [Dense(draw(st.integers(1, 3))) for _ in range(draw(st.integers(0, max_dense)))]
-    if not layers:
-        layers.append(Dense(2))
-    return shape, layers, draw(st.integers(1, 3)), draw(st.booleans())
 
 
 def problem(arch, seed, batch=3):

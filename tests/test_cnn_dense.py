@@ -20,33 +20,9 @@ from pathgeom.constructors.cnn import Conv1d, Conv2d, Dense, cnn
 from pathgeom.constructors.mlp import mlp
 
 from helpers import as_floats, assert_close
+from strategies import cnn_architectures
 
 QS = (1, 2, 3.5)
-
-
-def conv_out(n, k, s, pad):
-    return (n + 2 * pad - k) // s + 1
-
-
-@st.composite
-def architectures(draw, max_conv=2, max_dense=1, max_size=7):
-    """``(input_shape, layers, n_out, bias)``: Conv1d or Conv2d with strides (also larger
-    than the kernel, so that some positions feed nothing) and padding, then dense layers."""
-    nd = draw(st.sampled_from([1, 2]))
-    shape = (draw(st.integers(1, 2)),) + tuple(draw(st.integers(1, max_size)) for _ in range(nd))
-    layers, cur = [], shape[1:]
-    for _ in range(draw(st.integers(0, max_conv))):
-        kernel = tuple(draw(st.integers(1, min(3, n))) for n in cur)
-        stride = tuple(draw(st.integers(1, 3)) for _ in range(nd))
-        padding = tuple(draw(st.integers(0, k - 1)) for k in kernel)
-        cur = tuple(conv_out(n, k, s, p) for n, k, s, p in zip(cur, kernel, stride, padding))
-        c = draw(st.integers(1, 3))
-        layers.append(Conv1d(c, kernel[0], stride[0], padding[0]) if nd == 1
-                      else Conv2d(c, kernel, stride, padding))
-    layers += [Dense(draw(st.integers(1, 3))) for _ in range(draw(st.integers(0, max_dense)))]
-    if not layers:
-        layers.append(Dense(2))
-    return shape, layers, draw(st.integers(1, 3)), draw(st.booleans())
 
 
 def random_params(net, seed, zeros):
@@ -127,7 +103,8 @@ class TestLazyGraph:
 
 
 class TestAgainstTheGraphEngine:
-    @given(arch=architectures(), seed=st.integers(0, 2 ** 32 - 1), zeros=st.booleans())
+    @given(arch=cnn_architectures(max_size=7), seed=st.integers(0, 2 ** 32 - 1),
+           zeros=st.booleans())
     def test_path_quantities(self, arch, seed, zeros):
         net = cnn(*arch)
         p = random_params(net, seed, zeros)
@@ -145,7 +122,8 @@ class TestAgainstTheGraphEngine:
         assert_close(pathgeom.kappa(net, p), r.kappa, 0.0)
         assert net._graph is None
 
-    @given(arch=architectures(), seed=st.integers(0, 2 ** 32 - 1), zeros=st.booleans())
+    @given(arch=cnn_architectures(max_size=7), seed=st.integers(0, 2 ** 32 - 1),
+           zeros=st.booleans())
     def test_path_norms(self, arch, seed, zeros):
         net = cnn(*arch)
         p = random_params(net, seed, zeros)
